@@ -1,0 +1,493 @@
+"""The controller's pure core: state + one message in, events and commands out.
+
+``ControllerCore.handle(message)`` is the only way experiment state changes. It reads no
+clock and does no I/O: every event it derives copies the time stamp of the message that
+caused it, and randomness lives in the seeded searcher. The driver (``_driver.py``) feeds it
+messages and carries out its commands; tests feed it messages directly, without Ray.
+
+Messages in are public events observed by the driver (``ExperimentStarted``,
+``TrialStarted``, ``CheckpointSaved``, ``ActorFreed``) and two private observations that
+need a decision first (:class:`TrainReturned`, :class:`RunnerFailed`). Events out are what
+the journal records and users see; every event is applied to the state by
+:meth:`ControllerCore._apply`, the same function a journal replay uses.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from atune._flatten import flatten_dict
+from atune._trial import ERROR, PENDING, RUNNING, TERMINATED, CheckpointRecord, Trial
+from atune.events import (
+    ActorFreed,
+    CheckpointSaved,
+    Event,
+    ExperimentFinished,
+    ExperimentStarted,
+    ResultReported,
+    TrialCompleted,
+    TrialCreated,
+    TrialErrored,
+    TrialStarted,
+)
+from atune.execution._host import ErrorInfo, TrainBudget, TrainOutcome
+from atune.execution.placement_groups import PlacementGroupFactory
+from atune.schedulers import FIFOScheduler, TrialScheduler
+from atune.search import FINISHED, SearchAlgorithm
+from atune.stopper import DictStopper, Stopper
+
+__all__ = [
+    "ControllerCore",
+    "CorePolicy",
+    "Launch",
+    "Release",
+    "RunnerFailed",
+    "Save",
+    "Train",
+    "TrainReturned",
+]
+
+_BATCH_RESULTS = 256
+_BATCH_SECONDS = 0.25
+_UNSAFE_CHARS = re.compile(r"[^\w.=,+-]")
+_CHECKPOINT_NAME = re.compile(r"checkpoint_(\d+)$")
+
+
+# --------------------------------------------------------------------------- messages
+class TrainReturned(msgspec.Struct, frozen=True, kw_only=True):
+    """A runner's ``train()`` returned (results, then how it ended)."""
+
+    ts: float
+    trial_id: str
+    outcome: TrainOutcome
+
+
+class RunnerFailed(msgspec.Struct, frozen=True, kw_only=True):
+    """Starting, training or saving a trial failed (user error or lost worker)."""
+
+    ts: float
+    trial_id: str
+    error: ErrorInfo
+    retryable: bool = True
+
+
+class StopAll(msgspec.Struct, frozen=True, kw_only=True):
+    """End every live trial now (time budget, cancellation)."""
+
+    ts: float
+    reason: Literal["time_budget", "cancelled"]
+
+
+Message = Event | TrainReturned | RunnerFailed | StopAll
+
+
+# --------------------------------------------------------------------------- commands
+class Launch(msgspec.Struct, frozen=True, kw_only=True):
+    """Acquire resources, start (or reuse) a runner, restore ``checkpoint`` if set."""
+
+    trial_id: str
+    checkpoint: str | None = None
+
+
+class Train(msgspec.Struct, frozen=True, kw_only=True):
+    """Run the trial within ``budget``."""
+
+    trial_id: str
+    budget: TrainBudget
+
+
+class Save(msgspec.Struct, frozen=True, kw_only=True):
+    """Commit checkpoint number ``index`` of a class trainable."""
+
+    trial_id: str
+    index: int
+
+
+class Release(msgspec.Struct, frozen=True, kw_only=True):
+    """Let go of the trial's runner: stop, cache for reuse, or kill it; free its lease."""
+
+    trial_id: str
+    kill: bool = False
+
+
+class Finish(msgspec.Struct, frozen=True, kw_only=True):
+    """The experiment is over."""
+
+
+Command = Launch | Train | Save | Release | Finish
+
+
+@dataclass(frozen=True)
+class CorePolicy:
+    """Everything the core needs to decide, fixed at the start of ``fit()``."""
+
+    experiment_path: str
+    trainable_name: str
+    is_function: bool
+    resources_for: Callable[[dict[str, Any]], PlacementGroupFactory]
+    max_live_trials: int
+    max_failures: int = 0
+    fail_fast: bool | str = False
+    checkpoint_frequency: int = 0
+    checkpoint_at_end: bool = False
+    uid: str = "00000"
+    trial_name_creator: Callable[[Trial], str] | None = None
+    trial_dirname_creator: Callable[[Trial], str] | None = None
+
+
+class ControllerCore:
+    """Owns the experiment's state; see the module docstring."""
+
+    def __init__(
+        self,
+        policy: CorePolicy,
+        search: SearchAlgorithm,
+        *,
+        scheduler: TrialScheduler | None = None,
+        stopper: Stopper | None = None,
+    ) -> None:
+        self.policy = policy
+        self.search = search
+        self.scheduler = scheduler or FIFOScheduler()
+        self.stopper = stopper
+        self.trials: dict[str, Trial] = {}
+        self.search_finished = False
+        self.finished = False
+        self.fatal_error: ErrorInfo | None = None
+        self._counter = 0
+        self._events: list[Event] = []
+        self._commands: list[Command] = []
+        self._batching = (
+            self.scheduler.supports_buffered_results
+            and not search.needs_intermediate_results
+            and (stopper is None or isinstance(stopper, DictStopper))
+        )
+
+    # ------------------------------------------------------------------ public API
+    def get_trials(self) -> list[Trial]:
+        """All trials, in creation order (for schedulers and callbacks)."""
+        return list(self.trials.values())
+
+    def handle(self, message: Message) -> tuple[list[Event], list[Command]]:
+        """Process one message; return the events it produced and the commands to run."""
+        self._events, self._commands = [], []
+        if isinstance(message, ExperimentStarted):
+            self._emit(message)
+            self._fill(message.ts)
+        elif isinstance(message, TrialStarted):
+            self._on_started(message)
+        elif isinstance(message, TrainReturned):
+            self._on_train_returned(message)
+        elif isinstance(message, CheckpointSaved):
+            self._on_checkpoint(message)
+        elif isinstance(message, RunnerFailed):
+            self._on_failure(message.ts, self.trials[message.trial_id], message.error, message.retryable)
+        elif isinstance(message, ActorFreed):
+            self._emit(message)
+            self._fill(message.ts)
+        elif isinstance(message, StopAll):
+            self._stop_all(message.ts, message.reason)
+        else:  # pragma: no cover - other events are only produced here
+            raise TypeError(f"unexpected message {message!r}")
+        self._maybe_finish(getattr(message, "ts", 0.0))
+        return self._events, self._commands
+
+    # --------------------------------------------------------------- state changes
+    def _emit(self, event: Event) -> None:
+        self._apply(event)
+        self._events.append(event)
+
+    def _apply(self, event: Event) -> None:
+        """Apply one event to the state (live runs and journal replay alike)."""
+        if isinstance(event, TrialCreated):
+            trial = Trial(
+                trial_id=event.trial_id,
+                trial_name=event.trial_name,
+                dirname=event.dirname,
+                config=event.config,
+                experiment_tag=event.experiment_tag,
+                resources=PlacementGroupFactory(event.resources, strategy=event.strategy),
+                experiment_path=self.policy.experiment_path,
+                index=len(self.trials),
+            )
+            self.trials[trial.trial_id] = trial
+            return
+        if isinstance(event, (ExperimentStarted, ExperimentFinished)):
+            return
+        trial = self.trials[event.trial_id]
+        if isinstance(event, TrialStarted):
+            trial.status = RUNNING
+            trial.attempt = event.attempt
+            trial.runner_alive = True
+        elif isinstance(event, ResultReported):
+            trial.last_result = event.result
+            trial.num_results += 1
+        elif isinstance(event, CheckpointSaved):
+            trial.checkpoints.append(
+                CheckpointRecord(event.dir_name, event.training_iteration, event.metrics)
+            )
+            match = _CHECKPOINT_NAME.search(event.dir_name)
+            if match:
+                trial.next_checkpoint_index = max(
+                    trial.next_checkpoint_index, int(match.group(1)) + 1
+                )
+        elif isinstance(event, TrialCompleted):
+            trial.status = TERMINATED
+            trial.end_reason = event.reason
+            if trial.last_result:
+                trial.last_result = {**trial.last_result, "done": True}
+        elif isinstance(event, TrialErrored):
+            trial.num_failures += 1
+            if event.will_retry:
+                trial.status = PENDING
+                trial.attempt = event.attempt + 1
+            else:
+                trial.status = ERROR
+                trial.error = ErrorInfo(
+                    type_name=event.error_type, message=event.message, traceback=event.traceback
+                )
+        elif isinstance(event, ActorFreed):
+            trial.runner_alive = False
+
+    # --------------------------------------------------------------------- handlers
+    def _fill(self, ts: float) -> None:
+        """Create trials while there is room and the search has more."""
+        while not self.search_finished:
+            live = sum(1 for t in self.trials.values() if not t.is_finished)
+            if live >= self.policy.max_live_trials:
+                return
+            trial_id = f"{self.policy.uid}_{self._counter:05d}"
+            suggestion = self.search.next_trial(trial_id)
+            if suggestion is FINISHED or suggestion == FINISHED:
+                self.search_finished = True
+                return
+            if suggestion is None:
+                return
+            self._counter += 1
+            config = suggestion.config  # type: ignore[union-attr]
+            tag = suggestion.experiment_tag  # type: ignore[union-attr]
+            resources = self.policy.resources_for(config)
+            name, dirname = self._names(trial_id, config, tag, resources)
+            self._emit(
+                TrialCreated(
+                    ts=ts,
+                    trial_id=trial_id,
+                    trial_name=name,
+                    dirname=dirname,
+                    config=config,
+                    experiment_tag=tag,
+                    resources=resources.bundles,
+                    strategy=resources.strategy,
+                )
+            )
+            trial = self.trials[trial_id]
+            trial.busy = True
+            self.scheduler.on_trial_add(self, trial)
+            self._commands.append(Launch(trial_id=trial_id))
+
+    def _names(
+        self, trial_id: str, config: dict[str, Any], tag: str, resources: PlacementGroupFactory
+    ) -> tuple[str, str]:
+        name = f"{self.policy.trainable_name}_{trial_id}"
+        probe = Trial(trial_id, name, "", config, tag, resources, self.policy.experiment_path)
+        if self.policy.trial_name_creator is not None:
+            name = str(self.policy.trial_name_creator(probe))
+            probe.trial_name = name
+        if self.policy.trial_dirname_creator is not None:
+            dirname = str(self.policy.trial_dirname_creator(probe))
+        else:
+            # Short, bounded names: Ray Tune's embed every parameter and overflow path limits.
+            dirname = f"{name}_{tag}"[:100]
+        return name, _UNSAFE_CHARS.sub("_", dirname).strip("._") or trial_id
+
+    def _on_started(self, event: TrialStarted) -> None:
+        self._emit(event)
+        trial = self.trials[event.trial_id]
+        trial.busy = False
+        trial.started = True
+        self._next_step(event.ts, trial)
+
+    def _on_train_returned(self, message: TrainReturned) -> None:
+        trial = self.trials[message.trial_id]
+        trial.busy = False
+        outcome = message.outcome
+        for result in outcome.results:
+            self._on_result(message.ts, trial, result)
+            if trial.stop_reason is not None:
+                break
+        if trial.is_finished:
+            return
+        if outcome.error is not None and trial.stop_reason is None:
+            self._on_failure(message.ts, trial, outcome.error, True)
+        elif outcome.returned and trial.stop_reason is None:
+            self._complete(message.ts, trial, "returned")
+        else:
+            self._next_step(message.ts, trial)
+
+    def _on_result(self, ts: float, trial: Trial, result: dict[str, Any]) -> None:
+        flat = flatten_dict(result)
+        reason: str | None = None
+        if result.get("done"):
+            reason = "done"
+        elif self.stopper is not None and self.stopper(trial.trial_id, flat):
+            reason = "stopper"
+        elif self.scheduler.on_trial_result(self, trial, flat) == TrialScheduler.STOP:
+            reason = "scheduler"
+        if reason is None:
+            self.search.on_trial_result(trial.trial_id, flat)
+        else:
+            result["done"] = True
+            trial.stop_reason = reason
+        self._emit(ResultReported(ts=ts, trial_id=trial.trial_id, result=result))
+        dir_name = result.get("checkpoint_dir_name")
+        if dir_name:
+            self._emit(
+                CheckpointSaved(
+                    ts=ts,
+                    trial_id=trial.trial_id,
+                    dir_name=dir_name,
+                    training_iteration=int(result.get("training_iteration", 0)),
+                    metrics=result,
+                )
+            )
+        if reason is None and self.stopper is not None and self.stopper.stop_all():
+            self._stop_all(ts, "stop_all")
+
+    def _on_checkpoint(self, event: CheckpointSaved) -> None:
+        self._emit(event)
+        trial = self.trials[event.trial_id]
+        trial.busy = False
+        if trial.stop_reason is not None:
+            self._complete(event.ts, trial, trial.stop_reason)
+        else:
+            self._next_step(event.ts, trial)
+
+    def _next_step(self, ts: float, trial: Trial) -> None:
+        """Decide what a started, idle trial does next."""
+        if trial.stop_reason is not None:
+            if self._wants_final_checkpoint(trial):
+                self._save(trial)
+            else:
+                self._complete(ts, trial, trial.stop_reason)
+            return
+        if self._checkpoint_due(trial):
+            self._save(trial)
+            return
+        trial.busy = True
+        self._commands.append(Train(trial_id=trial.trial_id, budget=self._budget()))
+
+    def _budget(self) -> TrainBudget:
+        if not self._batching:
+            return TrainBudget(max_results=1)
+        criteria = self.stopper.criteria if isinstance(self.stopper, DictStopper) else None
+        freq = 0 if self.policy.is_function else self.policy.checkpoint_frequency
+        return TrainBudget(
+            max_results=_BATCH_RESULTS,
+            max_seconds=_BATCH_SECONDS,
+            stop_criteria=criteria,
+            checkpoint_frequency=freq,
+        )
+
+    def _last_checkpointed(self, trial: Trial) -> bool:
+        iteration = trial.last_result.get("training_iteration")
+        return bool(trial.checkpoints) and trial.checkpoints[-1].training_iteration == iteration
+
+    def _checkpoint_due(self, trial: Trial) -> bool:
+        if self.policy.is_function or not trial.last_result or self._last_checkpointed(trial):
+            return False
+        if trial.last_result.get("should_checkpoint"):
+            return True
+        freq = self.policy.checkpoint_frequency
+        return bool(freq) and trial.last_result.get("training_iteration", 0) % freq == 0
+
+    def _wants_final_checkpoint(self, trial: Trial) -> bool:
+        return (
+            not self.policy.is_function
+            and self.policy.checkpoint_at_end
+            and trial.stop_reason in ("done", "stopper", "scheduler")
+            and bool(trial.last_result)
+            and not self._last_checkpointed(trial)
+        )
+
+    def _save(self, trial: Trial) -> None:
+        trial.busy = True
+        self._commands.append(Save(trial_id=trial.trial_id, index=trial.next_checkpoint_index))
+        trial.next_checkpoint_index += 1
+
+    def _complete(self, ts: float, trial: Trial, reason: Any) -> None:
+        self._emit(TrialCompleted(ts=ts, trial_id=trial.trial_id, reason=reason))
+        flat = flatten_dict(trial.last_result)
+        self.scheduler.on_trial_complete(self, trial, flat)
+        self.search.on_trial_complete(trial.trial_id, flat)
+        if trial.runner_alive:
+            self._commands.append(Release(trial_id=trial.trial_id))
+        self._fill(ts)
+
+    def _on_failure(self, ts: float, trial: Trial, error: ErrorInfo, retryable: bool) -> None:
+        trial.busy = False
+        max_failures = self.policy.max_failures
+        will_retry = (
+            retryable
+            and trial.stop_reason is None
+            and (max_failures < 0 or trial.num_failures + 1 <= max_failures)
+        )
+        self._emit(
+            TrialErrored(
+                ts=ts,
+                trial_id=trial.trial_id,
+                error_type=error.type_name,
+                message=error.message,
+                traceback=error.traceback,
+                attempt=trial.attempt,
+                will_retry=will_retry,
+            )
+        )
+        if trial.runner_alive:
+            # The driver runs a trial's commands of one step in order: the kill (and its
+            # ActorFreed) happens before a retry's Launch.
+            self._commands.append(Release(trial_id=trial.trial_id, kill=True))
+        if not will_retry:
+            trial.error = error  # with the pickled original, to rebuild its type in results
+        self.scheduler.on_trial_error(self, trial)
+        if will_retry:
+            trial.busy = True
+            checkpoint = trial.checkpoint
+            self._commands.append(
+                Launch(trial_id=trial.trial_id, checkpoint=checkpoint.path if checkpoint else None)
+            )
+            return
+        self.search.on_trial_complete(trial.trial_id, None, error=True)
+        if self.policy.fail_fast:
+            if self.policy.fail_fast == "raise":
+                self.fatal_error = error
+            self._stop_all(ts, "stop_all")
+        else:
+            self._fill(ts)
+
+    def _stop_all(self, ts: float, reason: Any) -> None:
+        """End every live trial: idle ones now, busy ones when their call returns."""
+        self.search_finished = True
+        for trial in self.trials.values():
+            if trial.is_finished:
+                continue
+            if trial.stop_reason is None:
+                trial.stop_reason = reason
+            if not trial.busy:
+                self._complete(ts, trial, reason)
+
+    def _maybe_finish(self, ts: float) -> None:
+        if self.finished or not self.search_finished:
+            return
+        if any(not t.is_finished or t.busy for t in self.trials.values()):
+            return
+        if any(t.runner_alive for t in self.trials.values()):
+            return
+        self.finished = True
+        errors = sum(1 for t in self.trials.values() if t.status == ERROR)
+        self._emit(ExperimentFinished(ts=ts, num_trials=len(self.trials), num_errors=errors))
+        self._commands.append(Finish())

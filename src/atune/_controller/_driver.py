@@ -1,0 +1,311 @@
+"""The driver: one task that feeds the core and carries out its commands.
+
+It reads one anyio memory object stream of messages. For each, it asks the core
+(:class:`~atune._controller._core.ControllerCore`) what happened and what to do, records
+the events (journal, result files, callbacks, progress), and starts the commands as child
+tasks of the experiment's task group. A child task awaits the runner (a Ray actor's
+``ObjectRef`` or an in-process host) and sends what it observed back into the stream. All
+experiment state is touched by the driver's task only: no locks.
+
+Commands of one trial that come out of one message run in order, in one child task (a
+failed runner is killed, and its ``ActorFreed`` sent, before the retry's ``Launch``).
+
+Cancellation: when the driver is cancelled (``fit()`` cancelled, a cancel scope, Ctrl-C),
+it kills every runner, releases every lease and flushes the journal in a shielded scope
+with a deadline, then lets the cancellation propagate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
+
+from atune._controller._core import (
+    Command,
+    ControllerCore,
+    Finish,
+    Launch,
+    Message,
+    Release,
+    RunnerFailed,
+    Save,
+    StopAll,
+    Train,
+    TrainReturned,
+)
+from atune._controller._pool import RunnerPool, StartFailed
+from atune._trial import Trial
+from atune.callback import Callback
+from atune.errors import InfeasibleResourcesError, TuneError, WorkerDiedError
+from atune.events import (
+    ActorFreed,
+    CheckpointSaved,
+    Event,
+    ExperimentFinished,
+    ExperimentStarted,
+    ResultReported,
+    TrialCompleted,
+    TrialCreated,
+    TrialErrored,
+    TrialStarted,
+    encode_event,
+)
+from atune.execution._host import ErrorInfo, TrainOutcome
+from atune.storage._writer import ExperimentWriter
+from atune.trainable._session import TrialInfo
+
+__all__ = ["Driver"]
+
+_log = structlog.get_logger(__name__)
+_FLUSH_INTERVAL_S = 0.5
+_SHUTDOWN_DEADLINE_S = 10.0
+_TIME_BUDGET_GRACE_S = 2.0
+
+
+class Driver:
+    """Runs one experiment to completion; see the module docstring."""
+
+    def __init__(
+        self,
+        core: ControllerCore,
+        pool: RunnerPool,
+        writer: ExperimentWriter,
+        *,
+        experiment_name: str,
+        callbacks: Sequence[Callback] = (),
+        on_event: Callable[[Event], None] | None = None,
+        time_budget_s: float | None = None,
+        resumed: bool = False,
+    ) -> None:
+        self.core = core
+        self.pool = pool
+        self.writer = writer
+        self.experiment_name = experiment_name
+        self.callbacks = list(callbacks)
+        self.on_event = on_event
+        self.time_budget_s = time_budget_s
+        self.resumed = resumed
+        self._iteration = 0
+        self._send: MemoryObjectSendStream[Message] | None = None
+        self._trial_scopes: dict[str, anyio.CancelScope] = {}
+
+    # ---------------------------------------------------------------------- run
+    async def run(self) -> None:
+        """Run until the core says the experiment is finished."""
+        send, receive = anyio.create_memory_object_stream[Message](math.inf)
+        self._send = send
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._flush_periodically)
+                if self.time_budget_s is not None:
+                    tg.start_soon(self._time_budget, self.time_budget_s)
+                started = ExperimentStarted(
+                    ts=time.time(),
+                    name=self.experiment_name,
+                    path=str(self.writer.path),
+                    resumed=self.resumed,
+                )
+                self._step(started, tg)
+                async with receive:
+                    async for message in receive:
+                        if self._step(message, tg):
+                            break
+                tg.cancel_scope.cancel()
+        except BaseException:
+            with anyio.move_on_after(_SHUTDOWN_DEADLINE_S, shield=True):
+                await self.pool.kill_all()
+                await anyio.to_thread.run_sync(self.writer.flush)
+            raise
+        finally:
+            self._send = None
+        with anyio.CancelScope(shield=True):
+            await self.pool.stop_all()
+            await anyio.to_thread.run_sync(self.writer.flush)
+
+    def _step(self, message: Message, tg: TaskGroup) -> bool:
+        events, commands = self.core.handle(message)
+        for event in events:
+            self._record(event)
+        by_trial: dict[str, list[Command]] = defaultdict(list)
+        finished = False
+        for command in commands:
+            if isinstance(command, Finish):
+                finished = True
+                continue
+            by_trial[command.trial_id].append(command)
+        for trial_id, trial_commands in by_trial.items():
+            tg.start_soon(self._run_commands, trial_id, trial_commands)
+        return finished
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await anyio.sleep(_FLUSH_INTERVAL_S)
+            await anyio.to_thread.run_sync(self.writer.flush)
+
+    async def _time_budget(self, budget: float) -> None:
+        await anyio.sleep(budget)
+        self._send_message(StopAll(ts=time.time(), reason="time_budget"))
+        await anyio.sleep(_TIME_BUDGET_GRACE_S)
+        # Calls still in flight after the grace period (a step() that never returns) are
+        # abandoned: their runners are killed and the trials end where they are.
+        for scope in list(self._trial_scopes.values()):
+            scope.cancel()
+
+    def _send_message(self, message: Message) -> None:
+        if self._send is not None:
+            self._send.send_nowait(message)
+
+    # ------------------------------------------------------------------ recording
+    def _record(self, event: Event) -> None:
+        self._iteration += 1
+        self.writer.journal(encode_event(event))
+        trials = self.core.get_trials()
+        trial: Trial | None = None
+        trial_id = getattr(event, "trial_id", None)
+        if trial_id is not None:
+            trial = self.core.trials[trial_id]
+        if isinstance(event, ResultReported):
+            assert trial is not None
+            self.writer.result(Path(trial.path), event.result)
+        elif isinstance(event, TrialErrored):
+            assert trial is not None
+            stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(event.ts))
+            self.writer.error(
+                Path(trial.path),
+                f"Failure # {trial.num_failures} (occurred at {stamp})\n{event.traceback}\n",
+            )
+        elif isinstance(event, TrialCreated):
+            assert trial is not None
+            self.writer.params(Path(trial.path), trial.config)
+        if isinstance(event, (TrialCompleted, TrialErrored)) and trial is not None:
+            if trial.is_finished:
+                self.writer.close_trial(Path(trial.path))
+        if self.on_event is not None:
+            self.on_event(event)
+        for callback in self.callbacks:
+            try:
+                _notify(callback, event, self._iteration, trials, trial)
+            except Exception as exc:
+                raise TuneError(
+                    f"callback {type(callback).__name__} raised {type(exc).__name__}: {exc}"
+                ) from exc
+
+    # ------------------------------------------------------------------- commands
+    async def _run_commands(self, trial_id: str, commands: list[Command]) -> None:
+        with anyio.CancelScope() as scope:
+            self._trial_scopes[trial_id] = scope
+            try:
+                for command in commands:
+                    message = await self._execute(command)
+                    if message is not None:
+                        self._send_message(message)
+                return
+            finally:
+                if self._trial_scopes.get(trial_id) is scope:
+                    del self._trial_scopes[trial_id]
+        # Cancelled by the time budget: the call was abandoned, so kill the runner and
+        # let the core see an empty, error-free outcome (the trial is already stopping).
+        await self.pool.kill(trial_id)
+        self._send_message(
+            TrainReturned(ts=time.time(), trial_id=trial_id, outcome=TrainOutcome(results=[]))
+        )
+
+    async def _execute(self, command: Command) -> Message | None:
+        trial = self.core.trials[command.trial_id]  # type: ignore[union-attr]
+        if isinstance(command, Launch):
+            return await self._launch(trial, command)
+        if isinstance(command, Release):
+            action, reason = await self.pool.release(trial.trial_id, kill=command.kill)
+            return ActorFreed(ts=time.time(), trial_id=trial.trial_id, action=action, reason=reason)
+        runner = self.pool.runner(trial.trial_id)
+        try:
+            if isinstance(command, Train):
+                outcome = await runner.train(command.budget)
+                return TrainReturned(ts=time.time(), trial_id=trial.trial_id, outcome=outcome)
+            if isinstance(command, Save):
+                saved = await runner.save(command.index)
+                if saved.error is not None:
+                    return RunnerFailed(ts=time.time(), trial_id=trial.trial_id, error=saved.error)
+                return CheckpointSaved(
+                    ts=time.time(),
+                    trial_id=trial.trial_id,
+                    dir_name=saved.dir_name or "",
+                    training_iteration=saved.training_iteration,
+                    metrics=saved.metrics,
+                )
+        except WorkerDiedError as exc:
+            return RunnerFailed(ts=time.time(), trial_id=trial.trial_id, error=_died(exc))
+        raise AssertionError(f"unknown command {command!r}")  # pragma: no cover
+
+    async def _launch(self, trial: Trial, command: Launch) -> Message:
+        info = TrialInfo(
+            trial_id=trial.trial_id,
+            trial_name=trial.trial_name,
+            trial_dir=trial.path,
+            experiment_name=self.experiment_name,
+            resources=trial.resources,
+            checkpoint_index=trial.next_checkpoint_index,
+        )
+        try:
+            runner, reused = await self.pool.acquire(trial, info, command.checkpoint)
+        except InfeasibleResourcesError as exc:
+            return RunnerFailed(
+                ts=time.time(),
+                trial_id=trial.trial_id,
+                error=ErrorInfo.from_exception(exc),
+                retryable=False,
+            )
+        except StartFailed as exc:
+            return RunnerFailed(ts=time.time(), trial_id=trial.trial_id, error=exc.error)
+        except WorkerDiedError as exc:
+            return RunnerFailed(ts=time.time(), trial_id=trial.trial_id, error=_died(exc))
+        del runner
+        restored = Path(command.checkpoint).name if command.checkpoint else None
+        return TrialStarted(
+            ts=time.time(),
+            trial_id=trial.trial_id,
+            attempt=trial.attempt,
+            reused=reused,
+            restored_from=restored,
+        )
+
+
+def _died(exc: WorkerDiedError) -> ErrorInfo:
+    return ErrorInfo(
+        type_name=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        message=str(exc),
+        traceback=exc.error_message,
+    )
+
+
+def _notify(
+    callback: Callback, event: Event, iteration: int, trials: list[Trial], trial: Trial | None
+) -> None:
+    callback.on_event(event)
+    if trial is None:
+        if isinstance(event, ExperimentFinished):
+            callback.on_experiment_end(trials=trials)
+        return
+    if isinstance(event, TrialStarted):
+        callback.on_trial_start(iteration=iteration, trials=trials, trial=trial)
+    elif isinstance(event, ResultReported):
+        callback.on_trial_result(iteration=iteration, trials=trials, trial=trial, result=event.result)
+    elif isinstance(event, CheckpointSaved):
+        checkpoint: Any = trial.checkpoint
+        callback.on_checkpoint(iteration=iteration, trials=trials, trial=trial, checkpoint=checkpoint)
+        callback.on_trial_save(iteration=iteration, trials=trials, trial=trial)
+    elif isinstance(event, TrialCompleted):
+        callback.on_trial_complete(iteration=iteration, trials=trials, trial=trial)
+    elif isinstance(event, TrialErrored):
+        hook = callback.on_trial_recover if event.will_retry else callback.on_trial_error
+        hook(iteration=iteration, trials=trials, trial=trial)
+

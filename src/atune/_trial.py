@@ -1,0 +1,104 @@
+"""``Trial``: the controller's record of one trial, as schedulers and callbacks see it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from atune.execution.placement_groups import PlacementGroupFactory
+from atune.trainable._checkpoint import Checkpoint
+
+__all__ = ["CheckpointRecord", "Trial"]
+
+PENDING = "PENDING"
+RUNNING = "RUNNING"
+PAUSED = "PAUSED"
+TERMINATED = "TERMINATED"
+ERROR = "ERROR"
+
+
+@dataclass
+class CheckpointRecord:
+    """A committed checkpoint of a trial."""
+
+    dir_name: str
+    training_iteration: int
+    metrics: dict[str, Any]
+
+
+@dataclass(eq=False)
+class Trial:
+    """One trial: its identity, config, status and what it reported.
+
+    Only the controller changes a ``Trial``; schedulers, searchers and callbacks read it.
+
+    Attributes:
+        trial_id: Unique id (``<5 hex>_<5 digits>``).
+        trial_name: ``<trainable>_<trial_id>`` unless a ``trial_name_creator`` said otherwise.
+        dirname: Name of the trial directory under the experiment directory.
+        config: The trial's hyperparameters.
+        experiment_tag: ``"<index>_<key>=<value>,..."``.
+        resources: Resource request (``placement_group_factory`` is an alias).
+        status: PENDING, RUNNING, PAUSED, TERMINATED or ERROR.
+        last_result: The latest result (empty until the first).
+        num_failures: Failed attempts so far.
+        checkpoints: Checkpoints committed and still kept, oldest first.
+        error: The final error event's data, for trials in ERROR.
+    """
+
+    trial_id: str
+    trial_name: str
+    dirname: str
+    config: dict[str, Any]
+    experiment_tag: str
+    resources: PlacementGroupFactory
+    experiment_path: str
+    index: int = 0
+    status: str = PENDING
+    last_result: dict[str, Any] = field(default_factory=dict)
+    num_results: int = 0
+    num_failures: int = 0
+    attempt: int = 0
+    checkpoints: list[CheckpointRecord] = field(default_factory=list)
+    next_checkpoint_index: int = 0
+    error: Any = None
+    end_reason: str | None = None
+    # Controller bookkeeping (not part of the experiment's recorded state).
+    busy: bool = False
+    stop_reason: str | None = None
+    runner_alive: bool = False
+    started: bool = False
+
+    @property
+    def path(self) -> str:
+        """The trial directory."""
+        return os.path.join(self.experiment_path, self.dirname)
+
+    @property
+    def local_path(self) -> str:
+        """Alias of :attr:`path` (Ray Tune's name)."""
+        return self.path
+
+    @property
+    def placement_group_factory(self) -> PlacementGroupFactory:
+        """Alias of :attr:`resources` (Ray Tune's name)."""
+        return self.resources
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """The latest committed checkpoint, or None."""
+        if not self.checkpoints:
+            return None
+        return Checkpoint(os.path.join(self.path, self.checkpoints[-1].dir_name))
+
+    @property
+    def is_finished(self) -> bool:
+        """True once the trial is TERMINATED or in ERROR."""
+        return self.status in (TERMINATED, ERROR)
+
+    def __str__(self) -> str:
+        return self.trial_name
+
+    def __repr__(self) -> str:
+        return f"Trial({self.trial_name!r}, status={self.status!r})"

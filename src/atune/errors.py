@@ -1,0 +1,142 @@
+"""The one exception hierarchy of atune.
+
+Every error atune raises on purpose is one of these::
+
+    TuneError                       root; Ray Tune's name, so ``except tune.TuneError`` ports
+    ├── ConfigError (ValueError)    bad input found before or at the start of ``fit()``
+    │   └── SearchSpaceError        a malformed search-space domain or grid
+    ├── ResourceError               a resource request that cannot be served
+    │   └── InfeasibleResourcesError   can never fit the cluster; names request and capacity
+    ├── TrialError                  a trial failed; carries the remote type, message, traceback
+    │   └── WorkerDiedError         the process hosting the trial died (exit code or signal)
+    ├── StorageError                the experiment directory cannot be read or written
+    │   └── JournalCorruptError     the event journal is damaged beyond its torn last line
+    └── ExperimentCancelled         ``fit()`` was cancelled; the experiment can be restored
+
+``ConfigError`` derives from :class:`ValueError` so that Ray Tune programs that catch
+``ValueError`` around ``Tuner(...)`` keep working after the port.
+
+An exception raised by *user code* inside a trial is never wrapped when it can be
+rebuilt: ``Result.error`` is an instance of the user's own exception type, with the
+remote traceback attached as a note. Only when the original cannot be rebuilt in the
+driver (it does not pickle, or it comes back from a journal, which holds no pickles) is
+it represented by a :class:`TrialError` that keeps its type name, message and traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "ExperimentCancelled",
+    "InfeasibleResourcesError",
+    "JournalCorruptError",
+    "ResourceError",
+    "SearchSpaceError",
+    "StorageError",
+    "TrialError",
+    "TuneError",
+    "WorkerDiedError",
+]
+
+
+class TuneError(Exception):
+    """Root of every error atune raises on purpose."""
+
+
+class ConfigError(TuneError, ValueError):
+    """A configuration value is invalid.
+
+    Raised at ``Tuner(...)`` or at the start of ``fit()``, before any trial runs. The
+    message names the offending value; ``.value`` holds it when there is one.
+    """
+
+    def __init__(self, message: str, *, value: Any = None) -> None:
+        super().__init__(message)
+        self.value = value
+
+
+class SearchSpaceError(ConfigError):
+    """A search-space domain, grid or ``sample_from`` function is malformed."""
+
+
+class ResourceError(TuneError):
+    """A resource request cannot be served."""
+
+
+class InfeasibleResourcesError(ResourceError):
+    """A request can never fit the cluster's capacity.
+
+    Attributes:
+        request: The resources asked for (summed over bundles).
+        capacity: The cluster's total resources when the request was checked.
+    """
+
+    def __init__(
+        self, message: str, *, request: dict[str, float], capacity: dict[str, float]
+    ) -> None:
+        super().__init__(message)
+        self.request = request
+        self.capacity = capacity
+
+
+class TrialError(TuneError):
+    """A trial failed and its original exception could not be rebuilt in the driver.
+
+    Attributes:
+        trial_id: The failing trial.
+        error_type: Qualified name of the original exception type (``"builtins.ValueError"``).
+        error_message: ``str()`` of the original exception.
+        traceback: The formatted remote traceback.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        trial_id: str = "",
+        error_type: str = "",
+        error_message: str = "",
+        traceback: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.trial_id = trial_id
+        self.error_type = error_type
+        self.error_message = error_message
+        self.traceback = traceback
+
+
+class WorkerDiedError(TrialError):
+    """The process that hosted a trial died (``os._exit``, a signal, a lost node).
+
+    The message names the cause Ray observed (exit code or signal) and never guesses one.
+    """
+
+
+class StorageError(TuneError):
+    """The experiment directory cannot be read or written as required."""
+
+
+class JournalCorruptError(StorageError):
+    """The event journal is damaged somewhere other than a torn last line.
+
+    atune never silently starts a fresh experiment over a damaged one; ``.path`` and
+    ``.line`` say where the damage is.
+    """
+
+    def __init__(self, message: str, *, path: str, line: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+
+
+class ExperimentCancelled(TuneError):
+    """``fit()`` was cancelled; every trial was stopped and the journal flushed.
+
+    ``.experiment_path`` is the directory to pass to ``Tuner.restore``.
+    """
+
+    def __init__(self, message: str, *, experiment_path: str) -> None:
+        super().__init__(message)
+        self.experiment_path = experiment_path

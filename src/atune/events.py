@@ -1,0 +1,230 @@
+"""The typed events of an experiment: one vocabulary for the controller, the journal and users.
+
+Every fact the controller learns or decides is one of the frozen, keyword-only, tagged
+``msgspec`` structs below. The same structs are written, one JSON object per line, to the
+experiment's journal (``events.jsonl``), so an experiment's history can be read back with
+:func:`decode_event` and replayed.
+
+Every event carries ``ts``: wall-clock seconds (``time.time()``) stamped by the driver when
+the fact was observed. The controller's decisions never read a clock; events it derives
+from another event copy that event's ``ts``.
+
+Example::
+
+    from atune.events import ResultReported, decode_event, encode_event
+
+    line = encode_event(ResultReported(ts=0.0, trial_id="a", result={"loss": 1.0}))
+    assert decode_event(line) == ResultReported(ts=0.0, trial_id="a", result={"loss": 1.0})
+
+Adding a field to an event is a user-visible change and goes into the changelog; new fields
+always have a default so older journals stay readable.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+import msgspec
+
+__all__ = [
+    "ActorFreed",
+    "CheckpointSaved",
+    "Event",
+    "ExperimentFinished",
+    "ExperimentStarted",
+    "ResultReported",
+    "TrialCompleted",
+    "TrialCreated",
+    "TrialErrored",
+    "TrialStarted",
+    "decode_event",
+    "encode_event",
+]
+
+
+class _EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    ts: float
+    """Wall-clock time (``time.time()``) at which the fact was observed."""
+
+
+class ExperimentStarted(_EventBase, tag="experiment_started"):
+    """``fit()`` began (or resumed) an experiment.
+
+    Attributes:
+        name: The experiment's name (``RunConfig.name``).
+        path: The experiment directory.
+        resumed: True when this run continues an earlier one restored from its journal.
+    """
+
+    name: str
+    path: str
+    resumed: bool = False
+
+
+class TrialCreated(_EventBase, tag="trial_created"):
+    """The searcher produced a new trial; it is PENDING until its runner starts.
+
+    Attributes:
+        trial_id: Unique id, ``<5 hex>_<5 digits>`` like Ray Tune's.
+        trial_name: ``<trainable name>_<trial_id>`` unless a ``trial_name_creator`` says otherwise.
+        dirname: The trial directory's name under the experiment directory.
+        config: The resolved hyperparameters.
+        experiment_tag: ``"<index>_<key>=<value>,..."`` over the sampled values.
+        resources: The resource bundles the trial asks for (first bundle: the trial itself).
+        strategy: Placement strategy of the bundles.
+    """
+
+    trial_id: str
+    trial_name: str
+    dirname: str
+    config: dict[str, Any]
+    experiment_tag: str
+    resources: list[dict[str, float]]
+    strategy: str = "PACK"
+
+
+class TrialStarted(_EventBase, tag="trial_started"):
+    """A runner is ready to train the trial (a fresh actor, or a reused one).
+
+    Attributes:
+        attempt: 0 on the first start, then one more per retry after a failure.
+        reused: True when an existing actor was reset for this trial instead of started.
+        restored_from: Checkpoint directory name the trial resumed from, if any.
+    """
+
+    trial_id: str
+    attempt: int = 0
+    reused: bool = False
+    restored_from: str | None = None
+
+
+class ResultReported(_EventBase, tag="result_reported"):
+    """The trial reported one result (one ``report()`` call or one ``step()``).
+
+    ``result`` is the result as logged to ``result.json``: the user's metrics plus the
+    auto-filled ones (``training_iteration``, ``time_total_s``, ``config``, ...).
+    """
+
+    trial_id: str
+    result: dict[str, Any]
+
+
+class CheckpointSaved(_EventBase, tag="checkpoint_saved"):
+    """A checkpoint of the trial was committed to storage (complete and renamed into place).
+
+    Attributes:
+        dir_name: The checkpoint directory's name inside the trial directory.
+        training_iteration: The iteration the checkpoint belongs to.
+        metrics: The result that accompanied the checkpoint (used for retention by score).
+    """
+
+    trial_id: str
+    dir_name: str
+    training_iteration: int
+    metrics: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class TrialCompleted(_EventBase, tag="trial_completed"):
+    """The trial ended without error (status TERMINATED).
+
+    Attributes:
+        reason: Why it ended: ``"returned"`` (the function returned), ``"done"`` (a result
+            had ``done=True``), ``"stopper"`` (a stop criterion matched), ``"scheduler"``
+            (the scheduler stopped it), ``"stop_all"`` (an experiment-wide stopper),
+            ``"time_budget"`` (``TuneConfig.time_budget_s`` ran out) or ``"cancelled"``.
+    """
+
+    trial_id: str
+    reason: Literal[
+        "returned", "done", "stopper", "scheduler", "stop_all", "time_budget", "cancelled"
+    ]
+
+
+class TrialErrored(_EventBase, tag="trial_errored"):
+    """The trial failed: user code raised, or its worker died.
+
+    Attributes:
+        error_type: Qualified name of the original exception type.
+        message: ``str()`` of the original exception, or the cause of a worker's death.
+        traceback: The formatted remote traceback.
+        attempt: Which attempt failed (0 is the first).
+        will_retry: True when ``FailureConfig.max_failures`` allows another attempt.
+    """
+
+    trial_id: str
+    error_type: str
+    message: str
+    traceback: str = ""
+    attempt: int = 0
+    will_retry: bool = False
+
+
+class ActorFreed(_EventBase, tag="actor_freed"):
+    """The runner that served a trial let go of it.
+
+    Attributes:
+        action: ``"stopped"`` (cleanup ran, resources released), ``"cached"`` (kept for reuse
+            by a later trial with equal resources), or ``"killed"`` (torn down without cleanup,
+            after an error or on a deadline).
+        reason: Human-readable detail, e.g. why a reset for reuse failed.
+    """
+
+    trial_id: str
+    action: Literal["stopped", "cached", "killed"]
+    reason: str = ""
+
+
+class ExperimentFinished(_EventBase, tag="experiment_finished"):
+    """No trial is left to run; ``fit()`` is about to return."""
+
+    num_trials: int
+    num_errors: int
+
+
+Event = Union[
+    ExperimentStarted,
+    TrialCreated,
+    TrialStarted,
+    ResultReported,
+    CheckpointSaved,
+    TrialCompleted,
+    TrialErrored,
+    ActorFreed,
+    ExperimentFinished,
+]
+"""Any event; a tagged union, so one decoder reads them all."""
+
+
+def _encode_fallback(obj: Any) -> Any:
+    item = getattr(obj, "item", None)  # numpy scalars
+    if callable(item):
+        try:
+            return item()
+        except (TypeError, ValueError):
+            pass
+    tolist = getattr(obj, "tolist", None)  # numpy arrays
+    if callable(tolist):
+        return tolist()
+    return repr(obj)
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_encode_fallback)
+_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)  # type: ignore[arg-type]
+
+
+def encode_event(event: Event) -> bytes:
+    """Encode one event as a JSON object (no trailing newline).
+
+    Values that JSON cannot hold (numpy scalars and arrays) are converted; any other
+    foreign object is written as its ``repr`` so that encoding never fails mid-run.
+    """
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes | str) -> Event:
+    """Decode one JSON-encoded event.
+
+    Raises:
+        msgspec.DecodeError: ``data`` is not a valid event.
+    """
+    return _decoder.decode(data)

@@ -1,0 +1,138 @@
+"""Backends start runners; a runner is what the controller talks to for one trial.
+
+Two backends implement the same small interface:
+
+* :class:`~atune.execution._ray.RayBackend` (the default) hosts each runner in a Ray actor
+  and awaits the actor's ``ObjectRef``\\ s;
+* :class:`LocalBackend` hosts runners in this process, each trainable in a worker thread of
+  its own, for fast tests and debugging without Ray.
+
+Both host the same :class:`~atune.execution._host.TrainableHost`, so a trainable behaves
+identically under either; the conformance suite in ``tests/execution`` runs against both.
+A runner's methods return user failures as ``ErrorInfo`` values; they raise only when the
+runner itself is lost (:class:`~atune.errors.WorkerDiedError`).
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from typing import Any, Protocol
+
+from atune.execution._host import ErrorInfo, SaveOutcome, TrainableHost, TrainBudget, TrainOutcome
+from atune.execution.placement_groups import PlacementGroupFactory
+from atune.trainable._session import TrialInfo
+from atune.trainable._trainable import Trainable
+
+__all__ = ["Backend", "LocalBackend", "Runner"]
+
+
+class Runner(Protocol):
+    """One trial's runner (see :class:`~atune.execution._host.TrainableHost`)."""
+
+    resources: PlacementGroupFactory
+
+    async def start(
+        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
+    ) -> ErrorInfo | None:
+        """Construct the trainable and restore ``checkpoint_path`` if given."""
+        ...
+
+    async def reset(
+        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
+    ) -> bool | ErrorInfo:
+        """Reuse the runner for a new trial."""
+        ...
+
+    async def train(self, budget: TrainBudget) -> TrainOutcome:
+        """Run iterations within ``budget``."""
+        ...
+
+    async def save(self, index: int) -> SaveOutcome:
+        """Commit checkpoint number ``index``."""
+        ...
+
+    async def stop(self) -> ErrorInfo | None:
+        """Clean up and release the runner."""
+        ...
+
+    async def kill(self) -> None:
+        """Tear the runner down at once, without cleanup."""
+        ...
+
+
+class Backend(ABC):
+    """Where runners live. One backend instance serves one ``fit()``."""
+
+    @abstractmethod
+    async def setup(self) -> None:
+        """Connect to (or start) the execution engine."""
+
+    @abstractmethod
+    def capacity(self) -> dict[str, float]:
+        """Total resources runners may use (CPU, GPU, memory, custom)."""
+
+    @abstractmethod
+    async def prepare(self, trainable_cls: type[Trainable]) -> None:
+        """Ship the trainable class once, before any runner is created."""
+
+    @abstractmethod
+    async def create_runner(self, resources: PlacementGroupFactory) -> Runner:
+        """Create an idle runner holding ``resources`` (call ``start`` next)."""
+
+    async def shutdown(self) -> None:  # noqa: B027 - optional hook
+        """Release what :meth:`setup` acquired (a Ray started by atune stays up)."""
+
+
+class _LocalRunner:
+    def __init__(self, cls: type[Trainable], resources: PlacementGroupFactory) -> None:
+        self.resources = resources
+        self._host = TrainableHost(cls)
+
+    async def start(
+        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
+    ) -> ErrorInfo | None:
+        return await self._host.start(config, info, checkpoint_path)
+
+    async def reset(
+        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
+    ) -> bool | ErrorInfo:
+        return await self._host.reset(config, info, checkpoint_path)
+
+    async def train(self, budget: TrainBudget) -> TrainOutcome:
+        return await self._host.train(budget)
+
+    async def save(self, index: int) -> SaveOutcome:
+        return await self._host.save(index)
+
+    async def stop(self) -> ErrorInfo | None:
+        return await self._host.stop()
+
+    async def kill(self) -> None:
+        # A thread cannot be killed; stop it at its next report boundary instead.
+        await self._host.stop()
+
+
+class LocalBackend(Backend):
+    """Runs trainables in this process, one worker thread each (no Ray).
+
+    Args:
+        capacity: Resources to hand out; default: this machine's CPU count.
+    """
+
+    def __init__(self, capacity: dict[str, float] | None = None) -> None:
+        self._capacity = dict(capacity or {"CPU": float(os.cpu_count() or 1)})
+        self._cls: type[Trainable] | None = None
+
+    async def setup(self) -> None:
+        return None
+
+    def capacity(self) -> dict[str, float]:
+        return dict(self._capacity)
+
+    async def prepare(self, trainable_cls: type[Trainable]) -> None:
+        self._cls = trainable_cls
+
+    async def create_runner(self, resources: PlacementGroupFactory) -> Runner:
+        assert self._cls is not None, "prepare() first"
+        return _LocalRunner(self._cls, resources)

@@ -1,0 +1,247 @@
+"""``TrainableHost``: the async face of one trainable instance, shared by every backend.
+
+A host owns one ``Trainable`` (a class trainable, or a function wrapped by
+``wrap_function``) and runs all of its user code in one dedicated worker thread, so that
+libraries that care about thread identity see a single thread, and so that the event loop
+that awaits the host (a Ray actor's, or the caller's with the local backend) never blocks.
+
+Its methods never raise for user errors: failures come back as :class:`ErrorInfo` inside
+the outcome, together with any results produced before the failure, so nothing reported
+is lost. The Ray backend wraps a host in an actor; the local backend calls it directly;
+one conformance suite tests both.
+
+Batching: :meth:`train` may run several iterations in one call (``TrainBudget``), which
+saves a round trip per result when no driver-side decision needs each result. The batch
+ends early on a result that needs attention: ``done``, a checkpoint, a stop criterion that
+matches (evaluated here, so a stop still lands exactly at that report), or a checkpoint
+frequency boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import msgspec
+
+from atune._flatten import flatten_dict
+from atune.stopper import dict_criteria_met
+from atune.trainable._function import TrainableReturned, format_exception
+from atune.trainable._session import TrialInfo
+from atune.trainable._trainable import (
+    Trainable,
+    checkpoint_dir_name,
+    commit_checkpoint_dir,
+    new_staging_dir,
+)
+
+__all__ = ["ErrorInfo", "SaveOutcome", "TrainBudget", "TrainOutcome", "TrainableHost"]
+
+T = TypeVar("T")
+
+
+class TrainBudget(msgspec.Struct, frozen=True, kw_only=True):
+    """How much one ``train()`` call may do before returning.
+
+    Attributes:
+        max_results: Return after this many results.
+        max_seconds: Return after this long, even if fewer results were produced.
+        stop_criteria: Flattened ``{key: threshold}``; a result with any
+            ``result[key] >= threshold`` ends the batch (Ray Tune's dict stopper).
+        checkpoint_frequency: End the batch when ``training_iteration`` is a multiple.
+    """
+
+    max_results: int = 1
+    max_seconds: float = 0.0
+    stop_criteria: dict[str, Any] | None = None
+    checkpoint_frequency: int = 0
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A user exception, carried across processes.
+
+    Attributes:
+        type_name: ``module.QualName`` of the exception type.
+        message: ``str(exc)``.
+        traceback: The formatted traceback.
+        payload: The pickled exception when it pickles, so the driver can rebuild the
+            original type (never written to disk).
+    """
+
+    type_name: str
+    message: str
+    traceback: str
+    payload: bytes | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        """Capture ``exc`` with its traceback."""
+        try:
+            payload: bytes | None = pickle.dumps(exc)
+            pickle.loads(payload)
+        except Exception:
+            payload = None
+        exc_type = type(exc)
+        return cls(
+            type_name=f"{exc_type.__module__}.{exc_type.__qualname__}",
+            message=str(exc),
+            traceback=format_exception(exc),
+            payload=payload,
+        )
+
+
+class TrainOutcome(msgspec.Struct, kw_only=True):
+    """What one ``train()`` call produced: results first, then how it ended."""
+
+    results: list[dict[str, Any]]
+    returned: bool = False
+    error: ErrorInfo | None = None
+
+
+class SaveOutcome(msgspec.Struct, kw_only=True):
+    """A committed checkpoint (``dir_name``) or the error that prevented it."""
+
+    dir_name: str | None = None
+    training_iteration: int = 0
+    metrics: dict[str, Any] = msgspec.field(default_factory=dict)
+    error: ErrorInfo | None = None
+
+
+class TrainableHost:
+    """Async control of one trainable instance, user code confined to one thread.
+
+    Args:
+        trainable_cls: A ``Trainable`` subclass (functions are wrapped beforehand).
+    """
+
+    def __init__(self, trainable_cls: type[Trainable]) -> None:
+        self._cls = trainable_cls
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atune-trainable")
+        self._trainable: Trainable | None = None
+        self._info = TrialInfo()
+        self._checkpoint_index = 0
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(
+        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None = None
+    ) -> ErrorInfo | None:
+        """Construct the trainable (runs ``setup``) and restore ``checkpoint_path`` if given."""
+        self._info = info
+        self._checkpoint_index = info.checkpoint_index
+        return await self._call(self._start_sync, config, info, checkpoint_path)
+
+    def _start_sync(
+        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
+    ) -> ErrorInfo | None:
+        try:
+            if info.trial_dir:
+                os.makedirs(info.trial_dir, exist_ok=True)
+            self._trainable = self._cls(config, trial_info=info)
+            if checkpoint_path is not None:
+                self._trainable.restore(checkpoint_path)
+        except BaseException as exc:
+            return ErrorInfo.from_exception(exc)
+        return None
+
+    async def reset(
+        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None = None
+    ) -> bool | ErrorInfo:
+        """Switch the instance to a new trial; False when ``reset_config`` declines.
+
+        An exception from ``reset_config`` is returned as ``ErrorInfo``; the caller then
+        starts a fresh runner, as it does on False.
+        """
+        self._info = info
+        self._checkpoint_index = info.checkpoint_index
+        return await self._call(self._reset_sync, config, info, checkpoint_path)
+
+    def _reset_sync(
+        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
+    ) -> bool | ErrorInfo:
+        assert self._trainable is not None
+        try:
+            if info.trial_dir:
+                os.makedirs(info.trial_dir, exist_ok=True)
+            if not self._trainable.reset(config, info):
+                return False
+            if checkpoint_path is not None:
+                self._trainable.restore(checkpoint_path)
+        except BaseException as exc:
+            return ErrorInfo.from_exception(exc)
+        return True
+
+    async def stop(self) -> ErrorInfo | None:
+        """Stop the trainable (``cleanup``) and its worker thread."""
+        try:
+            return await self._call(self._stop_sync)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    def _stop_sync(self) -> ErrorInfo | None:
+        trainable, self._trainable = self._trainable, None
+        if trainable is None:
+            return None
+        try:
+            trainable.stop()
+        except BaseException as exc:
+            return ErrorInfo.from_exception(exc)
+        return None
+
+    # ------------------------------------------------------------------- training
+    async def train(self, budget: TrainBudget) -> TrainOutcome:
+        """Run iterations within ``budget``; see the module docstring."""
+        return await self._call(self._train_sync, budget)
+
+    def _train_sync(self, budget: TrainBudget) -> TrainOutcome:
+        trainable = self._trainable
+        assert trainable is not None, "train() before start()"
+        results: list[dict[str, Any]] = []
+        deadline = time.monotonic() + budget.max_seconds
+        criteria = budget.stop_criteria
+        freq = budget.checkpoint_frequency
+        while True:
+            try:
+                result = trainable.train()
+            except TrainableReturned:
+                return TrainOutcome(results=results, returned=True)
+            except BaseException as exc:
+                return TrainOutcome(results=results, error=ErrorInfo.from_exception(exc))
+            results.append(result)
+            if (
+                len(results) >= budget.max_results
+                or result.get("done")
+                or result.get("should_checkpoint")
+                or (freq and result.get("training_iteration", 0) % freq == 0)
+                or (criteria and dict_criteria_met(criteria, flatten_dict(result)))
+                or time.monotonic() >= deadline
+            ):
+                return TrainOutcome(results=results)
+
+    async def save(self, index: int) -> SaveOutcome:
+        """Save checkpoint number ``index`` into the trial dir, committed atomically."""
+        return await self._call(self._save_sync, index)
+
+    def _save_sync(self, index: int) -> SaveOutcome:
+        trainable = self._trainable
+        assert trainable is not None, "save() before start()"
+        try:
+            trial_dir = trainable.logdir
+            staged = new_staging_dir(trial_dir, index)
+            trainable.save(staged)
+            name = checkpoint_dir_name(index)
+            commit_checkpoint_dir(staged, os.path.join(trial_dir, name))
+        except BaseException as exc:
+            return SaveOutcome(error=ErrorInfo.from_exception(exc))
+        last = trainable._last_result or {}
+        return SaveOutcome(
+            dir_name=name, training_iteration=trainable.iteration, metrics=dict(last)
+        )

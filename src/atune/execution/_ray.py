@@ -1,0 +1,217 @@
+"""The Ray backend: each runner is a Ray actor hosting a ``TrainableHost``.
+
+The controller awaits the actor's ``ObjectRef``\\ s directly on its event loop (Ray's
+object refs are awaitable), so no thread blocks on ``ray.get``. A single-bundle request
+becomes plain actor options (no placement group, which is what makes Ray Tune's trial
+start slow); a multi-bundle request becomes a placement group whose first bundle hosts the
+actor, and child tasks and actors the trainable starts are captured into the group's
+remaining bundles.
+
+Ray is started on first use when it is not running: with this machine's CPU count, no
+dashboard and quiet logs. An existing ``ray.init(...)`` or ``RAY_ADDRESS`` is used as is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import anyio
+import structlog
+
+from atune.errors import WorkerDiedError
+from atune.execution._backend import Backend, Runner
+from atune.execution._host import ErrorInfo, SaveOutcome, TrainableHost, TrainBudget, TrainOutcome
+from atune.execution.placement_groups import PlacementGroupFactory
+from atune.trainable._session import TrialInfo
+from atune.trainable._trainable import Trainable
+
+__all__ = ["RayBackend", "ensure_ray"]
+
+_log = structlog.get_logger(__name__)
+
+
+_init_executor: ThreadPoolExecutor | None = None
+
+
+async def ensure_ray_async() -> None:
+    """:func:`ensure_ray` without blocking the event loop.
+
+    Ray is initialised from one long-lived thread: Ray ties its connection to the thread
+    that called ``ray.init``, so a pool thread that later exits would break it.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    global _init_executor
+    if _init_executor is None:
+        _init_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atune-ray-init")
+    await asyncio.wrap_future(_init_executor.submit(ensure_ray))
+
+
+def ensure_ray() -> None:
+    """Connect to Ray, starting a local instance when none is running (blocking)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+        return
+    ray.init(
+        num_cpus=os.cpu_count() or 1,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=True,
+    )
+
+
+class _TrialActor:
+    """The body of the Ray actor: a thin async shell around a ``TrainableHost``."""
+
+    def __init__(self, trainable_cls: type[Trainable]) -> None:
+        self._host = TrainableHost(trainable_cls)
+
+    async def start(
+        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
+    ) -> ErrorInfo | None:
+        return await self._host.start(config, info, checkpoint_path)
+
+    async def reset(
+        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
+    ) -> bool | ErrorInfo:
+        return await self._host.reset(config, info, checkpoint_path)
+
+    async def train(self, budget: TrainBudget) -> TrainOutcome:
+        return await self._host.train(budget)
+
+    async def save(self, index: int) -> SaveOutcome:
+        return await self._host.save(index)
+
+    async def stop(self) -> ErrorInfo | None:
+        return await self._host.stop()
+
+
+_remote_actor_cls: Any = None
+
+
+def _actor_class() -> Any:
+    global _remote_actor_cls
+    if _remote_actor_cls is None:
+        import ray
+
+        _remote_actor_cls = ray.remote(_TrialActor)
+    return _remote_actor_cls
+
+
+def _actor_options(bundle: dict[str, float]) -> dict[str, Any]:
+    custom = {k: v for k, v in bundle.items() if k not in ("CPU", "GPU", "memory")}
+    options: dict[str, Any] = {
+        "num_cpus": bundle.get("CPU", 0),
+        "num_gpus": bundle.get("GPU", 0),
+    }
+    if bundle.get("memory"):
+        options["memory"] = bundle["memory"]
+    if custom:
+        options["resources"] = custom
+    return options
+
+
+class _RayRunner:
+    def __init__(self, actor: Any, resources: PlacementGroupFactory, pg: Any) -> None:
+        self.resources = resources
+        self._actor = actor
+        self._pg = pg
+
+    async def _await(self, ref: Any) -> Any:
+        from ray.exceptions import RayActorError
+
+        try:
+            return await ref
+        except RayActorError as exc:
+            raise WorkerDiedError(
+                f"the worker process of this trial died: {_death_cause(exc)}",
+                error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+                error_message=str(exc),
+            ) from exc
+
+    async def start(
+        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
+    ) -> ErrorInfo | None:
+        return await self._await(self._actor.start.remote(config, info, checkpoint_path))  # type: ignore[no-any-return]
+
+    async def reset(
+        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
+    ) -> bool | ErrorInfo:
+        return await self._await(self._actor.reset.remote(config, info, checkpoint_path))  # type: ignore[no-any-return]
+
+    async def train(self, budget: TrainBudget) -> TrainOutcome:
+        return await self._await(self._actor.train.remote(budget))  # type: ignore[no-any-return]
+
+    async def save(self, index: int) -> SaveOutcome:
+        return await self._await(self._actor.save.remote(index))  # type: ignore[no-any-return]
+
+    async def stop(self) -> ErrorInfo | None:
+        try:
+            return await self._await(self._actor.stop.remote())  # type: ignore[no-any-return]
+        finally:
+            await self.kill()
+
+    async def kill(self) -> None:
+        import ray
+
+        try:
+            ray.kill(self._actor, no_restart=True)
+        except Exception:  # already gone
+            pass
+        if self._pg is not None:
+            ray.util.remove_placement_group(self._pg)
+            self._pg = None
+
+
+def _death_cause(exc: BaseException) -> str:
+    """The first line of Ray's account of an actor's death (exit code / signal)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class RayBackend(Backend):
+    """Hosts each trial's runner in a Ray actor (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._cls_ref: Any = None
+
+    async def setup(self) -> None:
+        await ensure_ray_async()
+
+    def capacity(self) -> dict[str, float]:
+        import ray
+
+        return {k: float(v) for k, v in ray.cluster_resources().items() if not k.startswith("node:")}
+
+    async def prepare(self, trainable_cls: type[Trainable]) -> None:
+        import ray
+
+        self._cls_ref = await anyio.to_thread.run_sync(ray.put, trainable_cls)
+
+    async def create_runner(self, resources: PlacementGroupFactory) -> Runner:
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        bundles = resources.bundles
+        pg = None
+        options = _actor_options(bundles[0])
+        if len(bundles) > 1:
+            pg = resources.to_placement_group()
+            await pg.ready()
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                placement_group=pg,
+                placement_group_bundle_index=-1 if resources.head_bundle_is_empty else 0,
+                placement_group_capture_child_tasks=True,
+            )
+        actor = _actor_class().options(**options).remote(self._cls_ref)
+        return _RayRunner(actor, resources, pg)

@@ -1,0 +1,84 @@
+"""The scheduler interface and the default FIFO scheduler.
+
+A scheduler is a decision function over results: for each result of a running trial it
+answers CONTINUE, PAUSE or STOP. It never performs I/O or reads a clock; the controller
+carries out its decisions.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from atune._trial import Trial
+
+__all__ = ["FIFOScheduler", "TrialScheduler"]
+
+
+class TrialScheduler:
+    """Base class of trial schedulers (Ray Tune's interface).
+
+    Hooks receive the controller (``tune_controller``) first for compatibility with Ray
+    Tune schedulers; it offers ``get_trials()``.
+    """
+
+    CONTINUE = "CONTINUE"
+    PAUSE = "PAUSE"
+    STOP = "STOP"
+    NOOP = "NOOP"
+
+    #: Whether the controller may hand this scheduler results in batches. Schedulers that
+    #: decide per result keep the default False, so every result is a lock-step decision.
+    supports_buffered_results = False
+
+    def __init__(self, metric: str | None = None, mode: str | None = None) -> None:
+        self._metric = metric
+        self._mode = mode
+
+    @property
+    def metric(self) -> str | None:
+        """The metric this scheduler optimises."""
+        return self._metric
+
+    @property
+    def mode(self) -> str | None:
+        """``"min"`` or ``"max"``."""
+        return self._mode
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        """Receive the experiment's metric and mode; False if already set differently."""
+        if self._metric and metric and self._metric != metric:
+            return False
+        if self._mode and mode and self._mode != mode:
+            return False
+        self._metric = self._metric or metric
+        self._mode = self._mode or mode
+        return True
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        """A trial was created."""
+
+    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
+        """A trial failed (it may be retried)."""
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
+        """Decide on one (flattened) result: CONTINUE, PAUSE or STOP."""
+        return self.CONTINUE
+
+    def on_trial_complete(
+        self, tune_controller: Any, trial: Trial, result: dict[str, Any]
+    ) -> None:
+        """A trial ended normally; ``result`` is its last (flattened) result."""
+
+    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
+        """A PENDING or PAUSED trial was removed."""
+
+    def debug_string(self) -> str:
+        """One line describing the scheduler's state."""
+        return type(self).__name__
+
+
+class FIFOScheduler(TrialScheduler):
+    """Runs trials in creation order and never stops one early (the default)."""
+
+    supports_buffered_results = True

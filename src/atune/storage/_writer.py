@@ -1,0 +1,87 @@
+"""``ExperimentWriter``: every byte the driver writes for an experiment, batched.
+
+The controller's task only *buffers* (journal lines, result rows, params, error texts);
+:meth:`ExperimentWriter.flush` writes them, and the driver runs it in a worker thread a few
+times a second and once more at the end. So the event loop never touches the disk and a
+result costs one list append, however many arrive.
+
+The journal (``events.jsonl``) is appended and flushed in event order, before the result
+files of the same batch: whatever ``result.json`` shows, the journal already knows.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from atune.storage._trial_files import ResultFiles, write_params
+
+__all__ = ["JOURNAL_FILE", "ExperimentWriter"]
+
+JOURNAL_FILE = "events.jsonl"
+
+
+class ExperimentWriter:
+    """Buffers an experiment's writes; :meth:`flush` performs them (thread-safe).
+
+    Args:
+        experiment_path: The experiment directory (created by :meth:`flush` if missing).
+    """
+
+    def __init__(self, experiment_path: str) -> None:
+        self.path = Path(experiment_path)
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._journal: list[bytes] = []
+        self._params: list[tuple[Path, dict[str, Any]]] = []
+        self._errors: list[tuple[Path, str]] = []
+        self._results = ResultFiles()
+
+    # ---------------------------------------------------------------- loop side
+    def journal(self, line: bytes) -> None:
+        """Buffer one encoded event for the journal."""
+        with self._lock:
+            self._journal.append(line)
+
+    def params(self, trial_dir: Path, config: dict[str, Any]) -> None:
+        """Buffer the trial's ``params.json``."""
+        with self._lock:
+            self._params.append((trial_dir, config))
+
+    def result(self, trial_dir: Path, result: dict[str, Any]) -> None:
+        """Buffer one result row (``result.json`` and ``progress.csv``)."""
+        self._results.append(trial_dir, result)
+
+    def error(self, trial_dir: Path, text: str) -> None:
+        """Buffer a failure report, appended to the trial's ``error.txt``."""
+        with self._lock:
+            self._errors.append((trial_dir, text))
+
+    def close_trial(self, trial_dir: Path) -> None:
+        """The trial ended: drop its in-memory file state after the next flush."""
+        self._results.close(trial_dir)
+
+    # -------------------------------------------------------------- thread side
+    def flush(self) -> None:
+        """Write everything buffered so far (call from a worker thread)."""
+        with self._flush_lock:
+            with self._lock:
+                journal, self._journal = self._journal, []
+                params, self._params = self._params, []
+                errors, self._errors = self._errors, []
+            self.path.mkdir(parents=True, exist_ok=True)
+            if journal:
+                with open(self.path / JOURNAL_FILE, "ab") as f:
+                    f.write(b"\n".join(journal) + b"\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+            for trial_dir, config in params:
+                trial_dir.mkdir(parents=True, exist_ok=True)
+                write_params(trial_dir, config)
+            self._results.flush()
+            for trial_dir, text in errors:
+                trial_dir.mkdir(parents=True, exist_ok=True)
+                with open(trial_dir / "error.txt", "a") as f:
+                    f.write(text)

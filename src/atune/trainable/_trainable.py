@@ -1,0 +1,378 @@
+"""The class API: ``Trainable``, and the auto-filled metrics every result carries."""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from atune.trainable._checkpoint import Checkpoint
+from atune.trainable._session import TrialInfo
+
+if TYPE_CHECKING:
+    from atune.execution.placement_groups import PlacementGroupFactory
+
+__all__ = ["Trainable", "commit_checkpoint_dir", "read_checkpoint_state"]
+
+_STATE_FILE = ".atune_state.json"
+_DICT_JSON = "_dict_checkpoint.json"
+_DICT_PICKLE = "_dict_checkpoint.pkl"
+
+_node_ip: str | None = None
+
+
+def _node_ip_address() -> str:
+    global _node_ip
+    if _node_ip is None:
+        ray = sys.modules.get("ray")
+        try:
+            if ray is not None and ray.is_initialized():
+                _node_ip = str(ray.util.get_node_ip_address())
+            else:
+                _node_ip = socket.gethostbyname(socket.gethostname())
+        except OSError:
+            _node_ip = "127.0.0.1"
+    return _node_ip
+
+
+def commit_checkpoint_dir(staged: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
+    """Make a fully written checkpoint directory visible under its final name, atomically.
+
+    The directory is written under a temporary name first; this renames it into place, so
+    a reader (or a restore after a crash) sees either no checkpoint or a complete one,
+    never a mix of two attempts. The final name must not exist yet: indices are never
+    reused.
+
+    Raises:
+        FileExistsError: ``final`` already exists.
+    """
+    final_path = Path(final)
+    if final_path.exists():
+        raise FileExistsError(f"checkpoint directory {final_path} already exists")
+    os.rename(staged, final_path)
+
+
+def read_checkpoint_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The counters saved with a checkpoint (``training_iteration``, ``time_total_s``, ...).
+
+    Returns an empty dict for a checkpoint not written by atune.
+    """
+    state_file = Path(path) / _STATE_FILE
+    if not state_file.is_file():
+        return {}
+    data = json.loads(state_file.read_text())
+    return data if isinstance(data, dict) else {}
+
+
+def _write_checkpoint_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    (Path(path) / _STATE_FILE).write_text(json.dumps(state))
+
+
+class Trainable:
+    """Base class of class trainables (Ray Tune's class API).
+
+    Subclass it and implement :meth:`setup`, :meth:`step`, and for checkpointing
+    :meth:`save_checkpoint` / :meth:`load_checkpoint`. atune constructs it inside the trial's
+    runner (a Ray actor, or a thread of this process with the local backend); ``setup``
+    runs once per runner, ``step`` once per training iteration, ``cleanup`` once when the
+    runner is finally stopped. With actor reuse, ``reset_config`` switches an existing
+    instance to a new trial's config instead of constructing a new one.
+
+    It also works standalone: ``MyTrainable({"lr": 0.1}).train()`` runs one iteration and
+    returns the result with its auto-filled metrics.
+
+    Do not call ``report()`` inside a class trainable: return the metrics from ``step``.
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any] | None = None,
+        *,
+        trial_info: TrialInfo | None = None,
+    ) -> None:
+        """Set up the trainable; do not override (override :meth:`setup`).
+
+        Args:
+            config: The trial's hyperparameters (``setup`` receives a copy).
+            trial_info: Set by atune's runner; standalone instances get a temporary logdir
+                and ``trial_id == "default"``.
+        """
+        self.config: dict[str, Any] = dict(config or {})
+        self._info = trial_info or TrialInfo()
+        self._logdir = self._info.trial_dir
+        self._reset_counters()
+        self._restored = False
+        self._last_result: dict[str, Any] | None = None
+        self.setup(copy.deepcopy(self.config))
+
+    def _reset_counters(self) -> None:
+        self._iteration = 0
+        self._time_total = 0.0
+        self._timesteps_total: int | float | None = None
+        self._episodes_total: int | float | None = None
+        self._time_since_restore = 0.0
+        self._iterations_since_restore = 0
+
+    # ----------------------------------------------------------------- to implement
+    def setup(self, config: dict[str, Any]) -> None:
+        """Prepare the trial (build the model, load data). Runs once per runner.
+
+        Args:
+            config: A copy of the trial's hyperparameters.
+        """
+
+    def step(self) -> dict[str, Any]:
+        """Run one logical iteration and return its metrics (a dict).
+
+        Special keys: ``done`` (True stops the trial), ``should_checkpoint`` (take a
+        checkpoint after this result), and the overrides ``time_this_iter_s``,
+        ``timestamp``, ``timesteps_this_iter``, ``episodes_this_iter``,
+        ``training_iteration``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement step()")
+
+    def save_checkpoint(self, checkpoint_dir: str) -> dict[str, Any] | str | None:
+        """Write the trial's state into ``checkpoint_dir``.
+
+        Returns:
+            None or ``checkpoint_dir`` itself (the files are the checkpoint), or a dict
+            (stored as JSON when it can be, else pickled) that :meth:`load_checkpoint`
+            receives back.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement save_checkpoint()")
+
+    def load_checkpoint(self, checkpoint: dict[str, Any] | str) -> None:
+        """Restore the state written by :meth:`save_checkpoint`.
+
+        Args:
+            checkpoint: The dict ``save_checkpoint`` returned, or the checkpoint directory.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement load_checkpoint()")
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        """Switch this instance to a new trial's config (actor reuse). Return True if done.
+
+        The default returns False; atune then starts a fresh runner for the new trial
+        (Ray Tune would fail the trial instead).
+        """
+        return False
+
+    def cleanup(self) -> None:
+        """Release what ``setup`` acquired; runs once, when the runner is finally stopped."""
+
+    @classmethod
+    def default_resource_request(
+        cls, config: dict[str, Any]
+    ) -> PlacementGroupFactory | dict[str, Any] | None:
+        """Resources a trial of this class needs, given its config (None: 1 CPU)."""
+        return None
+
+    # ------------------------------------------------------------------- properties
+    @property
+    def trial_id(self) -> str:
+        """The trial's id (``"default"`` outside atune)."""
+        return self._info.trial_id
+
+    @property
+    def trial_name(self) -> str:
+        """The trial's name (``"default"`` outside atune)."""
+        return self._info.trial_name
+
+    @property
+    def trial_resources(self) -> PlacementGroupFactory | None:
+        """The trial's resource request, or None outside atune."""
+        return self._info.resources
+
+    @property
+    def logdir(self) -> str:
+        """The trial directory (a temporary directory for standalone instances)."""
+        if self._logdir is None:
+            self._logdir = tempfile.mkdtemp(prefix=f"{type(self).__name__}_")
+        return self._logdir
+
+    @property
+    def iteration(self) -> int:
+        """Iterations completed so far (inside ``step``: before the current one)."""
+        return self._iteration
+
+    @property
+    def training_iteration(self) -> int:
+        """Alias of :attr:`iteration`."""
+        return self._iteration
+
+    # ----------------------------------------------------------------- driven by atune
+    def train(self) -> dict[str, Any]:
+        """Run one ``step()`` and return its result with the auto-filled metrics.
+
+        Raises:
+            TypeError: ``step()`` did not return a dict.
+        """
+        start = time.monotonic()
+        raw = self.step()
+        elapsed = time.monotonic() - start
+        if not isinstance(raw, dict):
+            raise TypeError(f"step() needs to return a dict, got {type(raw).__name__}: {raw!r}")
+        return self._autofill(dict(raw), elapsed)
+
+    def _autofill(self, result: dict[str, Any], elapsed: float) -> dict[str, Any]:
+        self._iteration += 1
+        self._iterations_since_restore += 1
+        time_this_iter = result.get("time_this_iter_s", elapsed)
+        self._time_total += time_this_iter
+        self._time_since_restore += time_this_iter
+        result.setdefault("done", False)
+        if result.get("timesteps_this_iter") is not None:
+            self._timesteps_total = (self._timesteps_total or 0) + result["timesteps_this_iter"]
+        if self._timesteps_total is not None:
+            result.setdefault("timesteps_total", self._timesteps_total)
+        if result.get("episodes_this_iter") is not None:
+            self._episodes_total = (self._episodes_total or 0) + result["episodes_this_iter"]
+        if self._episodes_total is not None:
+            result.setdefault("episodes_total", self._episodes_total)
+        result.setdefault("training_iteration", self._iteration)
+        now = _dt.datetime.now()
+        result.setdefault("timestamp", int(time.time()))
+        result.update(
+            trial_id=self.trial_id,
+            date=now.strftime("%Y-%m-%d_%H-%M-%S"),
+            time_this_iter_s=time_this_iter,
+            time_total_s=self._time_total,
+            pid=os.getpid(),
+            hostname=socket.gethostname(),
+            node_ip=_node_ip_address(),
+            config=self.config,
+            time_since_restore=self._time_since_restore,
+            iterations_since_restore=self._iterations_since_restore,
+        )
+        self._last_result = result
+        return result
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "training_iteration": self._iteration,
+            "time_total_s": self._time_total,
+            "timesteps_total": self._timesteps_total,
+            "episodes_total": self._episodes_total,
+        }
+
+    def save(self, checkpoint_dir: str | None = None) -> Checkpoint:
+        """Save a checkpoint with :meth:`save_checkpoint` and return it.
+
+        Args:
+            checkpoint_dir: Directory to write (created if missing); default: a new
+                temporary directory.
+
+        Raises:
+            ValueError: ``save_checkpoint`` returned a path other than ``checkpoint_dir``.
+        """
+        target = checkpoint_dir or tempfile.mkdtemp(prefix="checkpoint_tmp_")
+        os.makedirs(target, exist_ok=True)
+        returned = self.save_checkpoint(target)
+        if isinstance(returned, dict):
+            _write_dict_checkpoint(target, returned)
+        elif returned is not None and os.path.abspath(str(returned)) != os.path.abspath(target):
+            raise ValueError(
+                f"save_checkpoint() must return None, the checkpoint_dir it was given "
+                f"({target!r}) or a dict, got the path {returned!r}"
+            )
+        _write_checkpoint_state(target, self._state())
+        return Checkpoint(target)
+
+    def restore(self, checkpoint: Checkpoint | str | os.PathLike[str]) -> None:
+        """Restore from a checkpoint taken by :meth:`save` (counters included).
+
+        Raises:
+            ValueError: the checkpoint directory does not exist.
+        """
+        path = checkpoint.path if isinstance(checkpoint, Checkpoint) else os.fspath(checkpoint)
+        if not os.path.isdir(path):
+            raise ValueError(f"checkpoint directory {path!r} does not exist")
+        state = read_checkpoint_state(path)
+        self._iteration = int(state.get("training_iteration") or 0)
+        self._time_total = float(state.get("time_total_s") or 0.0)
+        self._timesteps_total = state.get("timesteps_total")
+        self._episodes_total = state.get("episodes_total")
+        self._time_since_restore = 0.0
+        self._iterations_since_restore = 0
+        self._restored = True
+        self._load(path)
+
+    def _load(self, path: str) -> None:
+        self.load_checkpoint(_read_dict_checkpoint(path) or path)
+
+    def reset(self, new_config: dict[str, Any], trial_info: TrialInfo | None = None) -> bool:
+        """Switch to a new trial (actor reuse): calls :meth:`reset_config`, zeroes counters.
+
+        Returns:
+            What ``reset_config`` returned; on False the instance is left unchanged.
+        """
+        if not self.reset_config(copy.deepcopy(new_config)):
+            return False
+        self.config = dict(new_config)
+        if trial_info is not None:
+            self._info = trial_info
+            self._logdir = trial_info.trial_dir
+        self._reset_counters()
+        self._restored = False
+        self._last_result = None
+        return True
+
+    def stop(self) -> None:
+        """Release resources: calls :meth:`cleanup`."""
+        self.cleanup()
+
+
+def _write_dict_checkpoint(target: str, data: dict[str, Any]) -> None:
+    try:
+        payload = json.dumps(data)
+    except (TypeError, ValueError):
+        import pickle
+
+        with open(os.path.join(target, _DICT_PICKLE), "wb") as f:
+            pickle.dump(data, f)
+        return
+    with open(os.path.join(target, _DICT_JSON), "w") as f:
+        f.write(payload)
+
+
+def _read_dict_checkpoint(path: str) -> dict[str, Any] | None:
+    json_file = os.path.join(path, _DICT_JSON)
+    if os.path.isfile(json_file):
+        with open(json_file) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else None
+    pickle_file = os.path.join(path, _DICT_PICKLE)
+    if os.path.isfile(pickle_file):
+        import pickle
+
+        # Written by this trainable's own save(); loaded only inside the trial's runner.
+        with open(pickle_file, "rb") as f:
+            data = pickle.load(f)
+        return data if isinstance(data, dict) else None
+    return None
+
+
+def new_staging_dir(trial_dir: str, index: int) -> str:
+    """A fresh, uniquely named directory next to where checkpoint ``index`` will live."""
+    path = os.path.join(trial_dir, f".checkpoint_{index:06d}.tmp-{uuid.uuid4().hex[:8]}")
+    os.makedirs(path)
+    return path
+
+
+def checkpoint_dir_name(index: int) -> str:
+    """The directory name of checkpoint number ``index`` (``checkpoint_000003``)."""
+    return f"checkpoint_{index:06d}"
+
+
+def copy_tree(src: str, dst: str) -> None:
+    """Copy a checkpoint's files into ``dst`` (which exists)."""
+    shutil.copytree(src, dst, dirs_exist_ok=True)

@@ -1,0 +1,204 @@
+"""``Tuner``: configure an experiment, then ``fit()`` it, synchronously or with ``await``.
+
+``tuner.fit()`` serves both worlds with one method:
+
+* called where no event loop is running (a plain script), it runs the experiment and
+  returns the :class:`~atune.result.ResultGrid`, like Ray Tune;
+* called inside a running event loop (a web service, a notebook cell, an ``async def``),
+  it returns an awaitable: ``results = await tuner.fit()`` runs the experiment on that loop
+  without blocking it. Forgetting the ``await`` never silently skips the run: using the
+  un-awaited value raises a ``TypeError`` that says to await it, and dropping it emits a
+  ``RuntimeWarning``.
+
+Bad input fails here, at ``Tuner(...)``, with a :class:`~atune.errors.ConfigError` that
+names the value; what can only be known once the cluster is known (resources) fails at the
+start of ``fit()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import inspect
+import warnings
+from collections.abc import Callable, Generator
+from typing import Any
+
+import structlog
+
+from atune._fit import run_experiment, trainable_name
+from atune.config import RunConfig, TuneConfig
+from atune.errors import ConfigError
+from atune.result import ResultGrid
+from atune.search import validate_param_space
+from atune.trainable._function import wrap_function
+from atune.trainable._trainable import Trainable
+
+__all__ = ["Tuner"]
+
+_log = structlog.get_logger(__name__)
+
+
+class Tuner:
+    """Tune a trainable's hyperparameters (Ray Tune's ``Tuner``).
+
+    Args:
+        trainable: A function ``fn(config)`` that calls ``report()`` (or returns/yields
+            metrics), or a ``Trainable`` subclass; optionally wrapped by
+            ``with_parameters`` / ``with_resources``.
+        param_space: The search space: a dict whose leaves may be search domains
+            (``uniform``, ``choice``, ``grid_search``, ...), nested dicts and lists.
+        tune_config: How to search (metric, mode, samples, concurrency, ...).
+        run_config: Where and how to run (name, storage, stop criteria, callbacks, ...).
+
+    Raises:
+        ConfigError: a trainable that is neither a function taking ``config`` nor a
+            ``Trainable`` subclass, a ``param_space`` that is not a dict, a malformed
+            search space, or invalid config values.
+    """
+
+    def __init__(
+        self,
+        trainable: Callable[..., Any] | type[Trainable] | None = None,
+        *,
+        param_space: dict[str, Any] | None = None,
+        tune_config: TuneConfig | None = None,
+        run_config: RunConfig | None = None,
+    ) -> None:
+        if trainable is None:
+            raise ConfigError("Tuner needs a trainable (a function or a Trainable subclass)")
+        self._trainable_cls = as_trainable_class(trainable)
+        self._tune_config = tune_config or TuneConfig()
+        if not isinstance(self._tune_config, TuneConfig):
+            raise ConfigError(
+                f"tune_config must be a TuneConfig, got {type(tune_config).__name__}",
+                value=tune_config,
+            )
+        self._run_config = run_config or RunConfig()
+        if not isinstance(self._run_config, RunConfig):
+            raise ConfigError(
+                f"run_config must be a RunConfig, got {type(run_config).__name__}",
+                value=run_config,
+            )
+        if param_space is None:
+            param_space = {}
+        validate_param_space(param_space, num_samples=self._tune_config.num_samples)
+        self._param_space = param_space
+        self._check_checkpoint_config()
+        if self._run_config.name is None:
+            stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+            self._run_config.name = f"{trainable_name(self._trainable_cls)}_{stamp}"
+        self._results: ResultGrid | None = None
+
+    def _check_checkpoint_config(self) -> None:
+        from atune.trainable._function import FunctionTrainable
+
+        cc = self._run_config.checkpoint_config
+        if issubclass(self._trainable_cls, FunctionTrainable):
+            if cc.checkpoint_frequency:
+                raise ConfigError(
+                    "CheckpointConfig.checkpoint_frequency applies to class trainables only; "
+                    "a function trainable checkpoints with report(..., checkpoint=...) "
+                    f"(got checkpoint_frequency={cc.checkpoint_frequency!r})",
+                    value=cc.checkpoint_frequency,
+                )
+            if cc.checkpoint_at_end:
+                raise ConfigError(
+                    "CheckpointConfig.checkpoint_at_end applies to class trainables only; "
+                    "a function trainable checkpoints with report(..., checkpoint=...)",
+                    value=cc.checkpoint_at_end,
+                )
+
+    def fit(self) -> Any:
+        """Run the experiment; see the module docstring for sync versus ``await`` use.
+
+        Returns:
+            The ``ResultGrid`` (no running loop), or an awaitable of it (inside a loop).
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            import anyio
+
+            if self._tune_config.backend == "ray":
+                from atune.execution._ray import ensure_ray
+
+                ensure_ray()  # from the main thread, where Ray can install its handlers
+            return anyio.run(self._fit)
+        return _FitCall(self._fit)
+
+    async def _fit(self) -> ResultGrid:
+        self._results = await run_experiment(
+            self._trainable_cls, self._param_space, self._tune_config, self._run_config
+        )
+        return self._results
+
+    def get_results(self) -> ResultGrid:
+        """The results of the last ``fit()``.
+
+        Raises:
+            RuntimeError: ``fit()`` has not completed yet.
+        """
+        if self._results is None:
+            raise RuntimeError("no results yet: call Tuner.fit() (or Tuner.restore) first")
+        return self._results
+
+
+class _FitCall:
+    """What ``Tuner.fit()`` returns inside a running event loop: await it."""
+
+    _MESSAGE = (
+        "Tuner.fit() was called inside a running event loop, so it returned an awaitable "
+        "instead of blocking the loop; use `results = await tuner.fit()`"
+    )
+
+    def __init__(self, fit: Callable[[], Any]) -> None:
+        self._fit = fit
+        self._awaited = False
+
+    def __await__(self) -> Generator[Any, None, ResultGrid]:
+        self._awaited = True
+        return self._fit().__await__()  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        raise TypeError(f"{self._MESSAGE} (tried to use .{name} on it)")
+
+    def __iter__(self) -> Any:
+        raise TypeError(self._MESSAGE)
+
+    def __len__(self) -> int:
+        raise TypeError(self._MESSAGE)
+
+    def __del__(self) -> None:
+        if not self._awaited:
+            warnings.warn(
+                f"{self._MESSAGE}; the experiment did not run", RuntimeWarning, stacklevel=2
+            )
+
+    def __repr__(self) -> str:
+        return "<pending Tuner.fit(): await it>"
+
+
+def as_trainable_class(trainable: Any) -> type[Trainable]:
+    """The ``Trainable`` subclass that runs ``trainable`` (functions are wrapped).
+
+    Raises:
+        ConfigError: ``trainable`` is neither a ``Trainable`` subclass nor a function
+            taking a single ``config`` parameter.
+    """
+    if inspect.isclass(trainable):
+        if issubclass(trainable, Trainable):
+            return trainable
+        raise ConfigError(
+            f"a trainable class must subclass atune.Trainable, got {trainable!r}",
+            value=trainable,
+        )
+    if callable(trainable):
+        return wrap_function(
+            trainable,
+            kwargs=getattr(trainable, "_atune_parameters", None),
+        )
+    raise ConfigError(
+        f"trainable must be a function or a Trainable subclass, got {trainable!r}",
+        value=trainable,
+    )

@@ -1,0 +1,12 @@
+"""Utilities for trainables: ``wait_for_gpu`` and ``diagnose_serialization``.
+
+``validate_warmstart`` lives in :mod:`atune.utils.util` and is not re-exported here, as in
+Ray Tune.
+"""
+
+from __future__ import annotations
+
+from atune.utils._gpu import wait_for_gpu
+from atune.utils._serialization import diagnose_serialization
+
+__all__ = ["diagnose_serialization", "wait_for_gpu"]
