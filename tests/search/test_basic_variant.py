@@ -81,14 +81,14 @@ def test_constant_grid_search_keeps_random_values_within_a_sample() -> None:
 
 
 def test_nested_dicts_lists_and_tuples_are_resolved() -> None:
-    space = {
+    space: dict[str, Any] = {
         "model": {"layers": [choice([16, 32]), 8, {"act": grid_search(["relu", "tanh"])}]},
         "opt": (uniform(0, 1), "sgd"),
     }
     got = configs(space, random_state=1)
     assert len(got) == 2
     for config in got:
-        first, eight, inner = config["model"]["layers"]
+        first, eight, _ = config["model"]["layers"]
         assert first in (16, 32) and eight == 8
         assert isinstance(config["opt"], tuple) and config["opt"][1] == "sgd"
         assert 0 <= config["opt"][0] < 1
@@ -148,7 +148,9 @@ def test_sample_from_sees_resolved_values_in_any_order() -> None:
 
 
 def test_sample_from_values_are_not_in_the_tag() -> None:
-    tags = [s.experiment_tag for s in take(make({"a": grid_search([1]), "b": sample_from(lambda: 3)}))]
+    tags = [
+        s.experiment_tag for s in take(make({"a": grid_search([1]), "b": sample_from(lambda: 3)}))
+    ]
     assert tags == ["0_a=1"]
 
 
@@ -163,7 +165,7 @@ def test_circular_sample_from_dependency_fails_naming_the_paths() -> None:
         "b": sample_from(lambda config: config["a"]),
         "ok": 1,
     }
-    with pytest.raises(SearchSpaceError, match="circular dependency.*a, b"):
+    with pytest.raises(SearchSpaceError, match=r"circular dependency.*a, b"):
         take(make(space))
 
 
@@ -356,3 +358,13 @@ def test_validate_param_space_accepts_valid_input() -> None:
 def test_validate_param_space_checks_grid_markers() -> None:
     with pytest.raises(SearchSpaceError, match="grid_search at model/act has no values"):
         validate_param_space({"model": {"act": {"grid_search": []}}})
+
+
+def test_constant_grid_search_still_resolves_functions_of_grid_values() -> None:
+    got = configs(
+        {"a": grid_search([1, 2]), "b": sample_from(lambda c: c["a"] * 10), "r": uniform(0, 1)},
+        constant_grid_search=True,
+        random_state=0,
+    )
+    assert [(c["a"], c["b"]) for c in got] == [(1, 10), (2, 20)]
+    assert got[0]["r"] == got[1]["r"]

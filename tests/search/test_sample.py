@@ -142,7 +142,9 @@ def test_sampled_values_serialize_to_json() -> None:
         ("choice", (["a", "b", "c"],), ["a", "c", "a"]),
     ],
 )
-def test_a_seed_draws_what_ray_tune_draws(name: str, args: tuple[Any, ...], expected: list[Any]) -> None:
+def test_a_seed_draws_what_ray_tune_draws(
+    name: str, args: tuple[Any, ...], expected: list[Any]
+) -> None:
     domain = getattr(sample, name)(*args)
     assert domain.sample(size=3, random_state=2024) == expected
 
@@ -168,31 +170,76 @@ def test_none_uses_numpys_global_generator() -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: sample.loguniform(0, 1), "loguniform: lower bound must be > 0, got lower=0, upper=1"),
-        (lambda: sample.randint(5, 5), "randint: lower bound must be < upper bound, got lower=5, upper=5"),
-        (lambda: sample.uniform(3, 1), "uniform: lower bound must be < upper bound, got lower=3, upper=1"),
-        (lambda: sample.uniform(0, float("inf")), "uniform: bounds must be finite, got lower=0, upper=inf"),
-        (lambda: sample.uniform("a", 1), "uniform: lower bound must be a real number, got lower='a'"),
+        (
+            lambda: sample.loguniform(0, 1),
+            "loguniform: lower bound must be > 0, got lower=0, upper=1",
+        ),
+        (
+            lambda: sample.randint(5, 5),
+            "randint: lower bound must be < upper bound, got lower=5, upper=5",
+        ),
+        (
+            lambda: sample.uniform(3, 1),
+            "uniform: lower bound must be < upper bound, got lower=3, upper=1",
+        ),
+        (
+            lambda: sample.uniform(0, float("inf")),
+            "uniform: bounds must be finite, got lower=0, upper=inf",
+        ),
+        (
+            lambda: sample.uniform("a", 1),  # type: ignore[arg-type]
+            "uniform: lower bound must be a real number, got lower='a'",
+        ),
         (lambda: sample.uniform(0, float("nan")), "uniform: bounds must be finite"),
         (lambda: sample.quniform(0, 1, 0.3), "quniform: upper bound 1 is not divisible by q=0.3"),
-        (lambda: sample.quniform(0.1, 1, 0.25), "quniform: lower bound 0.1 is not divisible by q=0.25"),
+        (
+            lambda: sample.quniform(0.1, 1, 0.25),
+            "quniform: lower bound 0.1 is not divisible by q=0.25",
+        ),
         (lambda: sample.quniform(0, 1, 0), "quniform: q must be a number > 0, got q=0"),
-        (lambda: sample.qloguniform(0, 1, 0.1), "qloguniform: lower bound must be > 0, got lower=0"),
+        (
+            lambda: sample.qloguniform(0, 1, 0.1),
+            "qloguniform: lower bound must be > 0, got lower=0",
+        ),
         (lambda: sample.randn(0, 0), "randn: sd must be > 0, got sd=0"),
         (lambda: sample.qrandn(0, -1, 0.5), "qrandn: sd must be > 0, got sd=-1"),
         (lambda: sample.qrandn(0, 1, -1), "qrandn: q must be a number > 0, got q=-1"),
-        (lambda: sample.randint(0.5, 3), "randint: lower bound must be an integer, got lower=0.5"),
-        (lambda: sample.lograndint(0, 10), "lograndint: lower bound must be > 0, got lower=0, upper=10"),
-        (lambda: sample.qrandint(1, 4, 5), "qrandint: there is no multiple of q=5 between lower=1 and upper=4"),
-        (lambda: sample.qrandint(0, 10, 2.5), "qrandint: q must be an integer, got q=2.5"),
-        (lambda: sample.qrandint(3, 3, 1), "qrandint: lower bound must be < upper bound, got lower=3, upper=3"),
+        (
+            lambda: sample.randint(0.5, 3),  # type: ignore[arg-type]
+            "randint: lower bound must be an integer, got lower=0.5",
+        ),
+        (
+            lambda: sample.lograndint(0, 10),
+            "lograndint: lower bound must be > 0, got lower=0, upper=10",
+        ),
+        (
+            lambda: sample.qrandint(1, 4, 5),
+            "qrandint: there is no multiple of q=5 between lower=1 and upper=4",
+        ),
+        (
+            lambda: sample.qrandint(0, 10, 2.5),  # type: ignore[arg-type]
+            "qrandint: q must be an integer, got q=2.5",
+        ),
+        (
+            lambda: sample.qrandint(3, 3, 1),
+            "qrandint: lower bound must be < upper bound, got lower=3, upper=3",
+        ),
         (lambda: sample.qlograndint(0, 10, 2), "qlograndint: lower bound must be > 0, got lower=0"),
         (lambda: sample.choice([]), "choice: categories must not be empty, got []"),
         (lambda: sample.choice("abc"), "choice: categories must be a list of values, got 'abc'"),
-        (lambda: sample.sample_from(3), "sample_from: func must be callable, got 3"),
-        (lambda: sample.sample_from(lambda a, b: 0), "sample_from: func must be callable with 0 or 1 arguments"),
+        (
+            lambda: sample.sample_from(3),  # type: ignore[arg-type]
+            "sample_from: func must be callable, got 3",
+        ),
+        (
+            lambda: sample.sample_from(lambda a, b: 0),
+            "sample_from: func must be callable with 0 or 1 arguments",
+        ),
         (lambda: sample.grid_search([]), "grid_search: values must not be empty, got []"),
-        (lambda: sample.grid_search(5), "grid_search: values must be a list of values, got 5"),
+        (
+            lambda: sample.grid_search(5),  # type: ignore[arg-type]
+            "grid_search: values must be a list of values, got 5",
+        ),
     ],
 )
 def test_bad_arguments_fail_at_construction_naming_the_values(
@@ -205,7 +252,7 @@ def test_bad_arguments_fail_at_construction_naming_the_values(
 
 
 def test_integer_valued_float_bounds_are_accepted_as_ints() -> None:
-    domain = sample.randint(1, 1e3)
+    domain = sample.randint(1, 1e3)  # type: ignore[arg-type]
     assert (domain.lower, domain.upper) == (1, 1000)
     assert type(domain.upper) is int
 

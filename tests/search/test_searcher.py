@@ -10,7 +10,7 @@ import pytest
 
 import atune.search
 from atune.errors import ConfigError
-from atune.search import FINISHED, SearchGenerator, Searcher, Suggestion, uniform
+from atune.search import FINISHED, Searcher, SearchGenerator, Suggestion, uniform
 
 
 class Counter(Searcher):
@@ -31,7 +31,7 @@ class Counter(Searcher):
         self._metric, self._mode = metric, mode
         return True
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None | Literal["FINISHED"]:
+    def suggest(self, trial_id: str) -> dict[str, Any] | Literal["FINISHED"] | None:
         if self.next_x >= self.limit:
             return Searcher.FINISHED
         self.next_x += 1

@@ -10,10 +10,11 @@ Call order, all from the controller's one task (no locking needed):
 1. ``set_search_properties(metric, mode, param_space, num_samples)`` once, before anything
    else. It validates the space and may raise :class:`~atune.errors.ConfigError`.
 2. ``set_state(state)`` when the experiment is being restored (after step 1).
-3. Repeatedly ``next_trial(trial_id)`` with a fresh id. It returns a :class:`Suggestion`
-   (the id is now a live trial), ``None`` (nothing now, e.g. a concurrency limit or a
-   searcher waiting for results: ask again after the next event; the id is discarded) or
-   :data:`FINISHED` (no more trials, ever; later calls keep returning it).
+3. Repeatedly ``next_trial(trial_id)``. It returns a :class:`Suggestion` (the id is now a
+   live trial and must not be passed again), ``None`` (nothing now, e.g. a concurrency
+   limit or a searcher waiting for results: ask again after the next event, with the same
+   id or a new one) or :data:`FINISHED` (no more trials, ever; later calls keep returning
+   it).
 4. ``on_trial_result(trial_id, result)`` with each *flattened* result (``"a/b"`` keys) of
    a live trial, unless the scheduler decided STOP on it. The controller may skip this
    call, and batch results, when ``needs_intermediate_results`` is False.
@@ -97,7 +98,7 @@ class SearchAlgorithm(ABC):
         """Return the next trial's config, ``None`` (not now) or ``FINISHED`` (never again).
 
         Args:
-            trial_id: The id the trial will have; fresh on every call.
+            trial_id: The id the trial will have if a Suggestion is returned.
         """
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:  # noqa: B027

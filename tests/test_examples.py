@@ -1,0 +1,71 @@
+"""The seed page's examples, ported by changing only the import, give Ray Tune's numbers."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def objective(x: float, a: float, b: float) -> float:
+    return a * (x**0.5) + b
+
+
+@pytest.fixture(autouse=True)
+def _storage(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ATUNE_STORAGE_PATH", str(tmp_path))
+
+
+def _run(name: str) -> object:
+    namespace = runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+    return namespace["results"]
+
+
+@pytest.mark.ray
+def test_function_api_with_intermediate_reports() -> None:
+    results = _run("function_api_intermediate.py")
+    (result,) = list(results)  # type: ignore[call-overload]
+    assert result.error is None
+    assert result.metrics["training_iteration"] == 20
+    assert result.metrics["score"] == objective(19, 2, 4)
+    assert len(result.metrics_dataframe) == 20
+
+
+@pytest.mark.ray
+def test_function_api_with_final_report() -> None:
+    results = _run("function_api_final.py")
+    (result,) = list(results)  # type: ignore[call-overload]
+    assert result.metrics["training_iteration"] == 1
+    assert result.metrics["score"] == objective(19, 2, 4)
+
+
+@pytest.mark.ray
+def test_function_api_returning_metrics() -> None:
+    results = _run("function_api_return.py")
+    (result,) = list(results)  # type: ignore[call-overload]
+    assert result.metrics["training_iteration"] == 1
+    assert result.metrics["score"] == objective(19, 2, 4)
+    assert result.metrics["done"] is True
+
+
+@pytest.mark.ray
+def test_class_api_with_stop_after_20_iterations() -> None:
+    results = _run("class_api.py")
+    (result,) = list(results)  # type: ignore[call-overload]
+    assert result.error is None
+    assert result.metrics["training_iteration"] == 20
+    assert result.metrics["score"] == objective(19, 2, 4)
+    assert result.checkpoint is None  # checkpoint_at_end=False
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_quickstart_finds_a_best_config(capsys: pytest.CaptureFixture[str]) -> None:
+    namespace = runpy.run_path(str(EXAMPLES / "quickstart.py"), run_name="__main__")
+    assert "main" in namespace
+    out = capsys.readouterr().out
+    assert "Ran 8 trials (0 errors)" in out
+    assert "Best config: {" in out
