@@ -34,6 +34,8 @@ from atune.trainable import (
     get_checkpoint,
     get_context,
     report,
+    with_parameters,
+    with_resources,
 )
 from atune.tuner import Tuner
 
@@ -69,4 +71,6 @@ __all__ = [
     "report",
     "sample_from",
     "uniform",
+    "with_parameters",
+    "with_resources",
 ]

@@ -11,6 +11,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import anyio
 import structlog
 
 from atune._controller._core import ControllerCore, CorePolicy
@@ -48,8 +49,15 @@ def trainable_name(cls: type[Trainable]) -> str:
 
 
 def resources_for(cls: type[Trainable], config: dict[str, Any]) -> PlacementGroupFactory:
-    """The resource request of a trial of ``cls`` with ``config`` (default: 1 CPU)."""
-    request: Any = cls.default_resource_request(config)
+    """The resource request of a trial of ``cls`` with ``config`` (default: 1 CPU).
+
+    ``with_resources`` wins over ``Trainable.default_resource_request``.
+    """
+    request: Any = getattr(cls, "_atune_resources", None)
+    if request is None:
+        request = cls.default_resource_request(config)
+    elif callable(request) and not isinstance(request, PlacementGroupFactory):
+        request = request(config)
     if request is None:
         return resource_dict_to_pg_factory(None)
     if isinstance(request, PlacementGroupFactory):
@@ -161,12 +169,15 @@ async def run_experiment(
 
     backend = _make_backend(tune_config)
     await backend.setup()
-    capacity = backend.capacity()
+    capacity = await anyio.to_thread.run_sync(backend.capacity)
     allocator = _shared_allocator(tune_config.backend, capacity)
     scope = allocator.scope(max_concurrent=tune_config.max_concurrent_trials)
     await backend.prepare(trainable_cls)
 
-    default_request = resources_for(trainable_cls, {}).required_resources
+    try:
+        default_request = resources_for(trainable_cls, {}).required_resources
+    except Exception:  # a callable request that needs a real config
+        default_request = {"CPU": 1.0}
     max_live = max(1, _fits(capacity, default_request))
     if tune_config.max_concurrent_trials:
         max_live = min(max_live, tune_config.max_concurrent_trials)

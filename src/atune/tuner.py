@@ -194,10 +194,7 @@ def as_trainable_class(trainable: Any) -> type[Trainable]:
             value=trainable,
         )
     if callable(trainable):
-        return wrap_function(
-            trainable,
-            kwargs=getattr(trainable, "_atune_parameters", None),
-        )
+        return wrap_function(trainable)
     raise ConfigError(
         f"trainable must be a function or a Trainable subclass, got {trainable!r}",
         value=trainable,

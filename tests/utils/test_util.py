@@ -11,7 +11,11 @@ from atune.utils.util import validate_warmstart
 
 
 def test_public_surface_matches_ray_paths() -> None:
-    assert set(atune.utils.__all__) == {"wait_for_gpu", "diagnose_serialization"}
+    assert set(atune.utils.__all__) == {
+        "wait_for_gpu",
+        "diagnose_serialization",
+        "validate_save_restore",
+    }
     assert not hasattr(atune.utils, "validate_warmstart")
     assert util.wait_for_gpu is atune.utils.wait_for_gpu
     assert util.diagnose_serialization is atune.utils.diagnose_serialization

@@ -42,12 +42,16 @@ from atune.search import FINISHED, SearchAlgorithm
 from atune.stopper import DictStopper, Stopper
 
 __all__ = [
+    "Command",
     "ControllerCore",
     "CorePolicy",
+    "Finish",
     "Launch",
+    "Message",
     "Release",
     "RunnerFailed",
     "Save",
+    "StopAll",
     "Train",
     "TrainReturned",
 ]
@@ -56,6 +60,8 @@ _BATCH_RESULTS = 256
 _BATCH_SECONDS = 0.25
 _UNSAFE_CHARS = re.compile(r"[^\w.=,+-]")
 _CHECKPOINT_NAME = re.compile(r"checkpoint_(\d+)$")
+# Stops decided on a result: the runner is alive and the result may still be checkpointed.
+_RESULT_STOPS = ("done", "stopper", "scheduler")
 
 
 # --------------------------------------------------------------------------- messages
@@ -310,16 +316,24 @@ class ControllerCore:
         trial = self.trials[event.trial_id]
         trial.busy = False
         trial.started = True
-        self._next_step(event.ts, trial)
+        if trial.stop_reason is not None:
+            self._next_step(event.ts, trial)
+            return
+        # A fresh or just-restored runner has nothing to checkpoint: after a retry,
+        # ``last_result`` still holds the failed attempt's result, which the restore undid.
+        trial.busy = True
+        self._commands.append(Train(trial_id=trial.trial_id, budget=self._budget()))
 
     def _on_train_returned(self, message: TrainReturned) -> None:
         trial = self.trials[message.trial_id]
-        trial.busy = False
         outcome = message.outcome
+        # Still busy while its results are processed: an experiment-wide stop decided on
+        # one of them marks this trial, which then ends below, after its own outcome.
         for result in outcome.results:
             self._on_result(message.ts, trial, result)
             if trial.stop_reason is not None:
                 break
+        trial.busy = False
         if trial.is_finished:
             return
         if outcome.error is not None and trial.stop_reason is None:
@@ -331,10 +345,12 @@ class ControllerCore:
 
     def _on_result(self, ts: float, trial: Trial, result: dict[str, Any]) -> None:
         flat = flatten_dict(result)
+        # As in Ray Tune, the stopper sees every result, unflattened, even one with done=True.
+        stopped = self.stopper is not None and self.stopper(trial.trial_id, result)
         reason: str | None = None
         if result.get("done"):
             reason = "done"
-        elif self.stopper is not None and self.stopper(trial.trial_id, flat):
+        elif stopped:
             reason = "stopper"
         elif self.scheduler.on_trial_result(self, trial, flat) == TrialScheduler.STOP:
             reason = "scheduler"
@@ -355,7 +371,7 @@ class ControllerCore:
                     metrics=result,
                 )
             )
-        if reason is None and self.stopper is not None and self.stopper.stop_all():
+        if self.stopper is not None and self.stopper.stop_all():
             self._stop_all(ts, "stop_all")
 
     def _on_checkpoint(self, event: CheckpointSaved) -> None:
@@ -370,7 +386,9 @@ class ControllerCore:
     def _next_step(self, ts: float, trial: Trial) -> None:
         """Decide what a started, idle trial does next."""
         if trial.stop_reason is not None:
-            if self._wants_final_checkpoint(trial):
+            # Ray Tune takes a due checkpoint even from the result that stops the trial.
+            due = trial.stop_reason in _RESULT_STOPS and self._checkpoint_due(trial)
+            if due or self._wants_final_checkpoint(trial):
                 self._save(trial)
             else:
                 self._complete(ts, trial, trial.stop_reason)
@@ -409,7 +427,7 @@ class ControllerCore:
         return (
             not self.policy.is_function
             and self.policy.checkpoint_at_end
-            and trial.stop_reason in ("done", "stopper", "scheduler")
+            and trial.stop_reason in _RESULT_STOPS
             and bool(trial.last_result)
             and not self._last_checkpointed(trial)
         )
@@ -455,6 +473,7 @@ class ControllerCore:
             trial.error = error  # with the pickled original, to rebuild its type in results
         self.scheduler.on_trial_error(self, trial)
         if will_retry:
+            self.scheduler.on_trial_add(self, trial)  # Ray Tune re-adds a requeued trial
             trial.busy = True
             checkpoint = trial.checkpoint
             self._commands.append(

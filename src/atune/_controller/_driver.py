@@ -69,6 +69,7 @@ _log = structlog.get_logger(__name__)
 _FLUSH_INTERVAL_S = 0.5
 _SHUTDOWN_DEADLINE_S = 10.0
 _TIME_BUDGET_GRACE_S = 2.0
+_CAPACITY_REFRESH_S = 5.0
 
 
 class Driver:
@@ -108,6 +109,8 @@ class Driver:
                 tg.start_soon(self._flush_periodically)
                 if self.time_budget_s is not None:
                     tg.start_soon(self._time_budget, self.time_budget_s)
+                if self.pool.backend.dynamic_capacity:
+                    tg.start_soon(self._follow_capacity)
                 started = ExperimentStarted(
                     ts=time.time(),
                     name=self.experiment_name,
@@ -150,6 +153,13 @@ class Driver:
         while True:
             await anyio.sleep(_FLUSH_INTERVAL_S)
             await anyio.to_thread.run_sync(self.writer.flush)
+
+    async def _follow_capacity(self) -> None:
+        """Keep the allocator's capacity in step with the cluster as nodes join or leave."""
+        while True:
+            await anyio.sleep(_CAPACITY_REFRESH_S)
+            capacity = await anyio.to_thread.run_sync(self.pool.backend.capacity)
+            self.pool.scope.allocator.update_capacity(capacity)
 
     async def _time_budget(self, budget: float) -> None:
         await anyio.sleep(budget)

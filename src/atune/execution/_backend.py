@@ -64,13 +64,17 @@ class Runner(Protocol):
 class Backend(ABC):
     """Where runners live. One backend instance serves one ``fit()``."""
 
+    #: Whether :meth:`capacity` can change during a run (nodes joining or leaving); the
+    #: driver then re-reads it periodically, off the event loop.
+    dynamic_capacity: bool = False
+
     @abstractmethod
     async def setup(self) -> None:
         """Connect to (or start) the execution engine."""
 
     @abstractmethod
     def capacity(self) -> dict[str, float]:
-        """Total resources runners may use (CPU, GPU, memory, custom)."""
+        """Total resources runners may use (CPU, GPU, memory, custom); may block briefly."""
 
     @abstractmethod
     async def prepare(self, trainable_cls: type[Trainable]) -> None:

@@ -75,7 +75,7 @@ class _TrialActor:
     """The body of the Ray actor: a thin async shell around a ``TrainableHost``."""
 
     def __init__(self, trainable_cls: type[Trainable]) -> None:
-        self._host = TrainableHost(trainable_cls)
+        self._host = TrainableHost(_resolve_parameters(trainable_cls))
 
     async def start(
         self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
@@ -95,6 +95,35 @@ class _TrialActor:
 
     async def stop(self) -> ErrorInfo | None:
         return await self._host.stop()
+
+
+_REFS_ATTR = "_atune_parameter_refs"
+
+
+def _put_parameters(cls: type[Trainable]) -> type[Trainable]:
+    """A subclass whose ``with_parameters`` objects are replaced by object-store refs.
+
+    Each object is put exactly once, here, in the driver; every actor fetches it by ref.
+    """
+    import ray
+
+    parameters = cls._atune_parameters
+    if not parameters:
+        return cls
+    refs = {key: ray.put(value) for key, value in parameters.items()}
+    return type(cls.__name__, (cls,), {"_atune_parameters": refs, _REFS_ATTR: True})
+
+
+def _resolve_parameters(cls: type[Trainable]) -> type[Trainable]:
+    """In the actor: fetch the objects behind the refs (zero-copy for numpy arrays)."""
+    if not cls.__dict__.get(_REFS_ATTR):
+        return cls
+    import ray
+
+    refs = cls._atune_parameters
+    values = ray.get(list(refs.values()))
+    resolved = dict(zip(refs, values))
+    return type(cls.__name__, (cls,), {"_atune_parameters": resolved, _REFS_ATTR: False})
 
 
 _remote_actor_cls: Any = None
@@ -183,6 +212,8 @@ def _death_cause(exc: BaseException) -> str:
 class RayBackend(Backend):
     """Hosts each trial's runner in a Ray actor (see the module docstring)."""
 
+    dynamic_capacity = True
+
     def __init__(self) -> None:
         self._cls_ref: Any = None
 
@@ -197,7 +228,10 @@ class RayBackend(Backend):
     async def prepare(self, trainable_cls: type[Trainable]) -> None:
         import ray
 
-        self._cls_ref = await anyio.to_thread.run_sync(ray.put, trainable_cls)
+        def put() -> Any:
+            return ray.put(_put_parameters(trainable_cls))
+
+        self._cls_ref = await anyio.to_thread.run_sync(put)
 
     async def create_runner(self, resources: PlacementGroupFactory) -> Runner:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy

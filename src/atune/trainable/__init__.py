@@ -8,6 +8,7 @@ from atune.trainable._checkpoint import Checkpoint
 from atune.trainable._function import FunctionTrainable, wrap_function
 from atune.trainable._session import TuneContext, get_checkpoint, get_context, report
 from atune.trainable._trainable import Trainable
+from atune.trainable._wrappers import with_parameters, with_resources
 
 __all__ = [
     "Checkpoint",
@@ -17,5 +18,7 @@ __all__ = [
     "get_checkpoint",
     "get_context",
     "report",
+    "with_parameters",
+    "with_resources",
     "wrap_function",
 ]

@@ -93,9 +93,9 @@ class FunctionTrainable(Trainable):
     """A ``Trainable`` that drives a user function; made by :func:`wrap_function`."""
 
     _function: Callable[..., Any]
-    _function_kwargs: dict[str, Any] = {}
 
-    def setup(self, config: dict[str, Any]) -> None:
+    def setup(self, config: dict[str, Any], **parameters: Any) -> None:
+        # ``parameters`` (from with_parameters) reach the function as keyword arguments.
         self._channel = _Rendezvous()
         self._thread: threading.Thread | None = None
         self._finished = False
@@ -129,7 +129,7 @@ class FunctionTrainable(Trainable):
         token = _activate(session)
         try:
             fn = self._function
-            kwargs = self._function_kwargs
+            kwargs = self._atune_parameters
             config = self.config
             if inspect.iscoroutinefunction(fn):
                 output = asyncio.run(fn(config, **kwargs))
@@ -262,25 +262,25 @@ def validate_function(fn: Callable[..., Any], extra_kwargs: tuple[str, ...] = ()
         ) from exc
 
 
-def wrap_function(
-    fn: Callable[..., Any],
-    *,
-    name: str | None = None,
-    kwargs: dict[str, Any] | None = None,
-) -> type[FunctionTrainable]:
-    """Make a ``FunctionTrainable`` subclass that drives ``fn(config, **kwargs)``.
+def wrap_function(fn: Callable[..., Any], *, name: str | None = None) -> type[FunctionTrainable]:
+    """Make a ``FunctionTrainable`` subclass that drives ``fn(config, **parameters)``.
+
+    Parameters attached by ``with_parameters`` and resources attached by
+    ``with_resources`` carry over to the class.
 
     Raises:
         ConfigError: ``fn`` does not take a single ``config`` parameter.
     """
-    extra = dict(kwargs or {})
-    validate_function(fn, tuple(extra))
-    cls_name = name or getattr(fn, "__name__", "trainable")
-    return type(
-        cls_name,
-        (FunctionTrainable,),
-        {"_function": staticmethod(fn), "_function_kwargs": extra, "__module__": __name__},
-    )
+    parameters = dict(getattr(fn, "_atune_parameters", {}))
+    validate_function(fn, tuple(parameters))
+    namespace: dict[str, Any] = {
+        "_function": staticmethod(fn),
+        "_atune_parameters": parameters,
+        "__module__": __name__,
+    }
+    if hasattr(fn, "_atune_resources"):
+        namespace["_atune_resources"] = fn._atune_resources
+    return type(name or getattr(fn, "__name__", "trainable"), (FunctionTrainable,), namespace)
 
 
 def format_exception(exc: BaseException) -> str:

@@ -93,6 +93,9 @@ class Trainable:
     Do not call ``report()`` inside a class trainable: return the metrics from ``step``.
     """
 
+    #: Objects handed to ``setup`` as keyword arguments (set by ``with_parameters``).
+    _atune_parameters: dict[str, Any] = {}
+
     def __init__(
         self,
         config: dict[str, Any] | None = None,
@@ -112,7 +115,7 @@ class Trainable:
         self._reset_counters()
         self._restored = False
         self._last_result: dict[str, Any] | None = None
-        self.setup(copy.deepcopy(self.config))
+        self.setup(copy.deepcopy(self.config), **self._atune_parameters)
 
     def _reset_counters(self) -> None:
         self._iteration = 0
@@ -123,11 +126,12 @@ class Trainable:
         self._iterations_since_restore = 0
 
     # ----------------------------------------------------------------- to implement
-    def setup(self, config: dict[str, Any]) -> None:
+    def setup(self, config: dict[str, Any], **parameters: Any) -> None:
         """Prepare the trial (build the model, load data). Runs once per runner.
 
         Args:
             config: A copy of the trial's hyperparameters.
+            **parameters: Objects attached with ``with_parameters``.
         """
 
     def step(self) -> dict[str, Any]:
