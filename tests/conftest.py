@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,11 @@ import pytest
 # Keep Ray quiet and small on CI machines (2 cores).
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# The key that signs pickled dict checkpoints: keep the tests' key out of the user's home.
+os.environ.setdefault(
+    "ATUNE_SIGNING_KEY_FILE",
+    os.path.join(tempfile.mkdtemp(prefix="atune-tests-"), "signing_key"),
+)
 
 
 @pytest.fixture(scope="session")

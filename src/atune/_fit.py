@@ -6,20 +6,25 @@ import asyncio
 import math
 import os
 import pickle
+import shutil
 import uuid
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 import structlog
 
-from atune._controller._core import ControllerCore, CorePolicy
+from atune._controller._core import ControllerCore, CorePolicy, rank_checkpoints
 from atune._controller._driver import Driver
 from atune._controller._pool import RunnerPool
 from atune._trial import Trial
-from atune.config import RunConfig, TuneConfig
+from atune._signing import load_or_create_key
+from atune._spec import spec_for, write_spec
+from atune.config import CheckpointConfig, RunConfig, TuneConfig
 from atune.errors import ConfigError, TrialError, WorkerDiedError
+from atune.events import Event, SearcherStateSaved, TrialCreated
 from atune.execution._allocator import Allocator
 from atune.execution._backend import Backend, LocalBackend
 from atune.execution._host import ErrorInfo
@@ -32,7 +37,13 @@ from atune.storage._writer import ExperimentWriter
 from atune.trainable._function import FunctionTrainable
 from atune.trainable._trainable import Trainable
 
-__all__ = ["rebuild_error", "resources_for", "run_experiment", "trainable_name"]
+__all__ = [
+    "RestorePlan",
+    "rebuild_error",
+    "resources_for",
+    "run_experiment",
+    "trainable_name",
+]
 
 _log = structlog.get_logger(__name__)
 
@@ -145,13 +156,26 @@ def _experiment_path(run_config: RunConfig) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class RestorePlan:
+    """What ``Tuner.restore`` hands to :func:`run_experiment`."""
+
+    experiment_path: Path
+    uid: str
+    events: list[Event]
+    resume_unfinished: bool = True
+    resume_errored: bool = False
+    restart_errored: bool = False
+
+
 async def run_experiment(
     trainable_cls: type[Trainable],
     param_space: dict[str, Any],
     tune_config: TuneConfig,
     run_config: RunConfig,
+    restore: RestorePlan | None = None,
 ) -> ResultGrid:
-    """Run a new experiment to completion and return its results."""
+    """Run a new experiment, or continue a restored one, to completion."""
     search = _search_algorithm(tune_config)
     search.set_search_properties(
         tune_config.metric, tune_config.mode, param_space, tune_config.num_samples
@@ -182,7 +206,19 @@ async def run_experiment(
     if tune_config.max_concurrent_trials:
         max_live = min(max_live, tune_config.max_concurrent_trials)
 
-    experiment_path = _experiment_path(run_config)
+    if restore is None:
+        experiment_path = _experiment_path(run_config)
+        uid = uuid.uuid4().hex[:5]
+        spec = spec_for(
+            trainable_name=trainable_name(trainable_cls),
+            uid=uid,
+            param_space=param_space,
+            tune_config=tune_config,
+            run_config=run_config,
+        )
+        await anyio.to_thread.run_sync(write_spec, experiment_path, spec)
+    else:
+        experiment_path, uid = restore.experiment_path, restore.uid
     policy = CorePolicy(
         experiment_path=str(experiment_path),
         trainable_name=trainable_name(trainable_cls),
@@ -193,11 +229,17 @@ async def run_experiment(
         fail_fast=run_config.failure_config.fail_fast,
         checkpoint_frequency=checkpoint_config.checkpoint_frequency,
         checkpoint_at_end=bool(checkpoint_at_end),
-        uid=uuid.uuid4().hex[:5],
+        num_to_keep=checkpoint_config.num_to_keep,
+        checkpoint_score_attribute=checkpoint_config.checkpoint_score_attribute,
+        checkpoint_score_order=checkpoint_config.checkpoint_score_order,
+        uid=uid,
         trial_name_creator=tune_config.trial_name_creator,
         trial_dirname_creator=tune_config.trial_dirname_creator,
     )
     core = ControllerCore(policy, search, scheduler=scheduler, stopper=stopper)
+    if restore is not None:
+        _replay(core, restore)
+        await anyio.to_thread.run_sync(_reconcile_disk, core)
     driver = Driver(
         core,
         RunnerPool(backend, scope, reuse=reuse),
@@ -205,6 +247,8 @@ async def run_experiment(
         experiment_name=str(run_config.name),
         callbacks=run_config.callbacks or (),
         time_budget_s=tune_config.time_budget_s,  # type: ignore[arg-type]
+        resumed=restore is not None,
+        signing_key=await anyio.to_thread.run_sync(load_or_create_key),
     )
     for callback in driver.callbacks:
         callback.setup(stop=run_config.stop, num_samples=tune_config.num_samples)
@@ -214,7 +258,44 @@ async def run_experiment(
         await backend.shutdown()
     if core.fatal_error is not None:
         raise rebuild_error(core.fatal_error, "")
-    return build_result_grid(core.get_trials(), str(experiment_path), tune_config)
+    return build_result_grid(
+        core.get_trials(), str(experiment_path), tune_config, run_config.checkpoint_config
+    )
+
+
+def _replay(core: ControllerCore, plan: RestorePlan) -> None:
+    """Rebuild the core from the journal, and the search algorithm from its last snapshot."""
+    core.replay(
+        plan.events,
+        resume_unfinished=plan.resume_unfinished,
+        resume_errored=plan.resume_errored,
+        restart_errored=plan.restart_errored,
+    )
+    snapshot_at = max(
+        (i for i, e in enumerate(plan.events) if isinstance(e, SearcherStateSaved)), default=-1
+    )
+    if snapshot_at >= 0:
+        snapshot = plan.events[snapshot_at]
+        assert isinstance(snapshot, SearcherStateSaved)
+        core.search.set_state(snapshot.state)
+    # Trials created after the last snapshot were handed out already: advance past them.
+    for event in plan.events[snapshot_at + 1 :]:
+        if isinstance(event, TrialCreated):
+            core.search.next_trial(event.trial_id)
+
+
+def _reconcile_disk(core: ControllerCore) -> None:
+    """Never reuse a checkpoint index found on disk; drop staging dirs of torn saves."""
+    for trial in core.get_trials():
+        trial_dir = Path(trial.path)
+        if not trial_dir.is_dir():
+            continue
+        for child in trial_dir.iterdir():
+            if child.name.startswith(".checkpoint_") and ".tmp-" in child.name:
+                shutil.rmtree(child, ignore_errors=True)
+            elif child.name.startswith("checkpoint_") and child.name[11:].isdigit():
+                index = int(child.name[11:])
+                trial.next_checkpoint_index = max(trial.next_checkpoint_index, index + 1)
 
 
 def rebuild_error(info: ErrorInfo, trial_id: str) -> BaseException:
@@ -240,7 +321,10 @@ def rebuild_error(info: ErrorInfo, trial_id: str) -> BaseException:
 
 
 def build_result_grid(
-    trials: list[Trial], experiment_path: str, tune_config: TuneConfig
+    trials: list[Trial],
+    experiment_path: str,
+    tune_config: TuneConfig,
+    checkpoint_config: CheckpointConfig,
 ) -> ResultGrid:
     """The ``ResultGrid`` of the given trials."""
     results = []
@@ -251,9 +335,12 @@ def build_result_grid(
         error = None
         if trial.error is not None:
             error = rebuild_error(trial.error, trial.trial_id)
-        best = [
-            (_checkpoint(trial, record.dir_name), record.metrics) for record in trial.checkpoints
-        ]
+        ranked = rank_checkpoints(
+            trial.checkpoints,
+            checkpoint_config.checkpoint_score_attribute,
+            checkpoint_config.checkpoint_score_order,
+        )
+        best = [(_checkpoint(trial, record.dir_name), record.metrics) for record in ranked]
         results.append(
             Result(
                 metrics=metrics,

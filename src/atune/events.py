@@ -28,11 +28,13 @@ import msgspec
 
 __all__ = [
     "ActorFreed",
+    "CheckpointDeleted",
     "CheckpointSaved",
     "Event",
     "ExperimentFinished",
     "ExperimentStarted",
     "ResultReported",
+    "SearcherStateSaved",
     "TrialCompleted",
     "TrialCreated",
     "TrialErrored",
@@ -124,6 +126,27 @@ class CheckpointSaved(_EventBase, tag="checkpoint_saved"):
     metrics: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+class CheckpointDeleted(_EventBase, tag="checkpoint_deleted"):
+    """A checkpoint fell out of ``CheckpointConfig.num_to_keep`` and is deleted.
+
+    The directory is removed only after this event (and the newer checkpoint's
+    ``CheckpointSaved``) is durably in the journal, so a crash never leaves the journal
+    pointing at a deleted checkpoint.
+    """
+
+    trial_id: str
+    dir_name: str
+
+
+class SearcherStateSaved(_EventBase, tag="searcher_state_saved"):
+    """A snapshot of the search algorithm's state (JSON data), for ``Tuner.restore``.
+
+    Written at most once per journal flush, after the events it accounts for.
+    """
+
+    state: dict[str, Any]
+
+
 class TrialCompleted(_EventBase, tag="trial_completed"):
     """The trial ended without error (status TERMINATED).
 
@@ -131,12 +154,14 @@ class TrialCompleted(_EventBase, tag="trial_completed"):
         reason: Why it ended: ``"returned"`` (the function returned), ``"done"`` (a result
             had ``done=True``), ``"stopper"`` (a stop criterion matched), ``"scheduler"``
             (the scheduler stopped it), ``"stop_all"`` (an experiment-wide stopper),
-            ``"time_budget"`` (``TuneConfig.time_budget_s`` ran out) or ``"cancelled"``.
+            ``"time_budget"`` (``TuneConfig.time_budget_s`` ran out), ``"fail_fast"``
+            (another trial failed under ``FailureConfig(fail_fast=True)``) or ``"skipped"``
+            (not resumed by ``Tuner.restore(resume_unfinished=False)``).
     """
 
     trial_id: str
     reason: Literal[
-        "returned", "done", "stopper", "scheduler", "stop_all", "time_budget", "cancelled"
+        "returned", "done", "stopper", "scheduler", "stop_all", "time_budget", "fail_fast", "skipped"
     ]
 
 
@@ -187,9 +212,11 @@ Event = Union[
     TrialStarted,
     ResultReported,
     CheckpointSaved,
+    CheckpointDeleted,
     TrialCompleted,
     TrialErrored,
     ActorFreed,
+    SearcherStateSaved,
     ExperimentFinished,
 ]
 """Any event; a tagged union, so one decoder reads them all."""

@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import inspect
+import os
 import warnings
 from collections.abc import Callable, Generator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -33,6 +35,9 @@ from atune.result import ResultGrid
 from atune.search import validate_param_space
 from atune.trainable._function import wrap_function
 from atune.trainable._trainable import Trainable
+
+if TYPE_CHECKING:
+    from atune._fit import RestorePlan
 
 __all__ = ["Tuner"]
 
@@ -89,6 +94,7 @@ class Tuner:
             stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
             self._run_config.name = f"{trainable_name(self._trainable_cls)}_{stamp}"
         self._results: ResultGrid | None = None
+        self._restore: RestorePlan | None = None
 
     def _check_checkpoint_config(self) -> None:
         from atune.trainable._function import FunctionTrainable
@@ -108,6 +114,100 @@ class Tuner:
                     "a function trainable checkpoints with report(..., checkpoint=...)",
                     value=cc.checkpoint_at_end,
                 )
+
+    @classmethod
+    def restore(
+        cls,
+        path: str | os.PathLike[str],
+        trainable: Callable[..., Any] | type[Trainable],
+        *,
+        resume_unfinished: bool = True,
+        resume_errored: bool = False,
+        restart_errored: bool = False,
+        param_space: dict[str, Any] | None = None,
+        storage_filesystem: Any = None,
+    ) -> Tuner:
+        """Continue an interrupted experiment from its journal; call ``fit()`` on the result.
+
+        The experiment is rebuilt from data only (``experiment.json`` and the event
+        journal ``events.jsonl``); no pickle in the directory is ever loaded. Finished trials
+        are not run again; unfinished ones resume from their latest committed checkpoint
+        (from scratch if they had none); the search goes on with the samples it had not
+        started. What is code rather than data (a ``sample_from`` function, a custom
+        searcher, scheduler, stopper, or callbacks) is not restored: ``param_space`` may be
+        passed again to supply such leaves (its keys must match), and a warning names
+        everything else.
+
+        Args:
+            path: The experiment directory (``<storage_path>/<name>``).
+            trainable: The same trainable as the original run (wrappers included).
+            resume_unfinished: Resume unfinished trials (else mark them TERMINATED).
+            resume_errored: Resume errored trials from their latest checkpoint.
+            restart_errored: Restart errored trials from scratch.
+            param_space: The original search space, to fill leaves that are code.
+            storage_filesystem: Accepted for compatibility; only local paths are supported.
+
+        Raises:
+            StorageError: ``path`` is not an atune experiment.
+            JournalCorruptError: the journal is damaged (a torn last line is only dropped).
+            ConfigError: the space has code leaves and no ``param_space`` was passed.
+        """
+        from atune._fit import RestorePlan
+        from atune._spec import read_spec
+        from atune.search._codec import has_unrestorable, merge_space
+        from atune.storage._journal import read_journal, repair_journal
+        from atune.storage._writer import JOURNAL_FILE
+
+        experiment_path = Path(os.fspath(path)).expanduser().resolve()
+        spec = read_spec(experiment_path)
+        contents = read_journal(experiment_path / JOURNAL_FILE)
+        repair_journal(experiment_path / JOURNAL_FILE, contents)
+        space = spec.space()
+        if param_space is not None:
+            space = merge_space(space, param_space)
+        missing = has_unrestorable(space)
+        if missing:
+            raise ConfigError(
+                "the search space has leaves that are code, which atune does not store: "
+                f"{', '.join(missing)}; pass the original space: "
+                "Tuner.restore(path, trainable, param_space=...)",
+                value=missing,
+            )
+        not_restored = [c for c in spec.code_not_restored if not c.startswith("param_space:")]
+        if not_restored:
+            _log.warning(
+                "restoring without the parts of the original configuration that are code",
+                not_restored=not_restored,
+            )
+        tune_config, run_config = spec.configs(storage_path=str(experiment_path.parent))
+        run_config.name = experiment_path.name
+        tuner = cls(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
+        if trainable_name(tuner._trainable_cls) != spec.trainable_name:
+            _log.warning(
+                "restoring with a trainable of another name than the original",
+                original=spec.trainable_name,
+                given=trainable_name(tuner._trainable_cls),
+            )
+        tuner._restore = RestorePlan(
+            experiment_path=experiment_path,
+            uid=spec.uid,
+            events=contents.events,
+            resume_unfinished=resume_unfinished,
+            resume_errored=resume_errored,
+            restart_errored=restart_errored,
+        )
+        return tuner
+
+    @classmethod
+    def can_restore(cls, path: str | os.PathLike[str], storage_filesystem: Any = None) -> bool:
+        """True when ``path`` holds an atune experiment that ``restore`` can read."""
+        from atune._spec import SPEC_FILE
+        from atune.storage._writer import JOURNAL_FILE
+
+        experiment_path = Path(os.fspath(path)).expanduser()
+        return (experiment_path / SPEC_FILE).is_file() and (
+            experiment_path / JOURNAL_FILE
+        ).is_file()
 
     def fit(self) -> Any:
         """Run the experiment; see the module docstring for sync versus ``await`` use.
@@ -129,7 +229,11 @@ class Tuner:
 
     async def _fit(self) -> ResultGrid:
         self._results = await run_experiment(
-            self._trainable_cls, self._param_space, self._tune_config, self._run_config
+            self._trainable_cls,
+            self._param_space,
+            self._tune_config,
+            self._run_config,
+            restore=self._restore,
         )
         return self._results
 

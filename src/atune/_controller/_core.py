@@ -14,6 +14,7 @@ the journal records and users see; every event is applied to the state by
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +26,13 @@ from atune._flatten import flatten_dict
 from atune._trial import ERROR, PENDING, RUNNING, TERMINATED, CheckpointRecord, Trial
 from atune.events import (
     ActorFreed,
+    CheckpointDeleted,
     CheckpointSaved,
     Event,
     ExperimentFinished,
     ExperimentStarted,
     ResultReported,
+    SearcherStateSaved,
     TrialCompleted,
     TrialCreated,
     TrialErrored,
@@ -86,7 +89,7 @@ class StopAll(msgspec.Struct, frozen=True, kw_only=True):
     """End every live trial now (time budget, cancellation)."""
 
     ts: float
-    reason: Literal["time_budget", "cancelled"]
+    reason: Literal["time_budget"]
 
 
 Message = Event | TrainReturned | RunnerFailed | StopAll
@@ -141,6 +144,9 @@ class CorePolicy:
     fail_fast: bool | str = False
     checkpoint_frequency: int = 0
     checkpoint_at_end: bool = False
+    num_to_keep: int | None = None
+    checkpoint_score_attribute: str | None = None
+    checkpoint_score_order: str = "max"
     uid: str = "00000"
     trial_name_creator: Callable[[Trial], str] | None = None
     trial_dirname_creator: Callable[[Trial], str] | None = None
@@ -166,6 +172,8 @@ class ControllerCore:
         self.finished = False
         self.fatal_error: ErrorInfo | None = None
         self._counter = 0
+        self._to_resume: list[str] = []
+        self._to_skip: list[str] = []
         self._events: list[Event] = []
         self._commands: list[Command] = []
         self._batching = (
@@ -179,11 +187,49 @@ class ControllerCore:
         """All trials, in creation order (for schedulers and callbacks)."""
         return list(self.trials.values())
 
+    def replay(
+        self,
+        events: list[Event],
+        *,
+        resume_unfinished: bool = True,
+        resume_errored: bool = False,
+        restart_errored: bool = False,
+    ) -> None:
+        """Rebuild the state of an earlier run from its journal (``Tuner.restore``).
+
+        Events are applied exactly as they were live; then each trial is sorted: finished
+        trials stay as they are; unfinished ones resume from their latest checkpoint
+        (or are marked TERMINATED with reason ``"skipped"`` when ``resume_unfinished`` is
+        False); errored ones stay ERROR unless ``resume_errored`` (resume from their latest
+        checkpoint) or ``restart_errored`` (start over without a checkpoint). The search
+        algorithm's state must be restored by the caller.
+        """
+        for event in events:
+            self._apply(event)
+        self._counter = len(self.trials)
+        for trial in self.trials.values():
+            trial.busy = False
+            trial.runner_alive = False
+            trial.stop_reason = None
+            if trial.status == ERROR:
+                if resume_errored or restart_errored:
+                    if restart_errored:
+                        trial.checkpoints = []
+                        trial.last_result = {}
+                    trial.status = PENDING
+                    trial.error = None
+                    self._to_resume.append(trial.trial_id)
+            elif trial.status != TERMINATED:
+                trial.status = PENDING
+                target = self._to_resume if resume_unfinished else self._to_skip
+                target.append(trial.trial_id)
+
     def handle(self, message: Message) -> tuple[list[Event], list[Command]]:
         """Process one message; return the events it produced and the commands to run."""
         self._events, self._commands = [], []
         if isinstance(message, ExperimentStarted):
             self._emit(message)
+            self._resume(message.ts)
             self._fill(message.ts)
         elif isinstance(message, TrialStarted):
             self._on_started(message)
@@ -192,7 +238,9 @@ class ControllerCore:
         elif isinstance(message, CheckpointSaved):
             self._on_checkpoint(message)
         elif isinstance(message, RunnerFailed):
-            self._on_failure(message.ts, self.trials[message.trial_id], message.error, message.retryable)
+            self._on_failure(
+                message.ts, self.trials[message.trial_id], message.error, message.retryable
+            )
         elif isinstance(message, ActorFreed):
             self._emit(message)
             self._fill(message.ts)
@@ -223,7 +271,7 @@ class ControllerCore:
             )
             self.trials[trial.trial_id] = trial
             return
-        if isinstance(event, (ExperimentStarted, ExperimentFinished)):
+        if isinstance(event, (ExperimentStarted, ExperimentFinished, SearcherStateSaved)):
             return
         trial = self.trials[event.trial_id]
         if isinstance(event, TrialStarted):
@@ -242,6 +290,8 @@ class ControllerCore:
                 trial.next_checkpoint_index = max(
                     trial.next_checkpoint_index, int(match.group(1)) + 1
                 )
+        elif isinstance(event, CheckpointDeleted):
+            trial.checkpoints = [c for c in trial.checkpoints if c.dir_name != event.dir_name]
         elif isinstance(event, TrialCompleted):
             trial.status = TERMINATED
             trial.end_reason = event.reason
@@ -295,6 +345,19 @@ class ControllerCore:
             trial.busy = True
             self.scheduler.on_trial_add(self, trial)
             self._commands.append(Launch(trial_id=trial_id))
+
+    def _resume(self, ts: float) -> None:
+        """Relaunch the trials a journal replay left to resume; close the skipped ones."""
+        for trial_id in self._to_skip:
+            self._emit(TrialCompleted(ts=ts, trial_id=trial_id, reason="skipped"))
+        for trial_id in self._to_resume:
+            trial = self.trials[trial_id]
+            trial.busy = True
+            checkpoint = trial.checkpoint
+            self._commands.append(
+                Launch(trial_id=trial_id, checkpoint=checkpoint.path if checkpoint else None)
+            )
+        self._to_resume, self._to_skip = [], []
 
     def _names(
         self, trial_id: str, config: dict[str, Any], tag: str, resources: PlacementGroupFactory
@@ -377,11 +440,28 @@ class ControllerCore:
     def _on_checkpoint(self, event: CheckpointSaved) -> None:
         self._emit(event)
         trial = self.trials[event.trial_id]
+        self._enforce_retention(event.ts, trial)
         trial.busy = False
         if trial.stop_reason is not None:
             self._complete(event.ts, trial, trial.stop_reason)
         else:
             self._next_step(event.ts, trial)
+
+    def _enforce_retention(self, ts: float, trial: Trial) -> None:
+        """Delete checkpoints beyond ``num_to_keep``; never the latest."""
+        keep = self.policy.num_to_keep
+        if keep is None or len(trial.checkpoints) <= keep:
+            return
+        latest = trial.checkpoints[-1]
+        ranked = rank_checkpoints(
+            trial.checkpoints,
+            self.policy.checkpoint_score_attribute,
+            self.policy.checkpoint_score_order,
+        )
+        kept = {id(c) for c in ranked[:keep]} | {id(latest)}
+        for record in list(trial.checkpoints):
+            if id(record) not in kept:
+                self._emit(CheckpointDeleted(ts=ts, trial_id=trial.trial_id, dir_name=record.dir_name))
 
     def _next_step(self, ts: float, trial: Trial) -> None:
         """Decide what a started, idle trial does next."""
@@ -484,7 +564,7 @@ class ControllerCore:
         if self.policy.fail_fast:
             if self.policy.fail_fast == "raise":
                 self.fatal_error = error
-            self._stop_all(ts, "stop_all")
+            self._stop_all(ts, "fail_fast")
         else:
             self._fill(ts)
 
@@ -510,3 +590,20 @@ class ControllerCore:
         errors = sum(1 for t in self.trials.values() if t.status == ERROR)
         self._emit(ExperimentFinished(ts=ts, num_trials=len(self.trials), num_errors=errors))
         self._commands.append(Finish())
+
+
+def rank_checkpoints(
+    records: list[CheckpointRecord], attribute: str | None, order: str
+) -> list[CheckpointRecord]:
+    """Checkpoints best first: by ``attribute`` (missing or NaN ranks worst), else newest first."""
+    if attribute is None:
+        return list(reversed(records))
+
+    def score(record: CheckpointRecord) -> float:
+        value = flatten_dict(record.metrics).get(attribute)
+        if not isinstance(value, (int, float)) or value != value:
+            return -math.inf
+        return float(value) if order == "max" else -float(value)
+
+    # Stable sort: among equal scores the newer checkpoint ranks first.
+    return sorted(reversed(records), key=score, reverse=True)

@@ -48,11 +48,13 @@ from atune.callback import Callback
 from atune.errors import InfeasibleResourcesError, TuneError, WorkerDiedError
 from atune.events import (
     ActorFreed,
+    CheckpointDeleted,
     CheckpointSaved,
     Event,
     ExperimentFinished,
     ExperimentStarted,
     ResultReported,
+    SearcherStateSaved,
     TrialCompleted,
     TrialCreated,
     TrialErrored,
@@ -86,6 +88,7 @@ class Driver:
         on_event: Callable[[Event], None] | None = None,
         time_budget_s: float | None = None,
         resumed: bool = False,
+        signing_key: bytes = b"",
     ) -> None:
         self.core = core
         self.pool = pool
@@ -95,9 +98,11 @@ class Driver:
         self.on_event = on_event
         self.time_budget_s = time_budget_s
         self.resumed = resumed
+        self.signing_key = signing_key
         self._iteration = 0
         self._send: MemoryObjectSendStream[Message] | None = None
         self._trial_scopes: dict[str, anyio.CancelScope] = {}
+        self._last_search_state: Any = None
 
     # ---------------------------------------------------------------------- run
     async def run(self) -> None:
@@ -126,13 +131,17 @@ class Driver:
         except BaseException:
             with anyio.move_on_after(_SHUTDOWN_DEADLINE_S, shield=True):
                 await self.pool.kill_all()
-                await anyio.to_thread.run_sync(self.writer.flush)
+                await self._flush()
+            _log.warning(
+                "experiment interrupted; every trial was stopped and the journal flushed. "
+                f"Resume it with: Tuner.restore({str(self.writer.path)!r}, trainable=...).fit()"
+            )
             raise
         finally:
             self._send = None
         with anyio.CancelScope(shield=True):
             await self.pool.stop_all()
-            await anyio.to_thread.run_sync(self.writer.flush)
+            await self._flush()
 
     def _step(self, message: Message, tg: TaskGroup) -> bool:
         events, commands = self.core.handle(message)
@@ -152,7 +161,18 @@ class Driver:
     async def _flush_periodically(self) -> None:
         while True:
             await anyio.sleep(_FLUSH_INTERVAL_S)
-            await anyio.to_thread.run_sync(self.writer.flush)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        self._snapshot_search()
+        await anyio.to_thread.run_sync(self.writer.flush)
+
+    def _snapshot_search(self) -> None:
+        """Journal the search algorithm's state when it changed (for Tuner.restore)."""
+        state = self.core.search.get_state()
+        if state != self._last_search_state:
+            self._last_search_state = state
+            self.writer.journal(encode_event(SearcherStateSaved(ts=time.time(), state=state)))
 
     async def _follow_capacity(self) -> None:
         """Keep the allocator's capacity in step with the cluster as nodes join or leave."""
@@ -193,6 +213,9 @@ class Driver:
                 Path(trial.path),
                 f"Failure # {trial.num_failures} (occurred at {stamp})\n{event.traceback}\n",
             )
+        elif isinstance(event, CheckpointDeleted):
+            assert trial is not None
+            self.writer.delete_checkpoint(Path(trial.path) / event.dir_name)
         elif isinstance(event, TrialCreated):
             assert trial is not None
             self.writer.params(Path(trial.path), trial.config)
@@ -222,9 +245,12 @@ class Driver:
             finally:
                 if self._trial_scopes.get(trial_id) is scope:
                     del self._trial_scopes[trial_id]
-        # Cancelled by the time budget: the call was abandoned, so kill the runner and
-        # let the core see an empty, error-free outcome (the trial is already stopping).
-        await self.pool.kill(trial_id)
+        # Cancelled by the time budget: the call was abandoned, so kill the runner, say so,
+        # and let the core see an empty, error-free outcome (the trial is already stopping).
+        await self.pool.release(trial_id, kill=True)
+        self._send_message(
+            ActorFreed(ts=time.time(), trial_id=trial_id, action="killed", reason="time budget")
+        )
         self._send_message(
             TrainReturned(ts=time.time(), trial_id=trial_id, outcome=TrainOutcome(results=[]))
         )
@@ -264,6 +290,7 @@ class Driver:
             experiment_name=self.experiment_name,
             resources=trial.resources,
             checkpoint_index=trial.next_checkpoint_index,
+            signing_key=self.signing_key,
         )
         try:
             runner, reused = await self.pool.acquire(trial, info, command.checkpoint)
@@ -293,7 +320,7 @@ def _died(exc: WorkerDiedError) -> ErrorInfo:
     return ErrorInfo(
         type_name=f"{type(exc).__module__}.{type(exc).__qualname__}",
         message=str(exc),
-        traceback=exc.error_message,
+        traceback="\n\n".join(filter(None, (exc.traceback, exc.error_message))),
     )
 
 

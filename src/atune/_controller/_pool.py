@@ -129,12 +129,6 @@ class RunnerPool:
         error = await self._stop(runner, lease)
         return "stopped", "" if error is None else f"cleanup raised: {error.message}"
 
-    async def kill(self, trial_id: str) -> None:
-        """Kill the trial's runner at once (an abandoned call); its slot is freed."""
-        entry = self._runners.get(trial_id)
-        if entry is not None:
-            await entry[0].kill()
-
     async def kill_all(self) -> None:
         """Kill every runner and release every lease (cancellation path)."""
         entries = list(self._runners.values()) + self._cache

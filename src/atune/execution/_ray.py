@@ -17,12 +17,13 @@ import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import structlog
 
 from atune.errors import WorkerDiedError
+from atune.execution import _exit_record as exit_record
 from atune.execution._backend import Backend, Runner
 from atune.execution._host import ErrorInfo, SaveOutcome, TrainableHost, TrainBudget, TrainOutcome
 from atune.execution.placement_groups import PlacementGroupFactory
@@ -32,6 +33,7 @@ from atune.trainable._trainable import Trainable
 __all__ = ["RayBackend", "ensure_ray"]
 
 _log = structlog.get_logger(__name__)
+_T = TypeVar("_T")
 
 
 _init_executor: ThreadPoolExecutor | None = None
@@ -72,29 +74,51 @@ def ensure_ray() -> None:
 
 
 class _TrialActor:
-    """The body of the Ray actor: a thin async shell around a ``TrainableHost``."""
+    """The body of the Ray actor: a thin async shell around a ``TrainableHost``.
+
+    It records a death of its process into the current trial's directory (see
+    :mod:`atune.execution._exit_record`), and removes the records when its work for a
+    trial ends without one: on ``stop``, on ``reset`` to another trial, and on an error
+    that the driver answers by killing the actor.
+    """
 
     def __init__(self, trainable_cls: type[Trainable]) -> None:
+        import ray
+
+        if ray.get_runtime_context().worker.mode == ray.WORKER_MODE:  # never the driver
+            exit_record.install()
         self._host = TrainableHost(_resolve_parameters(trainable_cls))
 
     async def start(
         self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
     ) -> ErrorInfo | None:
-        return await self._host.start(config, info, checkpoint_path)
+        await asyncio.to_thread(exit_record.watch, info.trial_dir)
+        error = await self._host.start(config, info, checkpoint_path)
+        return await self._settle(error, ended=error is not None)
 
     async def reset(
         self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
     ) -> bool | ErrorInfo:
-        return await self._host.reset(config, info, checkpoint_path)
+        await asyncio.to_thread(exit_record.watch, info.trial_dir)
+        outcome = await self._host.reset(config, info, checkpoint_path)
+        return await self._settle(outcome, ended=outcome is not True)
 
     async def train(self, budget: TrainBudget) -> TrainOutcome:
-        return await self._host.train(budget)
+        outcome = await self._host.train(budget)
+        return await self._settle(outcome, ended=outcome.error is not None)
 
     async def save(self, index: int) -> SaveOutcome:
-        return await self._host.save(index)
+        outcome = await self._host.save(index)
+        return await self._settle(outcome, ended=outcome.error is not None)
 
     async def stop(self) -> ErrorInfo | None:
-        return await self._host.stop()
+        return await self._settle(await self._host.stop(), ended=True)
+
+    async def _settle(self, outcome: _T, *, ended: bool) -> _T:
+        """Pass ``outcome`` on; first remove the death records if the trial's work ended."""
+        if ended:
+            await asyncio.to_thread(exit_record.unwatch)
+        return outcome
 
 
 _REFS_ATTR = "_atune_parameter_refs"
@@ -156,6 +180,7 @@ class _RayRunner:
         self.resources = resources
         self._actor = actor
         self._pg = pg
+        self._trial_dir: str | None = None  # where the actor records its death
 
     async def _await(self, ref: Any) -> Any:
         from ray.exceptions import RayActorError
@@ -163,20 +188,24 @@ class _RayRunner:
         try:
             return await ref
         except RayActorError as exc:
+            cause, fault = await anyio.to_thread.run_sync(_death_cause, exc, self._trial_dir)
             raise WorkerDiedError(
-                f"the worker process of this trial died: {_death_cause(exc)}",
+                f"the worker process of this trial died: {cause}",
                 error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
                 error_message=str(exc),
+                traceback=fault,
             ) from exc
 
     async def start(
         self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
     ) -> ErrorInfo | None:
+        self._trial_dir = info.trial_dir
         return await self._await(self._actor.start.remote(config, info, checkpoint_path))  # type: ignore[no-any-return]
 
     async def reset(
         self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
     ) -> bool | ErrorInfo:
+        self._trial_dir = info.trial_dir
         return await self._await(self._actor.reset.remote(config, info, checkpoint_path))  # type: ignore[no-any-return]
 
     async def train(self, budget: TrainBudget) -> TrainOutcome:
@@ -203,10 +232,20 @@ class _RayRunner:
             self._pg = None
 
 
-def _death_cause(exc: BaseException) -> str:
-    """The first line of Ray's account of an actor's death (exit code / signal)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def _death_cause(exc: BaseException, trial_dir: str | None) -> tuple[str, str]:
+    """Why the actor died, and faulthandler's report of a crash ("" if none).
+
+    Blocking: reads and removes the records the actor left in ``trial_dir``, then weighs
+    them against Ray's own account (see :func:`exit_record.describe_death`).
+    """
+    exit_text, fault_text = exit_record.collect(trial_dir)
+    cause = exit_record.describe_death(
+        str(exc),
+        exit_record=exit_text,
+        fault_record=fault_text,
+        preempted=bool(getattr(exc, "preempted", False)),
+    )
+    return cause, fault_text
 
 
 class RayBackend(Backend):

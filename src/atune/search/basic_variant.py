@@ -96,6 +96,15 @@ class BasicVariantGenerator(SearchAlgorithm):
         self._points = points
         self._constant_grid_search = bool(constant_grid_search)
         self._rng = _make_rng(random_state)
+        self._init_args: dict[str, Any] | None = {
+            "points_to_evaluate": points,
+            "max_concurrent": max_concurrent,
+            "constant_grid_search": self._constant_grid_search,
+            # A Generator's stream is restored by set_state; any seed recreates one.
+            "random_state": None if self._rng is None else 0,
+        }
+        if isinstance(self._rng, np.random.RandomState):
+            self._init_args = None
         self._space: dict[str, Any] | None = None
         self._presets: list[dict[str, Any]] = []
         self._num_samples: int | None = 1
@@ -209,6 +218,14 @@ class BasicVariantGenerator(SearchAlgorithm):
                 continue
             self._within += 1
             return item
+
+    def init_args(self) -> dict[str, Any] | None:
+        """Constructor arguments that recreate this generator as data (None if impossible).
+
+        ``Tuner.restore`` recreates the generator from these and then calls
+        :meth:`set_state`, which restores the random stream itself.
+        """
+        return self._init_args
 
     def get_state(self) -> dict[str, Any]:
         """Return the progress as JSON-able data.

@@ -12,6 +12,7 @@ files of the same batch: whatever ``result.json`` shows, the journal already kno
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ class ExperimentWriter:
         self._journal: list[bytes] = []
         self._params: list[tuple[Path, dict[str, Any]]] = []
         self._errors: list[tuple[Path, str]] = []
+        self._deletions: list[Path] = []
         self._results = ResultFiles()
 
     # ---------------------------------------------------------------- loop side
@@ -59,6 +61,11 @@ class ExperimentWriter:
         with self._lock:
             self._errors.append((trial_dir, text))
 
+    def delete_checkpoint(self, checkpoint_dir: Path) -> None:
+        """Delete a checkpoint directory, after the journal recording why is durable."""
+        with self._lock:
+            self._deletions.append(checkpoint_dir)
+
     def close_trial(self, trial_dir: Path) -> None:
         """The trial ended: drop its in-memory file state after the next flush."""
         self._results.close(trial_dir)
@@ -71,12 +78,17 @@ class ExperimentWriter:
                 journal, self._journal = self._journal, []
                 params, self._params = self._params, []
                 errors, self._errors = self._errors, []
+                deletions, self._deletions = self._deletions, []
             self.path.mkdir(parents=True, exist_ok=True)
             if journal:
                 with open(self.path / JOURNAL_FILE, "ab") as f:
                     f.write(b"\n".join(journal) + b"\n")
                     f.flush()
                     os.fsync(f.fileno())
+            # Only now that the journal holds the newer checkpoint (fsynced above) may older
+            # ones go: a crash at any point leaves the journal's latest checkpoint on disk.
+            for checkpoint_dir in deletions:
+                shutil.rmtree(checkpoint_dir, ignore_errors=True)
             for trial_dir, config in params:
                 trial_dir.mkdir(parents=True, exist_ok=True)
                 write_params(trial_dir, config)

@@ -42,6 +42,8 @@ class TrialInfo:
         resources: The trial's resource request.
         checkpoint_index: Index of the next checkpoint directory (``checkpoint_{index:06d}``);
             the controller owns the numbering so indices are never reused across retries.
+        signing_key: Key that signs and verifies pickled dict checkpoints (see
+            ``atune._signing``); empty outside atune, where a per-process key is used.
     """
 
     trial_id: str = "default"
@@ -50,6 +52,7 @@ class TrialInfo:
     experiment_name: str | None = None
     resources: PlacementGroupFactory | None = None
     checkpoint_index: int = 0
+    signing_key: bytes = b""
 
 
 class _Session:

@@ -6,6 +6,7 @@ import copy
 import datetime as _dt
 import json
 import os
+import secrets
 import shutil
 import socket
 import sys
@@ -15,6 +16,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from atune._signing import sign, verify
+from atune.errors import StorageError
 from atune.trainable._checkpoint import Checkpoint
 from atune.trainable._session import TrialInfo
 
@@ -282,7 +285,7 @@ class Trainable:
         os.makedirs(target, exist_ok=True)
         returned = self.save_checkpoint(target)
         if isinstance(returned, dict):
-            _write_dict_checkpoint(target, returned)
+            _write_dict_checkpoint(target, returned, _key(self._info))
         elif returned is not None and os.path.abspath(str(returned)) != os.path.abspath(target):
             raise ValueError(
                 f"save_checkpoint() must return None, the checkpoint_dir it was given "
@@ -311,7 +314,7 @@ class Trainable:
         self._load(path)
 
     def _load(self, path: str) -> None:
-        self.load_checkpoint(_read_dict_checkpoint(path) or path)
+        self.load_checkpoint(_read_dict_checkpoint(path, _key(self._info)) or path)
 
     def reset(self, new_config: dict[str, Any], trial_info: TrialInfo | None = None) -> bool:
         """Switch to a new trial (actor reuse): calls :meth:`reset_config`, zeroes counters.
@@ -335,20 +338,30 @@ class Trainable:
         self.cleanup()
 
 
-def _write_dict_checkpoint(target: str, data: dict[str, Any]) -> None:
+_PROCESS_KEY = secrets.token_bytes(32)
+
+
+def _key(info: TrialInfo) -> bytes:
+    return info.signing_key or _PROCESS_KEY
+
+
+def _write_dict_checkpoint(target: str, data: dict[str, Any], key: bytes) -> None:
     try:
         payload = json.dumps(data)
     except (TypeError, ValueError):
         import pickle
 
+        blob = pickle.dumps(data)
         with open(os.path.join(target, _DICT_PICKLE), "wb") as f:
-            pickle.dump(data, f)
+            f.write(blob)
+        with open(os.path.join(target, _DICT_PICKLE + ".sig"), "w") as f:
+            f.write(sign(key, blob))
         return
     with open(os.path.join(target, _DICT_JSON), "w") as f:
         f.write(payload)
 
 
-def _read_dict_checkpoint(path: str) -> dict[str, Any] | None:
+def _read_dict_checkpoint(path: str, key: bytes) -> dict[str, Any] | None:
     json_file = os.path.join(path, _DICT_JSON)
     if os.path.isfile(json_file):
         with open(json_file) as f:
@@ -358,9 +371,19 @@ def _read_dict_checkpoint(path: str) -> dict[str, Any] | None:
     if os.path.isfile(pickle_file):
         import pickle
 
-        # Written by this trainable's own save(); loaded only inside the trial's runner.
         with open(pickle_file, "rb") as f:
-            data = pickle.load(f)
+            blob = f.read()
+        try:
+            with open(pickle_file + ".sig") as f:
+                signature = f.read()
+        except FileNotFoundError:
+            signature = ""
+        if not verify(key, blob, signature):
+            raise StorageError(
+                f"refusing to unpickle {pickle_file}: it is not signed by this installation's "
+                "key (atune never loads a pickle it did not write itself)"
+            )
+        data = pickle.loads(blob)
         return data if isinstance(data, dict) else None
     return None
 

@@ -1,0 +1,98 @@
+"""Reading an experiment's journal (``events.jsonl``) back, strictly.
+
+The journal is append-only and fsynced per flush, so the only damage a crash can do is a
+torn *last* line (the process died mid-write). That line is dropped with a warning, and
+:func:`repair_journal` cuts it off before a resumed run appends. Damage anywhere else
+means the file was changed by something other than atune: that is a
+:class:`~atune.errors.JournalCorruptError` naming the line, never a silent fresh start.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import structlog
+
+from atune.errors import JournalCorruptError, StorageError
+from atune.events import Event, decode_event
+
+__all__ = ["JournalContents", "read_journal", "repair_journal"]
+
+_log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class JournalContents:
+    """The events of a journal and how much of the file is valid.
+
+    Attributes:
+        events: The decoded events, in order.
+        valid_bytes: Length of the valid prefix (everything but a torn last line).
+        torn_line: The dropped torn line, if there was one.
+    """
+
+    events: list[Event]
+    valid_bytes: int
+    torn_line: bytes | None = None
+
+
+def read_journal(path: str | os.PathLike[str]) -> JournalContents:
+    """Read and decode every event of a journal.
+
+    Raises:
+        StorageError: The file does not exist.
+        JournalCorruptError: A line other than the last cannot be decoded.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise StorageError(f"no journal at {path}") from exc
+    events: list[Event] = []
+    offset = 0
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, start=1):
+        is_last = number == len(lines)
+        if not line:
+            offset += 1
+            continue
+        try:
+            events.append(decode_event(line))
+        except msgspec.DecodeError as exc:
+            if is_last:  # no trailing newline: the write was torn by a crash
+                _log.warning(
+                    "dropping a torn last line of the journal (the previous run was "
+                    "interrupted mid-write)",
+                    path=str(path),
+                    line=number,
+                )
+                return JournalContents(events, offset, line)
+            raise JournalCorruptError(
+                f"the journal {path} is corrupt at line {number}: {exc}; it was modified by "
+                "something other than atune, and atune will not guess what the experiment was",
+                path=str(path),
+                line=number,
+            ) from exc
+        offset += len(line) + (0 if is_last else 1)
+    if data and not data.endswith(b"\n"):
+        # A complete JSON object without its newline: keep it, but the next append must
+        # start on a new line.
+        return JournalContents(events, len(data), b"")
+    return JournalContents(events, len(data))
+
+
+def repair_journal(path: str | os.PathLike[str], contents: JournalContents) -> None:
+    """Make the journal safe to append to: cut a torn tail, end with a newline."""
+    if contents.torn_line is None:
+        return
+    with open(path, "r+b") as f:
+        f.truncate(contents.valid_bytes)
+        if contents.valid_bytes:
+            f.seek(contents.valid_bytes - 1)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.flush()
+        os.fsync(f.fileno())

@@ -1,0 +1,791 @@
+"""The controller core, driven by hand: messages in, events and commands out, no Ray, no I/O.
+
+Every message goes through :meth:`Run.send`, which also checks that each derived event
+carries the time stamp of the message that caused it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import pytest
+
+from atune._controller._core import (
+    Command,
+    ControllerCore,
+    CorePolicy,
+    Finish,
+    Launch,
+    Message,
+    Release,
+    RunnerFailed,
+    Save,
+    StopAll,
+    Train,
+    TrainReturned,
+)
+from atune._trial import Trial
+from atune.events import (
+    ActorFreed,
+    CheckpointSaved,
+    Event,
+    ExperimentFinished,
+    ExperimentStarted,
+    ResultReported,
+    TrialCompleted,
+    TrialCreated,
+    TrialErrored,
+    TrialStarted,
+)
+from atune.execution._host import ErrorInfo, TrainOutcome
+from atune.execution.placement_groups import PlacementGroupFactory
+from atune.schedulers import TrialScheduler
+from atune.search import BasicVariantGenerator, grid_search
+from atune.stopper import DictStopper, FunctionStopper, Stopper
+
+T = TypeVar("T")
+
+ERR = ErrorInfo(type_name="builtins.ValueError", message="boom", traceback="Traceback: boom")
+
+
+# ------------------------------------------------------------------------------ helpers
+def of(items: list[Any], kind: type[T], trial_id: str | None = None) -> list[T]:
+    """The items of type ``kind`` (for one trial, if given), in order."""
+    return [
+        item
+        for item in items
+        if isinstance(item, kind)
+        and (trial_id is None or getattr(item, "trial_id", None) == trial_id)
+    ]
+
+
+def res(iteration: int, **metrics: Any) -> dict[str, Any]:
+    """A result as a trainable reports it."""
+    return {"training_iteration": iteration, **metrics}
+
+
+class RecordingSearch(BasicVariantGenerator):
+    """The real default search, noting what the core tells it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.results: list[tuple[str, dict[str, Any]]] = []
+        self.completed: list[tuple[str, dict[str, Any] | None, bool]] = []
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        self.results.append((trial_id, result))
+        super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        self.completed.append((trial_id, result, error))
+        super().on_trial_complete(trial_id, result, error)
+
+
+class RecordingScheduler(TrialScheduler):
+    """A per-result scheduler (no batching) that logs its hooks and can stop a trial."""
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        super().__init__()
+        self.stop_at = stop_at
+        self.calls: list[tuple[str, str]] = []
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        self.calls.append(("add", trial.trial_id))
+
+    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
+        self.calls.append(("error", trial.trial_id))
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
+        self.calls.append(("result", trial.trial_id))
+        if self.stop_at is not None and result["training_iteration"] >= self.stop_at:
+            return self.STOP
+        return self.CONTINUE
+
+    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> None:
+        self.calls.append(("complete", trial.trial_id))
+
+
+def make_core(
+    tmp_path: Path,
+    *,
+    num_samples: int = 1,
+    space: dict[str, Any] | None = None,
+    max_live_trials: int = 1,
+    is_function: bool = True,
+    search: BasicVariantGenerator | None = None,
+    scheduler: TrialScheduler | None = None,
+    stopper: Stopper | None = None,
+    **policy: Any,
+) -> ControllerCore:
+    """A core over a real ``BasicVariantGenerator`` (seeded), one CPU per trial."""
+    search = search if search is not None else BasicVariantGenerator(random_state=0)
+    search.set_search_properties(None, None, space or {"lr": 0.1}, num_samples)
+    return ControllerCore(
+        CorePolicy(
+            experiment_path=str(tmp_path),
+            trainable_name="fn",
+            is_function=is_function,
+            resources_for=lambda config: PlacementGroupFactory([{"CPU": 1}]),
+            max_live_trials=max_live_trials,
+            **policy,
+        ),
+        search,
+        scheduler=scheduler,
+        stopper=stopper,
+    )
+
+
+class Run:
+    """Feeds one core by hand with increasing time stamps; keeps everything it said."""
+
+    def __init__(self, core: ControllerCore) -> None:
+        self.core = core
+        self.events: list[Event] = []
+        self.commands: list[Command] = []
+        self._clock = itertools.count(1)
+
+    def send(self, message: Message) -> tuple[list[Event], list[Command]]:
+        events, commands = self.core.handle(message)
+        assert all(event.ts == message.ts for event in events), (message, events)
+        self.events += events
+        self.commands += commands
+        return events, commands
+
+    def _ts(self) -> float:
+        return float(next(self._clock))
+
+    def start(self) -> tuple[list[Event], list[Command]]:
+        return self.send(ExperimentStarted(ts=self._ts(), name="exp", path="/exp"))
+
+    def started(self, trial_id: str, attempt: int = 0) -> tuple[list[Event], list[Command]]:
+        return self.send(TrialStarted(ts=self._ts(), trial_id=trial_id, attempt=attempt))
+
+    def returned(
+        self,
+        trial_id: str,
+        *results: dict[str, Any],
+        returned: bool = False,
+        error: ErrorInfo | None = None,
+    ) -> tuple[list[Event], list[Command]]:
+        outcome = TrainOutcome(results=list(results), returned=returned, error=error)
+        return self.send(TrainReturned(ts=self._ts(), trial_id=trial_id, outcome=outcome))
+
+    def saved(self, trial_id: str, index: int, iteration: int) -> tuple[list[Event], list[Command]]:
+        return self.send(
+            CheckpointSaved(
+                ts=self._ts(),
+                trial_id=trial_id,
+                dir_name=f"checkpoint_{index:06d}",
+                training_iteration=iteration,
+            )
+        )
+
+    def failed(self, trial_id: str, retryable: bool = True) -> tuple[list[Event], list[Command]]:
+        return self.send(
+            RunnerFailed(ts=self._ts(), trial_id=trial_id, error=ERR, retryable=retryable)
+        )
+
+    def freed(
+        self, trial_id: str, action: Literal["stopped", "cached", "killed"] = "stopped"
+    ) -> tuple[list[Event], list[Command]]:
+        return self.send(ActorFreed(ts=self._ts(), trial_id=trial_id, action=action))
+
+    def stop_all(self) -> tuple[list[Event], list[Command]]:
+        return self.send(StopAll(ts=self._ts(), reason="time_budget"))
+
+    @property
+    def trial_ids(self) -> list[str]:
+        return [event.trial_id for event in of(self.events, TrialCreated)]
+
+
+def run_trial(run: Run, trial_id: str, iterations: int) -> list[Command]:
+    """Start a launched trial, report ``iterations`` results one per call, let the function
+    return and free its runner; return the commands of that last step."""
+    _, commands = run.started(trial_id)
+    for i in range(1, iterations + 1):
+        assert of(commands, Train, trial_id), commands
+        _, commands = run.returned(trial_id, res(i))
+    events, commands = run.returned(trial_id, returned=True)
+    assert [e.reason for e in of(events, TrialCompleted)] == ["returned"]
+    assert of(commands, Release, trial_id) == [Release(trial_id=trial_id)]
+    _, commands = run.freed(trial_id)
+    return commands
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Run:
+    return Run(make_core(tmp_path))
+
+
+# ---------------------------------------------------------------------- trial creation
+def test_experiment_started_creates_at_most_max_live_trials(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, space={"x": grid_search([1, 2, 3, 4, 5])}, max_live_trials=2))
+    events, commands = run.start()
+    assert isinstance(events[0], ExperimentStarted)
+    created = of(events, TrialCreated)
+    assert [e.config for e in created] == [{"x": 1}, {"x": 2}]
+    assert [e.trial_id for e in created] == ["00000_00000", "00000_00001"]
+    assert created[0].trial_name == "fn_00000_00000"
+    assert created[0].resources == [{"CPU": 1.0}]
+    assert commands == [Launch(trial_id="00000_00000"), Launch(trial_id="00000_00001")]
+    assert [t.status for t in run.core.get_trials()] == ["PENDING", "PENDING"]
+
+
+def test_ending_a_trial_makes_room_for_the_next(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, num_samples=3, max_live_trials=2))
+    run.start()
+    first, second = run.trial_ids
+    commands = run_trial(run, first, 1)
+    third = run.trial_ids[2]
+    # The slot frees when the trial ends (TrialCompleted), before its runner is freed.
+    assert of(run.commands, Launch, third) == [Launch(trial_id=third)]
+    assert not of(commands, Launch)
+    run_trial(run, second, 1)
+    run_trial(run, third, 1)
+    assert len(run.trial_ids) == 3
+
+
+def test_trial_names_come_from_the_creators(tmp_path: Path) -> None:
+    core = make_core(
+        tmp_path,
+        trial_name_creator=lambda trial: f"t{trial.config['lr']}",
+        trial_dirname_creator=lambda trial: f"dir {trial.trial_name}/x",
+    )
+    events, _ = Run(core).start()
+    (created,) = of(events, TrialCreated)
+    assert created.trial_name == "t0.1"
+    assert created.dirname == "dir_t0.1_x"  # path-unsafe characters replaced
+
+
+# -------------------------------------------------------------------------- training
+def test_trial_started_issues_train(run: Run) -> None:
+    run.start()
+    (trial_id,) = run.trial_ids
+    events, commands = run.started(trial_id)
+    assert of(events, TrialStarted) == [TrialStarted(ts=2.0, trial_id=trial_id)]
+    (train,) = commands
+    assert isinstance(train, Train)
+    assert train.trial_id == trial_id
+    assert run.core.trials[trial_id].status == "RUNNING"
+
+
+def test_results_are_reported_then_training_continues(tmp_path: Path) -> None:
+    search = RecordingSearch(random_state=0)
+    run = Run(make_core(tmp_path, search=search))
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    events, commands = run.returned(trial_id, res(1, loss={"a": 3}), res(2, loss={"a": 2}))
+    assert [e.result for e in of(events, ResultReported)] == [
+        res(1, loss={"a": 3}),
+        res(2, loss={"a": 2}),
+    ]
+    assert [type(c) for c in commands] == [Train]
+    trial = run.core.trials[trial_id]
+    assert trial.last_result == res(2, loss={"a": 2})
+    assert trial.num_results == 2
+    # The searcher hears flattened results.
+    assert search.results == [
+        (trial_id, {"training_iteration": 1, "loss/a": 3}),
+        (trial_id, {"training_iteration": 2, "loss/a": 2}),
+    ]
+
+
+def test_done_in_a_result_completes_the_trial(run: Run) -> None:
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    events, commands = run.returned(trial_id, res(1), res(2, done=True), res(3))
+    assert [e.result["training_iteration"] for e in of(events, ResultReported)] == [1, 2]
+    assert of(events, TrialCompleted) == [TrialCompleted(ts=3.0, trial_id=trial_id, reason="done")]
+    assert commands == [Release(trial_id=trial_id)]
+    trial = run.core.trials[trial_id]
+    assert trial.status == "TERMINATED"
+    assert trial.end_reason == "done"
+
+
+def test_returning_function_completes_the_trial(run: Run) -> None:
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    run.returned(trial_id, res(1))
+    events, commands = run.returned(trial_id, returned=True)
+    assert of(events, TrialCompleted) == [
+        TrialCompleted(ts=4.0, trial_id=trial_id, reason="returned")
+    ]
+    assert commands == [Release(trial_id=trial_id)]
+    assert run.core.trials[trial_id].last_result == {**res(1), "done": True}
+
+
+# -------------------------------------------------------------------------- stoppers
+def test_dict_stopper_stops_at_the_matching_iteration(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, stopper=DictStopper({"training_iteration": 3})))
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    run.returned(trial_id, res(1), res(2))
+    events, commands = run.returned(trial_id, res(3), res(4))
+    reported = of(events, ResultReported)
+    assert [e.result for e in reported] == [{**res(3), "done": True}]
+    assert [e.reason for e in of(events, TrialCompleted)] == ["stopper"]
+    assert commands == [Release(trial_id=trial_id)]
+
+
+def test_stopper_sees_nested_results_including_done(tmp_path: Path) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def stop(trial_id: str, result: dict[str, Any]) -> bool:
+        seen.append(result)
+        return bool(result["info"]["loss"] < 0.5)
+
+    run = Run(make_core(tmp_path, num_samples=2, stopper=FunctionStopper(stop)))
+    run.start()
+    first = run.trial_ids[0]
+    run.started(first)
+    events, _ = run.returned(first, res(1, info={"loss": 0.4}))
+    assert [e.reason for e in of(events, TrialCompleted)] == ["stopper"]
+    second = run.trial_ids[1]
+    run.started(second)
+    run.returned(second, res(1, info={"loss": 0.9}, done=True))
+    assert [r["info"]["loss"] for r in seen] == [0.4, 0.9]
+
+
+def test_function_stopper_disables_batching(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, stopper=FunctionStopper(lambda trial_id, result: False)))
+    run.start()
+    _, commands = run.started(run.trial_ids[0])
+    (train,) = of(commands, Train)
+    assert train.budget.max_results == 1
+
+
+def test_fifo_and_dict_stopper_batch_results(tmp_path: Path) -> None:
+    criteria = {"training_iteration": 3, "info/loss": 0.1}
+    run = Run(make_core(tmp_path, stopper=DictStopper(criteria)))
+    run.start()
+    _, commands = run.started(run.trial_ids[0])
+    (train,) = of(commands, Train)
+    assert train.budget.max_results > 1
+    assert train.budget.stop_criteria == criteria
+    assert train.budget.checkpoint_frequency == 0  # functions checkpoint themselves
+
+
+def test_per_result_scheduler_disables_batching(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, scheduler=RecordingScheduler()))
+    run.start()
+    _, commands = run.started(run.trial_ids[0])
+    assert of(commands, Train)[0].budget.max_results == 1
+
+
+class _PlateauStopper(Stopper):
+    """Stops the reporting trial and the whole experiment once ``loss`` reaches 0."""
+
+    def __init__(self) -> None:
+        self.plateau = False
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        self.plateau = self.plateau or result.get("loss") == 0
+        return self.plateau
+
+    def stop_all(self) -> bool:
+        return self.plateau
+
+
+def test_stop_all_is_checked_even_when_the_result_stops_its_trial(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, num_samples=5, max_live_trials=2, stopper=_PlateauStopper()))
+    run.start()
+    first, second = run.trial_ids
+    run.started(first)
+    run.started(second)
+    run.returned(second, res(1, loss=1))
+    events, commands = run.returned(first, res(1, loss=0))
+    assert [(e.trial_id, e.reason) for e in of(events, TrialCompleted)] == [(first, "stopper")]
+    assert not of(events, TrialCreated)
+    # The other trial is busy training: it ends when its call returns.
+    events, _ = run.returned(second, res(2, loss=1))
+    assert [(e.trial_id, e.reason) for e in of(events, TrialCompleted)] == [(second, "stopper")]
+    run.freed(first)
+    events, commands = run.freed(second)
+    assert commands == [Finish()]
+    assert len(run.trial_ids) == 2
+
+
+def test_scheduler_stop_ends_the_trial_without_telling_the_searcher(tmp_path: Path) -> None:
+    search = RecordingSearch(random_state=0)
+    scheduler = RecordingScheduler(stop_at=2)
+    run = Run(make_core(tmp_path, search=search, scheduler=scheduler))
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    run.returned(trial_id, res(1))
+    events, _ = run.returned(trial_id, res(2))
+    assert [e.reason for e in of(events, TrialCompleted)] == ["scheduler"]
+    assert of(events, ResultReported)[0].result["done"] is True
+    assert [r["training_iteration"] for _, r in search.results] == [1]
+    assert search.completed == [(trial_id, {**res(2), "done": True}, False)]
+    assert scheduler.calls == [
+        ("add", trial_id),
+        ("result", trial_id),
+        ("result", trial_id),
+        ("complete", trial_id),
+    ]
+
+
+# ---------------------------------------------------------------------------- errors
+def test_error_without_retries_ends_the_trial_in_error(tmp_path: Path) -> None:
+    search = RecordingSearch(random_state=0)
+    run = Run(make_core(tmp_path, num_samples=2, search=search))
+    run.start()
+    first = run.trial_ids[0]
+    run.started(first)
+    events, commands = run.returned(first, res(1), error=ERR)
+    assert of(events, ResultReported)[0].result == res(1)
+    (errored,) = of(events, TrialErrored)
+    assert errored == TrialErrored(
+        ts=3.0,
+        trial_id=first,
+        error_type="builtins.ValueError",
+        message="boom",
+        traceback="Traceback: boom",
+        attempt=0,
+        will_retry=False,
+    )
+    assert commands[0] == Release(trial_id=first, kill=True)
+    trial = run.core.trials[first]
+    assert trial.status == "ERROR"
+    assert trial.error == ERR
+    assert search.completed == [(first, None, True)]
+    # The experiment goes on with the next trial.
+    assert commands[1:] == [Launch(trial_id=run.trial_ids[1])]
+
+
+def test_retries_resume_from_the_latest_checkpoint(tmp_path: Path) -> None:
+    search = RecordingSearch(random_state=0)
+    scheduler = RecordingScheduler()
+    run = Run(make_core(tmp_path, max_failures=2, search=search, scheduler=scheduler))
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    events, _ = run.returned(trial_id, res(1, checkpoint_dir_name="checkpoint_000000"))
+    (saved,) = of(events, CheckpointSaved)
+    assert (saved.dir_name, saved.training_iteration) == ("checkpoint_000000", 1)
+    trial = run.core.trials[trial_id]
+    checkpoint = str(Path(trial.path) / "checkpoint_000000")
+
+    for attempt in range(3):
+        events, commands = run.returned(trial_id, error=ERR)
+        (errored,) = of(events, TrialErrored)
+        assert errored.attempt == attempt
+        assert errored.will_retry is (attempt < 2)
+        if attempt == 2:
+            assert trial.status == "ERROR"
+            assert commands == [Release(trial_id=trial_id, kill=True)]
+            break
+        # The failed runner is killed before the retry launches.
+        assert commands == [
+            Release(trial_id=trial_id, kill=True),
+            Launch(trial_id=trial_id, checkpoint=checkpoint),
+        ]
+        assert trial.status == "PENDING"
+        assert trial.attempt == attempt + 1
+        run.freed(trial_id, "killed")
+        _, commands = run.started(trial_id, attempt=attempt + 1)
+        assert of(commands, Train, trial_id)
+
+    assert len(of(run.commands, Launch, trial_id)) == 3  # max_failures + 1 attempts
+    assert trial.num_failures == 3
+    assert search.completed == [(trial_id, None, True)]  # not told about the retries
+    assert [call for call, _ in scheduler.calls] == [
+        "add", "result", "error", "add", "error", "add", "error"
+    ]  # fmt: skip
+
+
+def test_retried_class_trial_trains_before_it_checkpoints_again(tmp_path: Path) -> None:
+    # The failed attempt's last result (iteration 4) is stale after restoring
+    # iteration 2: the restarted trial must train, not save (and not loop on saves).
+    run = Run(make_core(tmp_path, is_function=False, checkpoint_frequency=2, max_failures=1))
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    assert run.returned(trial_id, res(1), res(2))[1] == [Save(trial_id=trial_id, index=0)]
+    run.saved(trial_id, 0, 2)
+    assert run.returned(trial_id, res(3), res(4))[1] == [Save(trial_id=trial_id, index=1)]
+    _, commands = run.failed(trial_id)
+    assert of(commands, Launch)[0].checkpoint == str(
+        Path(run.core.trials[trial_id].path) / "checkpoint_000000"
+    )
+    run.freed(trial_id, "killed")
+    _, commands = run.started(trial_id, attempt=1)
+    assert [type(c) for c in commands] == [Train]
+    run.returned(trial_id, res(3))
+    # Indices are never reused, even the one whose save failed.
+    assert run.returned(trial_id, res(4))[1] == [Save(trial_id=trial_id, index=2)]
+
+
+def test_non_retryable_failure_never_retries(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, max_failures=2))
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    events, commands = run.failed(trial_id, retryable=False)
+    assert [e.will_retry for e in of(events, TrialErrored)] == [False]
+    assert commands == [Release(trial_id=trial_id, kill=True)]
+    assert run.core.trials[trial_id].status == "ERROR"
+
+
+def test_failure_to_start_retries_without_a_release(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, max_failures=1))
+    run.start()
+    (trial_id,) = run.trial_ids
+    events, commands = run.failed(trial_id)  # no runner was ever alive
+    assert [e.will_retry for e in of(events, TrialErrored)] == [True]
+    assert commands == [Launch(trial_id=trial_id)]
+
+
+def test_fail_fast_stops_the_other_trials(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, num_samples=5, max_live_trials=3, fail_fast=True))
+    run.start()
+    failing, training, launching = run.trial_ids
+    run.started(failing)
+    run.started(training)
+    events, commands = run.returned(failing, error=ERR)
+    assert [e.will_retry for e in of(events, TrialErrored)] == [False]
+    assert not of(events, TrialCompleted)  # the others are busy: they end when they return
+    assert commands == [Release(trial_id=failing, kill=True)]
+    events, commands = run.returned(training, res(1))
+    assert of(events, TrialCompleted) == [
+        TrialCompleted(ts=5.0, trial_id=training, reason="fail_fast")
+    ]
+    assert commands == [Release(trial_id=training)]
+    events, commands = run.started(launching)
+    assert [e.reason for e in of(events, TrialCompleted)] == ["fail_fast"]
+    assert commands == [Release(trial_id=launching)]
+    for trial_id in (failing, training):
+        assert not run.freed(trial_id, "killed")[1]
+    events, commands = run.freed(launching)
+    assert of(events, ExperimentFinished) == [
+        ExperimentFinished(ts=9.0, num_trials=3, num_errors=1)
+    ]
+    assert commands == [Finish()]
+    assert run.core.fatal_error is None
+
+
+def test_fail_fast_raise_records_the_fatal_error(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, num_samples=2, fail_fast="raise"))
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    run.returned(trial_id, error=ERR)
+    assert run.core.fatal_error == ERR
+    _, commands = run.freed(trial_id, "killed")
+    assert commands == [Finish()]
+    assert len(run.trial_ids) == 1
+
+
+# ----------------------------------------------------------------------- checkpoints
+def test_checkpoint_frequency_saves_every_nth_iteration(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, is_function=False, checkpoint_frequency=2))
+    run.start()
+    (trial_id,) = run.trial_ids
+    _, commands = run.started(trial_id)
+    assert of(commands, Train)[0].budget.checkpoint_frequency == 2
+    saves: list[Save] = []
+    for i in range(1, 6):
+        _, commands = run.returned(trial_id, res(i))
+        if i % 2:
+            assert [type(c) for c in commands] == [Train]
+            continue
+        saves += of(commands, Save)
+        assert len(commands) == 1
+        events, commands = run.saved(trial_id, saves[-1].index, i)
+        assert [type(e) for e in events] == [CheckpointSaved]
+        assert [type(c) for c in commands] == [Train]
+    assert saves == [Save(trial_id=trial_id, index=0), Save(trial_id=trial_id, index=1)]
+    assert [c.dir_name for c in run.core.trials[trial_id].checkpoints] == [
+        "checkpoint_000000",
+        "checkpoint_000001",
+    ]
+
+
+def test_checkpoint_at_end_saves_before_completing(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, is_function=False, checkpoint_at_end=True))
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    run.returned(trial_id, res(1))
+    events, commands = run.returned(trial_id, res(2, done=True))
+    assert not of(events, TrialCompleted)
+    assert commands == [Save(trial_id=trial_id, index=0)]
+    events, commands = run.saved(trial_id, 0, 2)
+    assert [e.reason for e in of(events, TrialCompleted)] == ["done"]
+    assert commands == [Release(trial_id=trial_id)]
+
+
+def test_checkpoint_at_end_does_not_save_twice(tmp_path: Path) -> None:
+    run = Run(
+        make_core(
+            tmp_path,
+            is_function=False,
+            checkpoint_at_end=True,
+            checkpoint_frequency=2,
+            stopper=DictStopper({"training_iteration": 2}),
+        )
+    )
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    _, commands = run.returned(trial_id, res(1), res(2))
+    assert commands == [Save(trial_id=trial_id, index=0)]
+    events, commands = run.saved(trial_id, 0, 2)
+    assert [e.reason for e in of(events, TrialCompleted)] == ["stopper"]
+    assert commands == [Release(trial_id=trial_id)]
+
+
+def test_due_checkpoint_is_taken_from_the_stopping_result(tmp_path: Path) -> None:
+    run = Run(
+        make_core(
+            tmp_path,
+            is_function=False,
+            checkpoint_frequency=3,
+            stopper=DictStopper({"training_iteration": 3}),
+        )
+    )
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    _, commands = run.returned(trial_id, res(1), res(2), res(3))
+    assert commands == [Save(trial_id=trial_id, index=0)]
+    events, _ = run.saved(trial_id, 0, 3)
+    assert [e.reason for e in of(events, TrialCompleted)] == ["stopper"]
+
+
+def test_function_checkpoints_advance_the_class_index(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path))
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    run.returned(trial_id, res(1, checkpoint_dir_name="checkpoint_000004"))
+    assert run.core.trials[trial_id].next_checkpoint_index == 5
+
+
+# ------------------------------------------------------------------------- the end
+def test_experiment_finishes_exactly_once_after_every_runner_is_freed(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, num_samples=2, max_live_trials=2))
+    run.start()
+    first, second = run.trial_ids
+    assert run_trial(run, first, 2) == []
+    assert not of(run.events, ExperimentFinished)
+    commands = run_trial(run, second, 3)
+    assert commands == [Finish()]
+    last_freed = of(run.events, ActorFreed)[-1]
+    assert of(run.events, ExperimentFinished) == [
+        ExperimentFinished(ts=last_freed.ts, num_trials=2, num_errors=0)
+    ]
+    # Late messages (a stale time budget) change nothing.
+    events, commands = run.stop_all()
+    assert (events, commands) == ([], [])
+    assert len(of(run.commands, Finish)) == 1
+
+
+def test_experiment_waits_for_the_last_runner(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path))
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    _, commands = run.returned(trial_id, returned=True)
+    assert Finish() not in commands
+    _, commands = run.freed(trial_id)
+    assert commands == [Finish()]
+
+
+def test_time_budget_ends_busy_trials_when_they_return(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, num_samples=3, max_live_trials=2))
+    run.start()
+    training, launching = run.trial_ids
+    run.started(training)
+    events, commands = run.stop_all()
+    assert (events, commands) == ([], [])  # both are busy
+    events, commands = run.returned(training, res(1))
+    assert of(events, TrialCompleted) == [
+        TrialCompleted(ts=4.0, trial_id=training, reason="time_budget")
+    ]
+    assert commands == [Release(trial_id=training)]
+    events, commands = run.started(launching)
+    assert [e.reason for e in of(events, TrialCompleted)] == ["time_budget"]
+    assert commands == [Release(trial_id=launching)]
+    run.freed(training)
+    events, commands = run.freed(launching)
+    assert [e.num_trials for e in of(events, ExperimentFinished)] == [2]
+    assert commands == [Finish()]
+
+
+def test_time_budget_skips_the_final_checkpoint(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, is_function=False, checkpoint_at_end=True))
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    run.stop_all()
+    events, commands = run.returned(trial_id, res(1))
+    assert [e.reason for e in of(events, TrialCompleted)] == ["time_budget"]
+    assert commands == [Release(trial_id=trial_id)]
+
+
+# ------------------------------------------------------------------------ determinism
+@contextmanager
+def no_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Make every clock read fail inside the block."""
+
+    def forbidden() -> float:
+        raise AssertionError("the core read a clock")
+
+    with monkeypatch.context() as patch:
+        for name in ("time", "monotonic", "perf_counter", "time_ns", "monotonic_ns"):
+            patch.setattr(time, name, forbidden)
+        yield
+
+
+def test_core_reads_no_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = Run(
+        make_core(
+            tmp_path,
+            num_samples=3,
+            max_live_trials=2,
+            is_function=False,
+            checkpoint_frequency=1,
+            max_failures=1,
+            stopper=DictStopper({"training_iteration": 3}),
+        )
+    )
+    with no_clock(monkeypatch):
+        run.start()
+        first, second = run.trial_ids
+        run.started(first)
+        run.returned(first, res(1))
+        run.saved(first, 0, 1)
+        run.returned(first, error=ERR)
+        run.freed(first, "killed")
+        run.started(first, attempt=1)
+        run.started(second)
+        run.stop_all()
+        run.returned(first, res(2))
+        run.returned(second, res(1))
+        for trial_id in (first, second):
+            run.freed(trial_id)
+    assert len(of(run.commands, Finish)) == 1
+
+
+def test_same_messages_give_same_events(tmp_path: Path) -> None:
+    def play(path: Path) -> list[Event]:
+        run = Run(make_core(path, space={"lr": grid_search([1, 2])}, num_samples=2))
+        run.start()
+        for trial_id in ("00000_00000", "00000_00001", "00000_00002", "00000_00003"):
+            run_trial(run, trial_id, 2)
+        return run.events
+
+    assert play(tmp_path) == play(tmp_path)

@@ -1,0 +1,239 @@
+"""A trial whose worker process dies is reported with the real cause, never Ray's guess.
+
+The message builder and the in-process records are tested without Ray (the records in a
+child process, since they wrap ``os._exit`` and take over signals); the rest runs real
+trials on the shared Ray instance and kills their workers in each way a process can die.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import atune as tune
+from atune.errors import WorkerDiedError
+from atune.events import Event, TrialErrored
+from atune.execution._exit_record import EXIT_FILE, FAULT_FILE, collect, describe_death
+
+# Ray's reports, as Ray 2.60 words them (abridged where it repeats itself).
+RAY_GUESS = (
+    "The actor died unexpectedly before finishing this task.\n\tclass_name: _TrialActor\n"
+    "\tactor_id: c6d07972a61290d210fa9ac301000000\n\tpid: 27294\n"
+    "The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR "
+    "Worker exit detail: Worker unexpectedly exits with a connection error code 2. End of "
+    "file. Some common causes include: (1) the process was killed by the OOM killer due to "
+    "high memory usage, (2) ray stop --force was called, or (3) the worker crashed "
+    "unexpectedly due to SIGSEGV or another unexpected error."
+)
+RAY_SIGTERM = (
+    "The actor died unexpectedly before finishing this task.\n\tclass_name: _TrialActor\n"
+    "The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR "
+    "Worker exit detail: Worker exits unexpectedly. Worker exits with an exit code 1. The "
+    "process receives a SIGTERM."
+)
+RAY_EXIT_CODE = RAY_SIGTERM.replace("exit code 1. The process receives a SIGTERM.", "exit code 4.")
+RAY_NODE_DIED = (
+    "The actor died unexpectedly before finishing this task.\n\tclass_name: _TrialActor\n"
+    "The actor died because its node has died. Node Id: 8aca9c92"
+)
+RAY_KILLED = (
+    "The actor died unexpectedly before finishing this task.\n\tclass_name: _TrialActor\n"
+    "The actor is dead because it was killed by `ray.kill`."
+)
+
+
+# ------------------------------------------------------------------ message builder
+def test_a_recorded_os_exit_is_named_instead_of_rays_guess() -> None:
+    cause = describe_death(RAY_GUESS, exit_record="exited with code 3 (os._exit)")
+    assert cause == "the worker exited with code 3 (os._exit)"
+
+
+def test_a_recorded_signal_is_named() -> None:
+    assert describe_death(RAY_GUESS, exit_record="received SIGHUP") == "the worker received SIGHUP"
+
+
+def test_a_crash_is_named_by_faulthandlers_first_line() -> None:
+    fault = 'Fatal Python error: Segmentation fault\n\nThread 0x1 (most recent call first):\n  File "x.py"'
+    cause = describe_death(RAY_GUESS, fault_record=fault)
+    assert cause == "the worker crashed: Fatal Python error: Segmentation fault"
+
+
+def test_without_records_sigkill_is_inferred_by_elimination_and_ray_guess_dropped() -> None:
+    cause = describe_death(RAY_GUESS)
+    assert "SIGKILL" in cause and "elimination" in cause and "node" in cause
+    assert "OOM killer due to" not in cause and "ray stop" not in cause
+
+
+@pytest.mark.parametrize(
+    ("report", "expected"),
+    [
+        (RAY_SIGTERM, "the worker received SIGTERM"),
+        (RAY_EXIT_CODE, "the worker exited with code 4"),
+        (RAY_KILLED, "Ray reports: The actor is dead because it was killed by `ray.kill`."),
+    ],
+)
+def test_a_cause_ray_states_as_fact_is_kept(report: str, expected: str) -> None:
+    assert describe_death(report) == expected
+
+
+def test_node_death_and_preemption_reported_by_ray_win_over_records() -> None:
+    cause = describe_death(RAY_NODE_DIED, exit_record="received SIGHUP")
+    assert cause.startswith("the worker's node died") and "8aca9c92" in cause
+    assert describe_death(RAY_GUESS, preempted=True) == "the worker's node was preempted"
+
+
+def test_collect_reads_and_removes_the_records(tmp_path: Path) -> None:
+    (tmp_path / EXIT_FILE).write_text("exited with code 3 (os._exit)")
+    (tmp_path / FAULT_FILE).write_text("")
+    assert collect(str(tmp_path)) == ("exited with code 3 (os._exit)", "")
+    assert list(tmp_path.iterdir()) == []
+    assert collect(str(tmp_path)) == ("", "")
+    assert collect(None) == ("", "")
+
+
+# ------------------------------------------------------- records in a child process
+def _die_in_child(tmp_path: Path, how: str) -> tuple[int, tuple[str, str]]:
+    """Install the records in a fresh interpreter, watch ``tmp_path``, then run ``how``."""
+    script = textwrap.dedent(
+        f"""
+        import ctypes, os, signal, threading
+        from atune.execution import _exit_record as r
+        r.install()
+        r.watch({str(tmp_path)!r})
+        {how}
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    return proc.returncode, collect(str(tmp_path))
+
+
+def test_os_exit_from_any_thread_is_recorded_and_still_exits(tmp_path: Path) -> None:
+    how = "t = threading.Thread(target=os._exit, args=(7,)); t.start(); t.join()"
+    code, (exit_text, fault_text) = _die_in_child(tmp_path, how)
+    assert code == 7
+    assert exit_text == "exited with code 7 (os._exit)"
+    assert fault_text == ""
+
+
+def test_a_default_action_signal_is_recorded_and_still_kills(tmp_path: Path) -> None:
+    how = "os.kill(os.getpid(), signal.SIGUSR1); threading.Event().wait(30)"
+    code, (exit_text, _) = _die_in_child(tmp_path, how)
+    assert code == -signal.SIGUSR1
+    assert exit_text == "received SIGUSR1"
+
+
+def test_a_fatal_signal_is_recorded_with_the_python_stack(tmp_path: Path) -> None:
+    code, (exit_text, fault_text) = _die_in_child(tmp_path, "ctypes.string_at(0)")
+    assert code == -signal.SIGSEGV
+    assert exit_text == ""
+    assert fault_text.startswith("Fatal Python error: Segmentation fault")
+    assert "string_at" in fault_text
+
+
+def test_only_the_first_record_is_kept(tmp_path: Path) -> None:
+    how = "r._record('received SIGHUP'); os._exit(1)"
+    _, (exit_text, _) = _die_in_child(tmp_path, how)
+    assert exit_text == "received SIGHUP"
+
+
+def test_unwatch_removes_the_records_and_stops_recording(tmp_path: Path) -> None:
+    code, records = _die_in_child(tmp_path, "r.unwatch(); os._exit(2)")
+    assert code == 2
+    assert records == ("", "")
+    assert list(tmp_path.iterdir()) == []
+
+
+# -------------------------------------------------------------------- through Ray
+class _Events(tune.Callback):
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def on_event(self, event: Event) -> None:
+        self.events.append(event)
+
+
+def _dies_on_first_attempt(config: dict[str, Any]) -> None:
+    """Reports once; on its first attempt (no marker yet) its process then dies."""
+    tune.report({"step": 1})
+    marker = Path(config["marker_dir"], "attempted")
+    if config["how"] != "none" and not marker.exists():
+        marker.touch()
+        if config["how"] == "exit":
+            os._exit(3)
+        if config["how"] == "segv":
+            ctypes.string_at(0)
+        os.kill(os.getpid(), getattr(signal, config["how"]))
+        time.sleep(60)  # a caught signal ends the process from another thread
+    tune.report({"step": 2})
+
+
+def _fit(storage: str, param_space: dict[str, Any], max_failures: int) -> tuple[Any, _Events]:
+    events = _Events()
+    results = tune.Tuner(
+        _dies_on_first_attempt,
+        param_space=param_space,
+        run_config=tune.RunConfig(
+            storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            callbacks=[events],
+        ),
+    ).fit()
+    return results, events
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        ("exit", ["exited with code 3", "os._exit"]),
+        ("SIGKILL", ["SIGKILL", "elimination"]),
+        ("SIGTERM", ["received SIGTERM"]),
+        ("SIGHUP", ["received SIGHUP"]),
+        ("segv", ["crashed: Fatal Python error: Segmentation fault"]),
+    ],
+)
+def test_a_worker_death_is_retried_and_reported_with_its_cause(
+    storage: str, tmp_path: Path, how: str, expected: list[str]
+) -> None:
+    results, events = _fit(storage, {"how": how, "marker_dir": str(tmp_path)}, max_failures=1)
+    (result,) = list(results)
+    assert result.error is None
+    assert result.metrics["step"] == 2
+    (errored,) = [e for e in events.events if isinstance(e, TrialErrored)]
+    assert errored.will_retry
+    assert errored.error_type == "atune.errors.WorkerDiedError"
+    for text in expected:
+        assert text in errored.message
+    assert "OOM" not in errored.message
+    if how == "segv":  # faulthandler's stack of the crashing thread reaches the user
+        assert "_dies_on_first_attempt" in errored.traceback
+    assert not Path(result.path, EXIT_FILE).exists()
+    assert not Path(result.path, FAULT_FILE).exists()
+
+
+@pytest.mark.ray
+def test_without_retries_the_trial_errors_and_the_others_finish(
+    storage: str, tmp_path: Path
+) -> None:
+    param_space = {
+        "how": tune.grid_search(["none", "exit", "none"]),
+        "marker_dir": str(tmp_path),
+    }
+    results, _ = _fit(storage, param_space, max_failures=0)
+    by_how: dict[str, list[tune.Result]] = {}
+    for result in results:
+        by_how.setdefault(result.config["how"], []).append(result)
+    (dead,) = by_how["exit"]
+    assert isinstance(dead.error, WorkerDiedError)
+    assert "exited with code 3 (os._exit)" in str(dead.error)
+    assert len(by_how["none"]) == 2
+    assert all(r.error is None and r.metrics["step"] == 2 for r in by_how["none"])

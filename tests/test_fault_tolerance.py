@@ -1,0 +1,128 @@
+"""Retries from checkpoints after a trial raises, on a real (shared, 2-CPU) Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import atune as tune
+from atune.events import Event, TrialErrored
+
+pytestmark = pytest.mark.ray
+
+
+class _Events(tune.Callback):
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def on_event(self, event: Event) -> None:
+        self.events.append(event)
+
+
+def _iterations(result: tune.Result) -> list[int]:
+    return [int(x) for x in result.metrics_dataframe["training_iteration"]]
+
+
+def _checkpointing_trainable(config: dict[str, Any]) -> None:
+    """Checkpoints every iteration; the first attempt raises before iteration 4."""
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with open(os.path.join(checkpoint.path, "state.json")) as f:
+            start = json.load(f)["i"]
+    for i in range(start + 1, config["iterations"] + 1):
+        if i == config["fail_at"] and checkpoint is None:
+            raise RuntimeError(f"boom at iteration {i}")
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "state.json"), "w") as f:
+                json.dump({"i": i}, f)
+            tune.report({"i": i}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def test_a_raising_trial_resumes_from_its_checkpoint(storage: str) -> None:
+    events = _Events()
+    results = tune.Tuner(
+        _checkpointing_trainable,
+        param_space={"iterations": 5, "fail_at": 4},
+        run_config=tune.RunConfig(
+            storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=2),
+            callbacks=[events],
+        ),
+    ).fit()
+    (result,) = list(results)
+    assert result.error is None
+    assert _iterations(result) == [1, 2, 3, 4, 5]  # continued at 4, no repeats
+    errored = [e for e in events.events if isinstance(e, TrialErrored)]
+    assert len(errored) == 1 and errored[0].will_retry
+    assert errored[0].error_type == "builtins.RuntimeError"
+    assert result.metrics["i"] == 5
+    # Checkpoint numbering continues too: indices are never reused.
+    names = sorted(p.name for p in Path(result.path).glob("checkpoint_*"))
+    assert names == [f"checkpoint_{i:06d}" for i in range(5)]
+
+
+class _AlwaysFails(tune.Trainable):
+    def step(self) -> dict[str, Any]:
+        if self.iteration == 1:
+            raise KeyError("deterministic")
+        return {"x": 1}
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        Path(checkpoint_dir, "x").write_text("1")
+
+    def load_checkpoint(self, checkpoint: Any) -> None:
+        pass
+
+
+class _Succeeds(tune.Trainable):
+    def step(self) -> dict[str, Any]:
+        return {"x": 1, "done": self.iteration >= 2}
+
+
+def test_a_deterministic_error_gets_max_failures_plus_one_attempts(storage: str) -> None:
+    events = _Events()
+    results = tune.Tuner(
+        _AlwaysFails,
+        tune_config=tune.TuneConfig(num_samples=1),
+        run_config=tune.RunConfig(
+            storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=2),
+            callbacks=[events],
+            checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1),
+        ),
+    ).fit()
+    (result,) = list(results)
+    assert isinstance(result.error, KeyError)
+    assert "deterministic" in str(result.error)
+    errored = [e for e in events.events if isinstance(e, TrialErrored)]
+    assert [e.attempt for e in errored] == [0, 1, 2]
+    assert [e.will_retry for e in errored] == [True, True, False]
+    error_txt = Path(result.path, "error.txt").read_text()
+    assert error_txt.count("Failure # ") == 3 and "KeyError" in error_txt
+
+
+def test_other_trials_finish_when_one_fails(storage: str) -> None:
+    results = tune.Tuner(
+        tune.with_resources(_Mixed, {"CPU": 0.5}),
+        param_space={"fail": tune.grid_search([True, False, False])},
+        run_config=tune.RunConfig(
+            storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=1),
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+        ),
+    ).fit()
+    assert results.num_errors == 1 and results.num_terminated == 2
+    assert isinstance(results.errors[0], ValueError)
+
+
+class _Mixed(tune.Trainable):
+    def step(self) -> dict[str, Any]:
+        if self.config["fail"]:
+            raise ValueError("this one fails")
+        return {"x": 1, "done": True}

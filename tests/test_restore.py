@@ -1,0 +1,181 @@
+"""Cancellation, journal damage, planted pickles and ``Tuner.restore`` (in-process backend)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from structlog.testing import capture_logs
+
+import atune as tune
+from atune.errors import JournalCorruptError, StorageError
+
+ITERATIONS = 12
+
+
+def _trainable(config: dict[str, Any]) -> None:
+    """Checkpoints every iteration and resumes from the latest checkpoint."""
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with open(os.path.join(checkpoint.path, "state.json")) as f:
+            start = json.load(f)["i"]
+    for i in range(start + 1, ITERATIONS + 1):
+        time.sleep(0.01)
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "state.json"), "w") as f:
+                json.dump({"i": i, "x": config["x"]}, f)
+            tune.report({"i": i, "score": config["x"] * i}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+class _CancelAfter(tune.Callback):
+    def __init__(self, n: int, scope: anyio.CancelScope) -> None:
+        self.n = n
+        self.scope = scope
+        self.seen = 0
+
+    def on_trial_result(self, iteration: int, trials: Any, trial: Any, result: Any, **info: Any) -> None:
+        self.seen += 1
+        if self.seen == self.n:
+            self.scope.cancel()
+
+
+async def _interrupted_experiment(storage: str, num_samples: int = 3) -> Path:
+    with anyio.CancelScope() as scope:
+        await tune.Tuner(
+            _trainable,
+            param_space={"x": tune.randint(1, 100)},
+            tune_config=tune.TuneConfig(
+                backend="local", num_samples=num_samples, max_concurrent_trials=2
+            ),
+            run_config=tune.RunConfig(
+                name="exp", storage_path=storage, callbacks=[_CancelAfter(8, scope)]
+            ),
+        ).fit()
+    assert scope.cancelled_caught
+    return Path(storage) / "exp"
+
+
+def _rows(result: tune.Result) -> list[int]:
+    return [int(i) for i in result.metrics_dataframe["training_iteration"]]
+
+
+async def test_cancel_then_restore_to_completion(storage: str) -> None:
+    path = await _interrupted_experiment(storage)
+    assert tune.Tuner.can_restore(path)
+    results = await tune.Tuner.restore(str(path), _trainable).fit()
+    assert len(results) == 3 and results.num_errors == 0
+    for result in results:
+        assert result.metrics["training_iteration"] == ITERATIONS
+        assert _rows(result) == list(range(1, ITERATIONS + 1))  # resumed, never restarted
+    # The journal holds both runs, and the restored run's results are the same trials.
+    journal = (path / "events.jsonl").read_text().splitlines()
+    assert sum('"experiment_started"' in line for line in journal) == 2
+
+
+async def test_a_torn_last_line_is_dropped_with_a_warning(storage: str) -> None:
+    path = await _interrupted_experiment(storage)
+    journal = path / "events.jsonl"
+    data = journal.read_bytes()
+    journal.write_bytes(data + b'{"type":"result_reported","trial_id":"x","resu')  # torn write
+    with capture_logs() as logs:
+        tuner = tune.Tuner.restore(str(path), _trainable)
+    assert any("torn last line" in entry["event"] for entry in logs)
+    results = await tuner.fit()
+    assert results.num_errors == 0
+    assert all(r.metrics["training_iteration"] == ITERATIONS for r in results)
+    # The torn bytes were cut before the resumed run appended.
+    assert b'"resu\n' not in journal.read_bytes() and b'"resu{' not in journal.read_bytes()
+
+
+async def test_a_corrupt_journal_is_an_error_not_a_fresh_start(storage: str) -> None:
+    path = await _interrupted_experiment(storage)
+    journal = path / "events.jsonl"
+    lines = journal.read_bytes().split(b"\n")
+    lines[3] = b'{"type": "garbage'
+    journal.write_bytes(b"\n".join(lines))
+    with pytest.raises(JournalCorruptError, match="line 4") as info:
+        tune.Tuner.restore(str(path), _trainable)
+    assert info.value.line == 4
+
+
+def test_restore_of_a_directory_that_is_no_experiment(tmp_path: Path) -> None:
+    assert not tune.Tuner.can_restore(tmp_path)
+    with pytest.raises(StorageError, match="not an atune experiment"):
+        tune.Tuner.restore(str(tmp_path), _trainable)
+
+
+class _Planted:
+    """Unpickling this creates a marker file: it must never happen."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        return (open, (self.marker, "w"))
+
+
+async def test_restore_never_executes_planted_pickles(storage: str, tmp_path: Path) -> None:
+    path = await _interrupted_experiment(storage)
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_Planted(str(marker)))
+    planted = [path / "tuner.pkl", path / "experiment_state-2026.pkl", path / "searcher-state.pkl"]
+    for trial_dir in (p for p in path.iterdir() if p.is_dir()):
+        planted += [trial_dir / "params.pkl", trial_dir / "error.pkl"]
+        for checkpoint in trial_dir.glob("checkpoint_*"):
+            planted.append(checkpoint / "_dict_checkpoint.pkl")
+    for file in planted:
+        file.write_bytes(payload)
+    results = await tune.Tuner.restore(str(path), _trainable).fit()
+    assert results.num_errors == 0
+    assert not marker.exists()
+
+
+class _DictCheckpointer(tune.Trainable):
+    """Returns a dict that JSON cannot hold: atune pickles it, signed."""
+
+    def setup(self, config: dict[str, Any]) -> None:
+        self.state = {"blob": b"\x00\x01", "n": 0}
+
+    def step(self) -> dict[str, Any]:
+        self.state["n"] += 1
+        return {"n": self.state["n"]}
+
+    def save_checkpoint(self, checkpoint_dir: str) -> dict[str, Any]:  # type: ignore[override]
+        return dict(self.state)
+
+    def load_checkpoint(self, checkpoint: Any) -> None:
+        self.state = dict(checkpoint)
+
+
+def test_signed_dict_checkpoints_load_and_tampered_ones_are_refused(tmp_path: Path) -> None:
+    trainable = _DictCheckpointer({})
+    trainable.train()
+    checkpoint = trainable.save(str(tmp_path / "ckpt"))
+    fresh = _DictCheckpointer({})
+    fresh.restore(checkpoint)
+    assert fresh.state == {"blob": b"\x00\x01", "n": 1}
+    (tmp_path / "ckpt" / "_dict_checkpoint.pkl").write_bytes(pickle.dumps(_Planted(str(tmp_path / "m"))))
+    with pytest.raises(StorageError, match="refusing to unpickle"):
+        _DictCheckpointer({}).restore(checkpoint)
+    assert not (tmp_path / "m").exists()
+
+
+async def test_new_experiment_under_an_existing_name_never_mixes(storage: str) -> None:
+    path = await _interrupted_experiment(storage)
+    before = sorted(p.name for p in path.iterdir())
+    results = await tune.Tuner(
+        _trainable,
+        param_space={"x": 1},
+        tune_config=tune.TuneConfig(backend="local"),
+        run_config=tune.RunConfig(name="exp", storage_path=storage),
+    ).fit()
+    assert Path(results.experiment_path) != path
+    assert sorted(p.name for p in path.iterdir()) == before
