@@ -42,11 +42,11 @@ def ray_session() -> Iterator[None]:
     ray.shutdown()
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``ray`` get the session Ray instance."""
-    for item in items:
-        if item.get_closest_marker("ray") is not None:
-            item.fixturenames.append("ray_session")  # type: ignore[attr-defined]
+@pytest.fixture(autouse=True)
+def _ray_for_ray_tests(request: pytest.FixtureRequest) -> None:
+    """Tests marked ``ray`` (and only those) get the session Ray instance."""
+    if request.node.get_closest_marker("ray") is not None:
+        request.getfixturevalue("ray_session")
 
 
 @pytest.fixture

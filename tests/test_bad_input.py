@@ -125,29 +125,12 @@ def test_rejected_at_fit_start(storage: str, kwargs: dict[str, Any], shown: str)
     assert list(Path(storage).iterdir()) == []  # no trial ran, nothing was written
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "DictStopper (stopper.py __init__) accepts any threshold; the comparison then "
-        "raises TypeError in TrainableHost._train_sync (execution/_host.py, the batch-end "
-        "check, outside its try) and fit() fails with a bare ExceptionGroup; validate "
-        "that thresholds are real numbers in DictStopper.__init__"
-    ),
-)
 @pytest.mark.parametrize("threshold", ["3", None], ids=["str", "none"])
 def test_stop_threshold_must_be_a_number(storage: str, threshold: Any) -> None:
     with pytest.raises(ConfigError, match=re.escape(repr(threshold))):
         fit_local(storage, stop={"training_iteration": threshold})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "run_experiment (_fit.py, the callback.setup loop) calls setup() on each entry of "
-        "RunConfig.callbacks unchecked, so a non-Callback fails with AttributeError; check "
-        "isinstance(callback, Callback) and raise ConfigError naming it"
-    ),
-)
 def test_callbacks_must_be_callbacks(storage: str) -> None:
     with pytest.raises(ConfigError, match="not-a-callback"):
         fit_local(storage, callbacks=["not-a-callback"])

@@ -459,6 +459,12 @@ class DictStopper(Stopper):
                     f"{{'{key}/<subkey>': value}}.",
                     value=value,
                 )
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(
+                    f"Stopping criterion {key!r} must be a number (a trial stops when "
+                    f"result[{key!r}] >= it), got {value!r}.",
+                    value=value,
+                )
         self._criteria = dict(criteria)
         self._warned: set[str] = set()
 

@@ -29,10 +29,12 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from atune._fit import run_experiment, trainable_name
+from atune.callback import Callback
 from atune.config import RunConfig, TuneConfig
 from atune.errors import ConfigError
 from atune.result import ResultGrid
 from atune.search import validate_param_space
+from atune.stopper import make_stopper
 from atune.trainable._function import wrap_function
 from atune.trainable._trainable import Trainable
 
@@ -85,6 +87,13 @@ class Tuner:
                 f"run_config must be a RunConfig, got {type(run_config).__name__}",
                 value=run_config,
             )
+        for callback in self._run_config.callbacks or ():
+            if not isinstance(callback, Callback):
+                raise ConfigError(
+                    f"RunConfig.callbacks must hold atune.Callback instances, got {callback!r}",
+                    value=callback,
+                )
+        make_stopper(self._run_config.stop)  # validates the stop criteria now
         if param_space is None:
             param_space = {}
         validate_param_space(param_space, num_samples=self._tune_config.num_samples)

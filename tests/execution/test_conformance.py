@@ -344,21 +344,7 @@ async def test_failing_trial_does_not_stop_the_others(backend: str, storage: str
     assert by_x[2].error is None and metrics_of(by_x[2])["score"] == 12
 
 
-async def test_user_exception_keeps_its_type(
-    backend: str, storage: str, request: pytest.FixtureRequest
-) -> None:
-    if backend == "ray":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "ErrorInfo.from_exception (execution/_host.py) pickles with the stdlib "
-                    "pickle, which cannot pickle an exception class that the worker only "
-                    "has by value (defined in the user's __main__ script), so the driver "
-                    "gets a TrialError instead of the user's type; use cloudpickle there"
-                ),
-            )
-        )
+async def test_user_exception_keeps_its_type(backend: str, storage: str) -> None:
     results = await run(fail_on_one, backend, storage, param_space={"x": 1})
     error = results[0].error
     assert isinstance(error, TrainingFailed)

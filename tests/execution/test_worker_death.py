@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -101,16 +100,18 @@ def test_collect_reads_and_removes_the_records(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------- records in a child process
-def _die_in_child(tmp_path: Path, how: str) -> tuple[int, tuple[str, str]]:
-    """Install the records in a fresh interpreter, watch ``tmp_path``, then run ``how``."""
-    script = textwrap.dedent(
-        f"""
-        import ctypes, os, signal, threading
-        from atune.execution import _exit_record as r
-        r.install()
-        r.watch({str(tmp_path)!r})
-        {how}
-        """
+def _die_in_child(tmp_path: Path, how: str, before: str = "") -> tuple[int, tuple[str, str]]:
+    """In a fresh interpreter: run ``before``, set up the records off the main thread (as
+    in an async Ray actor) watching ``tmp_path``, then run ``how``."""
+    script = "\n".join(
+        [
+            "import ctypes, os, signal, sys, threading, time",
+            "from atune.execution import _exit_record as r",
+            before,
+            f"def setup(): r.install(); r.watch({str(tmp_path)!r})",
+            "t = threading.Thread(target=setup); t.start(); t.join()",
+            how,
+        ]
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     return proc.returncode, collect(str(tmp_path))
@@ -129,6 +130,31 @@ def test_a_default_action_signal_is_recorded_and_still_kills(tmp_path: Path) -> 
     code, (exit_text, _) = _die_in_child(tmp_path, how)
     assert code == -signal.SIGUSR1
     assert exit_text == "received SIGUSR1"
+
+
+def test_sigterm_is_recorded_then_handled_by_the_previous_python_handler(
+    tmp_path: Path,
+) -> None:
+    before = "signal.signal(signal.SIGTERM, lambda *_: sys.exit(9))  # as Ray's handler does"
+    how = (
+        "threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGTERM)).start()\n"
+        "while True: time.sleep(0.01)"
+    )
+    code, (exit_text, _) = _die_in_child(tmp_path, how, before)
+    assert code == 9
+    assert exit_text == "received SIGTERM"
+
+
+def test_sigint_is_not_recorded_since_a_worker_survives_it(tmp_path: Path) -> None:
+    how = (
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT); time.sleep(5)\n"
+        "except KeyboardInterrupt:\n"
+        "    os._exit(5)"
+    )
+    code, (exit_text, _) = _die_in_child(tmp_path, how)
+    assert code == 5
+    assert exit_text == "exited with code 5 (os._exit)"
 
 
 def test_a_fatal_signal_is_recorded_with_the_python_stack(tmp_path: Path) -> None:
@@ -167,13 +193,21 @@ def _dies_on_first_attempt(config: dict[str, Any]) -> None:
     marker = Path(config["marker_dir"], "attempted")
     if config["how"] != "none" and not marker.exists():
         marker.touch()
-        if config["how"] == "exit":
-            os._exit(3)
-        if config["how"] == "segv":
-            ctypes.string_at(0)
-        os.kill(os.getpid(), getattr(signal, config["how"]))
-        time.sleep(60)  # a caught signal ends the process from another thread
+        _die(config["how"])
     tune.report({"step": 2})
+
+
+def _die(how: str) -> None:
+    if how == "exit":
+        os._exit(3)
+    if how == "segv":
+        ctypes.string_at(0)
+    os.kill(os.getpid(), getattr(signal, how))
+    # A caught signal ends the process from another thread, and Ray handles SIGTERM
+    # gracefully: the worker exits once its running call returns. So keep reporting.
+    while True:
+        time.sleep(0.1)
+        tune.report({"step": 1})
 
 
 def _fit(storage: str, param_space: dict[str, Any], max_failures: int) -> tuple[Any, _Events]:
@@ -229,11 +263,10 @@ def test_without_retries_the_trial_errors_and_the_others_finish(
         "marker_dir": str(tmp_path),
     }
     results, _ = _fit(storage, param_space, max_failures=0)
-    by_how: dict[str, list[tune.Result]] = {}
-    for result in results:
-        by_how.setdefault(result.config["how"], []).append(result)
-    (dead,) = by_how["exit"]
+    failed = [r for r in results if r.error is not None]
+    finished = [r for r in results if r.error is None]
+    (dead,) = failed
     assert isinstance(dead.error, WorkerDiedError)
     assert "exited with code 3 (os._exit)" in str(dead.error)
-    assert len(by_how["none"]) == 2
-    assert all(r.error is None and r.metrics["step"] == 2 for r in by_how["none"])
+    assert len(finished) == 2
+    assert all(r.metrics["step"] == 2 and r.config["how"] == "none" for r in finished)  # type: ignore[index]

@@ -113,8 +113,8 @@ class _LocalRunner:
         return await self._host.stop()
 
     async def kill(self) -> None:
-        # A thread cannot be killed; stop it at its next report boundary instead.
-        await self._host.stop()
+        # A thread cannot be killed: abandon it, without cleanup, like a killed actor.
+        self._host.abandon()
 
 
 class LocalBackend(Backend):

@@ -10,13 +10,13 @@ process, three ways of writing down a death before it happens:
 * ``os._exit(n)`` is wrapped so that it first writes ``exited with code n (os._exit)``.
 * :mod:`faulthandler` writes fatal signals (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL) and
   the Python stack of every thread to :data:`FAULT_FILE`.
-* Catchable signals whose action is the default one (terminate: SIGHUP, SIGQUIT, SIGUSR1,
-  ...) are caught by :func:`faulthandler.register` into a pipe, and a watcher thread writes
-  ``received SIGHUP`` and then raises the signal again with its default action, so the
-  process still dies of it. ``signal.signal`` cannot be used: it works only on the main
-  thread, and an async Ray actor runs everything on another. Signals that already have a
-  Python handler are left alone: Ray's SIGTERM handler exits the worker and Ray then
-  reports the SIGTERM itself; SIGINT raises ``KeyboardInterrupt``, which the worker survives.
+* Catchable terminating signals (SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, ...) are caught by
+  :func:`faulthandler.register` into a pipe; a watcher thread writes ``received SIGHUP``,
+  puts the previous handler back and raises the signal again, so the process still dies
+  of it: by the default action, or for SIGTERM by Ray's own handler, which exits the
+  worker. ``signal.signal`` cannot be used: it works only on the main thread, and an async
+  Ray actor runs everything on another. Other signals with a Python handler are left
+  alone: SIGINT raises ``KeyboardInterrupt``, which a Ray worker survives.
 
 ``sys.exit(n)`` in user code is not a death: it is an exception that the trainable host
 catches and reports like any other.
@@ -99,7 +99,11 @@ def install() -> None:
     pipes: dict[int, signal.Signals] = {}
     for name in _WATCHED_SIGNALS:
         signum = getattr(signal, name, None)
-        if signum is None or signal.getsignal(signum) is not signal.SIG_DFL:
+        if signum is None:
+            continue
+        handler = signal.getsignal(signum)
+        exits = handler is signal.SIG_DFL or (name == "SIGTERM" and callable(handler))
+        if not exits:
             continue
         read_fd, write_fd = os.pipe()
         os.set_blocking(write_fd, False)  # a full pipe must never block a signal handler
@@ -171,7 +175,7 @@ def _watch_signals(pipes: dict[int, signal.Signals]) -> None:
             os.read(fd, 1 << 16)
             signum = pipes[fd]
             _record(f"received {signum.name}")
-            faulthandler.unregister(signum)  # back to the default action
+            faulthandler.unregister(signum)  # back to the previous handler
             signal.raise_signal(signum)
 
 

@@ -22,9 +22,12 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import queue
+import sys
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import msgspec
@@ -81,8 +84,12 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
         """Capture ``exc`` with its traceback."""
+        # In a Ray worker use Ray's cloudpickle: a user class that Ray shipped by value then
+        # maps back to the very same class in the driver (its class registry is shared).
+        ray = sys.modules.get("ray")
+        dumps = ray.cloudpickle.dumps if ray is not None else pickle.dumps
         try:
-            payload: bytes | None = pickle.dumps(exc)
+            payload: bytes | None = dumps(exc)
             pickle.loads(payload)
         except Exception:
             payload = None
@@ -112,6 +119,38 @@ class SaveOutcome(msgspec.Struct, kw_only=True):
     error: ErrorInfo | None = None
 
 
+class _UserThread:
+    """One daemon thread that runs every call of a trainable's user code, in order.
+
+    Unlike a ``ThreadPoolExecutor`` worker, it never blocks interpreter exit: a ``step()``
+    that never returns can be abandoned (the Ray backend then kills the actor; in-process
+    the thread is left behind).
+    """
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[
+            tuple[Callable[..., Any], tuple[Any, ...], Future[Any]] | None
+        ] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="atune-trainable", daemon=True).start()
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            fn, args, future = call
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        future: Future[T] = Future()
+        self._calls.put((fn, args, future))
+        return future
+
+    def shutdown(self) -> None:
+        self._calls.put(None)
+
+
 class TrainableHost:
     """Async control of one trainable instance, user code confined to one thread.
 
@@ -121,14 +160,13 @@ class TrainableHost:
 
     def __init__(self, trainable_cls: type[Trainable]) -> None:
         self._cls = trainable_cls
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atune-trainable")
+        self._thread = _UserThread()
         self._trainable: Trainable | None = None
         self._info = TrialInfo()
         self._checkpoint_index = 0
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        return await asyncio.wrap_future(self._thread.submit(fn, *args))
 
     # ------------------------------------------------------------------ lifecycle
     async def start(
@@ -184,7 +222,13 @@ class TrainableHost:
         try:
             return await self._call(self._stop_sync)
         finally:
-            self._executor.shutdown(wait=False)
+            self._thread.shutdown()
+
+    def abandon(self) -> None:
+        """Give up on the trainable without waiting for its current call (a deadline)."""
+        if self._trainable is not None:
+            self._trainable.interrupt()
+        self._thread.shutdown()
 
     def _stop_sync(self) -> ErrorInfo | None:
         trainable, self._trainable = self._trainable, None
@@ -216,12 +260,16 @@ class TrainableHost:
             except BaseException as exc:
                 return TrainOutcome(results=results, error=ErrorInfo.from_exception(exc))
             results.append(result)
+            try:
+                stop = bool(criteria) and dict_criteria_met(criteria, flatten_dict(result))  # type: ignore[arg-type]
+            except TypeError as exc:  # a reported value the criterion cannot compare with
+                return TrainOutcome(results=results, error=ErrorInfo.from_exception(exc))
             if (
-                len(results) >= budget.max_results
+                stop
+                or len(results) >= budget.max_results
                 or result.get("done")
                 or result.get("should_checkpoint")
                 or (freq and result.get("training_iteration", 0) % freq == 0)
-                or (criteria and dict_criteria_met(criteria, flatten_dict(result)))
                 or time.monotonic() >= deadline
             ):
                 return TrainOutcome(results=results)

@@ -88,13 +88,18 @@ class _Rendezvous:
             self._stopping = True
             self._cond.notify_all()
 
+    def check_stopping(self) -> None:
+        """Raise at once if the trial was stopped (before a report writes anything)."""
+        if self._stopping:
+            raise _TrialStopped
+
 
 class FunctionTrainable(Trainable):
     """A ``Trainable`` that drives a user function; made by :func:`wrap_function`."""
 
     _function: Callable[..., Any]
 
-    def setup(self, config: dict[str, Any], **parameters: Any) -> None:
+    def setup(self, config: dict[str, Any], **parameters: Any) -> None:  # type: ignore[override]
         # ``parameters`` (from with_parameters) reach the function as keyword arguments.
         self._channel = _Rendezvous()
         self._thread: threading.Thread | None = None
@@ -171,6 +176,7 @@ class FunctionTrainable(Trainable):
             )
 
     def _report(self, metrics: dict[str, Any], checkpoint: Checkpoint | None) -> None:
+        self._channel.check_stopping()  # an abandoned trial must not write another checkpoint
         result = dict(metrics)
         if checkpoint is not None:
             iteration = result.get("training_iteration", self._iteration + 1)
@@ -234,6 +240,9 @@ class FunctionTrainable(Trainable):
 
     def cleanup(self) -> None:
         self._shutdown_thread()
+
+    def interrupt(self) -> None:
+        self._channel.stop()
 
     @classmethod
     def restored_iteration(cls, path: str) -> int:

@@ -118,7 +118,10 @@ class Trainable:
         self._reset_counters()
         self._restored = False
         self._last_result: dict[str, Any] | None = None
-        self.setup(copy.deepcopy(self.config), **self._atune_parameters)
+        if self._atune_parameters:
+            self.setup(copy.deepcopy(self.config), **self._atune_parameters)  # type: ignore[call-arg]
+        else:
+            self.setup(copy.deepcopy(self.config))
 
     def _reset_counters(self) -> None:
         self._iteration = 0
@@ -129,12 +132,14 @@ class Trainable:
         self._iterations_since_restore = 0
 
     # ----------------------------------------------------------------- to implement
-    def setup(self, config: dict[str, Any], **parameters: Any) -> None:
+    def setup(self, config: dict[str, Any]) -> None:
         """Prepare the trial (build the model, load data). Runs once per runner.
+
+        With ``with_parameters(cls, **objects)`` it is called as
+        ``setup(config, **objects)``; declare those parameters in the override.
 
         Args:
             config: A copy of the trial's hyperparameters.
-            **parameters: Objects attached with ``with_parameters``.
         """
 
     def step(self) -> dict[str, Any]:
@@ -336,6 +341,13 @@ class Trainable:
     def stop(self) -> None:
         """Release resources: calls :meth:`cleanup`."""
         self.cleanup()
+
+    def interrupt(self) -> None:
+        """(atune) Thread-safe: the trial is being abandoned; stop at the next report boundary.
+
+        Called from another thread while ``step()`` may be running. The default does
+        nothing; function trainables stop their function at its next ``report()``.
+        """
 
 
 _PROCESS_KEY = secrets.token_bytes(32)
