@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,32 @@ class _Mixed(tune.Trainable):
         if self.config["fail"]:
             raise ValueError("this one fails")
         return {"x": 1, "done": True}
+
+
+class _NeverReturns(tune.Trainable):
+    def step(self) -> dict[str, Any]:
+        if self.iteration >= 2:
+            time.sleep(3600)  # a step that never returns
+        return {"x": 1}
+
+
+def test_time_budget_ends_fit_even_when_a_step_never_returns(storage: str) -> None:
+    from atune.events import TrialCompleted
+
+    events = _Events()
+    started = time.monotonic()
+    results = tune.Tuner(
+        _NeverReturns,
+        tune_config=tune.TuneConfig(time_budget_s=2),
+        run_config=tune.RunConfig(
+            storage_path=storage,
+            callbacks=[events],
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+        ),
+    ).fit()
+    elapsed = time.monotonic() - started
+    (result,) = list(results)
+    assert result.error is None and result.metrics["training_iteration"] == 2
+    completed = [e for e in events.events if isinstance(e, TrialCompleted)]
+    assert [e.reason for e in completed] == ["time_budget"]  # not mistaken for success
+    assert elapsed < 2 + 2 + 15  # budget + grace + generous slack for actor start-up

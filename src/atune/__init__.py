@@ -41,8 +41,8 @@ from atune.tuner import Tuner
 
 __all__ = [
     "Callback",
-    "CheckpointConfig",
     "Checkpoint",
+    "CheckpointConfig",
     "FailureConfig",
     "PlacementGroupFactory",
     "Result",

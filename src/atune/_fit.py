@@ -19,9 +19,9 @@ import structlog
 from atune._controller._core import ControllerCore, CorePolicy, rank_checkpoints
 from atune._controller._driver import Driver
 from atune._controller._pool import RunnerPool
-from atune._trial import Trial
 from atune._signing import load_or_create_key
 from atune._spec import spec_for, write_spec
+from atune._trial import Trial
 from atune.config import CheckpointConfig, RunConfig, TuneConfig
 from atune.errors import ConfigError, TrialError, WorkerDiedError
 from atune.events import Event, SearcherStateSaved, TrialCreated

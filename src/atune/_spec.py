@@ -144,7 +144,9 @@ def read_spec(experiment_path: Path) -> ExperimentSpec:
     try:
         spec = msgspec.json.decode(path.read_bytes(), type=ExperimentSpec)
     except FileNotFoundError as exc:
-        raise StorageError(f"{experiment_path} is not an atune experiment (no {SPEC_FILE})") from exc
+        raise StorageError(
+            f"{experiment_path} is not an atune experiment (no {SPEC_FILE})"
+        ) from exc
     except msgspec.DecodeError as exc:
         raise StorageError(f"{path} is damaged: {exc}") from exc
     if spec.version != _VERSION:

@@ -33,7 +33,9 @@ class Callback:
     def on_event(self, event: Event) -> None:
         """(atune) Every event, in order, before the specific hook below."""
 
-    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         """A trial's runner started (also after a retry)."""
 
     def on_trial_result(
@@ -59,7 +61,9 @@ class Callback:
     ) -> None:
         """A trial failed and will be retried."""
 
-    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         """A trial failed for good."""
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:

@@ -1,6 +1,6 @@
 """Experiment configuration: ``TuneConfig``, ``RunConfig``, ``CheckpointConfig``, ``FailureConfig``.
 
-The fields and defaults are Ray Tune's (see the semantics reference §4.2–4.5), validated
+The fields and defaults are Ray Tune's (see the semantics reference §4.2-4.5), validated
 when the object is built so that bad input fails at ``Tuner(...)`` with an error that
 names the value. atune additions are marked as such.
 """
@@ -244,7 +244,6 @@ def _check_plain_name(what: str, name: Any) -> None:
         raise ConfigError(f"{what} must be a non-empty string, got {name!r}", value=name)
     if name in (".", "..") or "/" in name or "\\" in name or os.path.isabs(name) or "\0" in name:
         raise ConfigError(
-            f"{what} must be a plain directory name without path separators or '..', "
-            f"got {name!r}",
+            f"{what} must be a plain directory name without path separators or '..', got {name!r}",
             value=name,
         )

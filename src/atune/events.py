@@ -22,7 +22,7 @@ always have a default so older journals stay readable.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import msgspec
 
@@ -161,7 +161,14 @@ class TrialCompleted(_EventBase, tag="trial_completed"):
 
     trial_id: str
     reason: Literal[
-        "returned", "done", "stopper", "scheduler", "stop_all", "time_budget", "fail_fast", "skipped"
+        "returned",
+        "done",
+        "stopper",
+        "scheduler",
+        "stop_all",
+        "time_budget",
+        "fail_fast",
+        "skipped",
     ]
 
 
@@ -206,19 +213,19 @@ class ExperimentFinished(_EventBase, tag="experiment_finished"):
     num_errors: int
 
 
-Event = Union[
-    ExperimentStarted,
-    TrialCreated,
-    TrialStarted,
-    ResultReported,
-    CheckpointSaved,
-    CheckpointDeleted,
-    TrialCompleted,
-    TrialErrored,
-    ActorFreed,
-    SearcherStateSaved,
-    ExperimentFinished,
-]
+Event = (
+    ExperimentStarted
+    | TrialCreated
+    | TrialStarted
+    | ResultReported
+    | CheckpointSaved
+    | CheckpointDeleted
+    | TrialCompleted
+    | TrialErrored
+    | ActorFreed
+    | SearcherStateSaved
+    | ExperimentFinished
+)
 """Any event; a tagged union, so one decoder reads them all."""
 
 

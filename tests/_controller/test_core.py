@@ -16,6 +16,8 @@ from typing import Any, Literal, TypeVar
 import pytest
 
 from atune._controller._core import (
+    _BATCH_RESULTS,
+    _BATCH_SECONDS,
     Command,
     ControllerCore,
     CorePolicy,
@@ -42,7 +44,7 @@ from atune.events import (
     TrialErrored,
     TrialStarted,
 )
-from atune.execution._host import ErrorInfo, TrainOutcome
+from atune.execution._host import ErrorInfo, TrainBudget, TrainOutcome
 from atune.execution.placement_groups import PlacementGroupFactory
 from atune.schedulers import TrialScheduler
 from atune.search import BasicVariantGenerator, grid_search
@@ -51,6 +53,9 @@ from atune.stopper import DictStopper, FunctionStopper, Stopper
 T = TypeVar("T")
 
 ERR = ErrorInfo(type_name="builtins.ValueError", message="boom", traceback="Traceback: boom")
+# The budgets of a call: batched (FIFO, no stopper or a dict stopper) or one result at a time.
+BATCH = TrainBudget(max_results=_BATCH_RESULTS, max_seconds=_BATCH_SECONDS)
+ONE = TrainBudget(max_results=1)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -206,12 +211,15 @@ class Run:
 
 
 def run_trial(run: Run, trial_id: str, iterations: int) -> list[Command]:
-    """Start a launched trial, report ``iterations`` results one per call, let the function
-    return and free its runner; return the commands of that last step."""
+    """Start a launched trial, report ``iterations`` results one per call (the first from
+    the launch's own train), let the function return and free its runner; return the
+    commands of that last step."""
+    (launch,) = of(run.commands, Launch, trial_id)
     _, commands = run.started(trial_id)
+    assert commands == []  # the launch trains: nothing to do until it returns
     for i in range(1, iterations + 1):
-        assert of(commands, Train, trial_id), commands
         _, commands = run.returned(trial_id, res(i))
+        assert commands == [Train(trial_id=trial_id, budget=launch.budget)]
     events, commands = run.returned(trial_id, returned=True)
     assert [e.reason for e in of(events, TrialCompleted)] == ["returned"]
     assert of(commands, Release, trial_id) == [Release(trial_id=trial_id)]
@@ -234,7 +242,10 @@ def test_experiment_started_creates_at_most_max_live_trials(tmp_path: Path) -> N
     assert [e.trial_id for e in created] == ["00000_00000", "00000_00001"]
     assert created[0].trial_name == "fn_00000_00000"
     assert created[0].resources == [{"CPU": 1.0}]
-    assert commands == [Launch(trial_id="00000_00000"), Launch(trial_id="00000_00001")]
+    assert commands == [
+        Launch(trial_id="00000_00000", budget=BATCH),
+        Launch(trial_id="00000_00001", budget=BATCH),
+    ]
     assert [t.status for t in run.core.get_trials()] == ["PENDING", "PENDING"]
 
 
@@ -245,7 +256,7 @@ def test_ending_a_trial_makes_room_for_the_next(tmp_path: Path) -> None:
     commands = run_trial(run, first, 1)
     third = run.trial_ids[2]
     # The slot frees when the trial ends (TrialCompleted), before its runner is freed.
-    assert of(run.commands, Launch, third) == [Launch(trial_id=third)]
+    assert of(run.commands, Launch, third) == [Launch(trial_id=third, budget=BATCH)]
     assert not of(commands, Launch)
     run_trial(run, second, 1)
     run_trial(run, third, 1)
@@ -265,15 +276,21 @@ def test_trial_names_come_from_the_creators(tmp_path: Path) -> None:
 
 
 # -------------------------------------------------------------------------- training
-def test_trial_started_issues_train(run: Run) -> None:
-    run.start()
+def test_trial_started_issues_no_command_and_leaves_the_trial_busy(run: Run) -> None:
+    _, commands = run.start()
     (trial_id,) = run.trial_ids
+    assert commands == [Launch(trial_id=trial_id, budget=BATCH)]
     events, commands = run.started(trial_id)
-    assert of(events, TrialStarted) == [TrialStarted(ts=2.0, trial_id=trial_id)]
-    (train,) = commands
-    assert isinstance(train, Train)
-    assert train.trial_id == trial_id
-    assert run.core.trials[trial_id].status == "RUNNING"
+    assert events == [TrialStarted(ts=2.0, trial_id=trial_id)]
+    assert commands == []  # the launch's own train is running
+    trial = run.core.trials[trial_id]
+    assert trial.status == "RUNNING"
+    assert trial.busy
+    assert trial.started
+    # The launch's results arrive as its TrainReturned; then training goes on.
+    events, commands = run.returned(trial_id, res(1))
+    assert [e.result for e in of(events, ResultReported)] == [res(1)]
+    assert commands == [Train(trial_id=trial_id, budget=BATCH)]
 
 
 def test_results_are_reported_then_training_continues(tmp_path: Path) -> None:
@@ -338,6 +355,23 @@ def test_dict_stopper_stops_at_the_matching_iteration(tmp_path: Path) -> None:
     assert commands == [Release(trial_id=trial_id)]
 
 
+def test_dict_stopper_ends_the_batch_at_the_stopping_result(tmp_path: Path) -> None:
+    search = RecordingSearch(random_state=0)
+    run = Run(make_core(tmp_path, search=search, stopper=DictStopper({"training_iteration": 2})))
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    events, commands = run.returned(trial_id, res(1), res(2), res(3))
+    assert [type(e) for e in events] == [ResultReported, ResultReported, TrialCompleted]
+    assert [e.result for e in of(events, ResultReported)] == [res(1), {**res(2), "done": True}]
+    assert of(events, TrialCompleted) == [
+        TrialCompleted(ts=3.0, trial_id=trial_id, reason="stopper")
+    ]
+    assert commands == [Release(trial_id=trial_id)]
+    assert run.core.trials[trial_id].num_results == 2
+    assert [r["training_iteration"] for _, r in search.results] == [1]
+
+
 def test_stopper_sees_nested_results_including_done(tmp_path: Path) -> None:
     seen: list[dict[str, Any]] = []
 
@@ -359,28 +393,37 @@ def test_stopper_sees_nested_results_including_done(tmp_path: Path) -> None:
 
 def test_function_stopper_disables_batching(tmp_path: Path) -> None:
     run = Run(make_core(tmp_path, stopper=FunctionStopper(lambda trial_id, result: False)))
-    run.start()
-    _, commands = run.started(run.trial_ids[0])
-    (train,) = of(commands, Train)
-    assert train.budget.max_results == 1
+    _, commands = run.start()
+    (trial_id,) = run.trial_ids
+    assert commands == [Launch(trial_id=trial_id, budget=ONE)]
+    run.started(trial_id)
+    _, commands = run.returned(trial_id, res(1))
+    assert commands == [Train(trial_id=trial_id, budget=ONE)]
 
 
 def test_fifo_and_dict_stopper_batch_results(tmp_path: Path) -> None:
     criteria = {"training_iteration": 3, "info/loss": 0.1}
-    run = Run(make_core(tmp_path, stopper=DictStopper(criteria)))
-    run.start()
-    _, commands = run.started(run.trial_ids[0])
-    (train,) = of(commands, Train)
-    assert train.budget.max_results > 1
-    assert train.budget.stop_criteria == criteria
-    assert train.budget.checkpoint_frequency == 0  # functions checkpoint themselves
+    run = Run(make_core(tmp_path, stopper=DictStopper(criteria), checkpoint_frequency=2))
+    _, commands = run.start()
+    (trial_id,) = run.trial_ids
+    (launch,) = commands
+    assert isinstance(launch, Launch)
+    assert launch.budget.max_results > 1
+    assert launch.budget.stop_criteria == criteria
+    assert launch.budget.checkpoint_frequency == 0  # functions checkpoint themselves
+    run.started(trial_id)
+    _, commands = run.returned(trial_id, res(1))
+    assert commands == [Train(trial_id=trial_id, budget=launch.budget)]
 
 
 def test_per_result_scheduler_disables_batching(tmp_path: Path) -> None:
     run = Run(make_core(tmp_path, scheduler=RecordingScheduler()))
-    run.start()
-    _, commands = run.started(run.trial_ids[0])
-    assert of(commands, Train)[0].budget.max_results == 1
+    _, commands = run.start()
+    (trial_id,) = run.trial_ids
+    assert commands == [Launch(trial_id=trial_id, budget=ONE)]
+    run.started(trial_id)
+    _, commands = run.returned(trial_id, res(1))
+    assert commands == [Train(trial_id=trial_id, budget=ONE)]
 
 
 class _PlateauStopper(Stopper):
@@ -407,9 +450,10 @@ def test_stop_all_is_checked_even_when_the_result_stops_its_trial(tmp_path: Path
     events, commands = run.returned(first, res(1, loss=0))
     assert [(e.trial_id, e.reason) for e in of(events, TrialCompleted)] == [(first, "stopper")]
     assert not of(events, TrialCreated)
-    # The other trial is busy training: it ends when its call returns.
+    # The other trial is busy training: it ends when its call returns, and keeps the reason
+    # it was stopped for first (its own result would also have met the stopper).
     events, _ = run.returned(second, res(2, loss=1))
-    assert [(e.trial_id, e.reason) for e in of(events, TrialCompleted)] == [(second, "stopper")]
+    assert [(e.trial_id, e.reason) for e in of(events, TrialCompleted)] == [(second, "stop_all")]
     run.freed(first)
     events, commands = run.freed(second)
     assert commands == [Finish()]
@@ -462,7 +506,7 @@ def test_error_without_retries_ends_the_trial_in_error(tmp_path: Path) -> None:
     assert trial.error == ERR
     assert search.completed == [(first, None, True)]
     # The experiment goes on with the next trial.
-    assert commands[1:] == [Launch(trial_id=run.trial_ids[1])]
+    assert commands[1:] == [Launch(trial_id=run.trial_ids[1], budget=BATCH)]
 
 
 def test_retries_resume_from_the_latest_checkpoint(tmp_path: Path) -> None:
@@ -490,13 +534,15 @@ def test_retries_resume_from_the_latest_checkpoint(tmp_path: Path) -> None:
         # The failed runner is killed before the retry launches.
         assert commands == [
             Release(trial_id=trial_id, kill=True),
-            Launch(trial_id=trial_id, checkpoint=checkpoint),
+            Launch(trial_id=trial_id, budget=ONE, checkpoint=checkpoint),
         ]
         assert trial.status == "PENDING"
         assert trial.attempt == attempt + 1
         run.freed(trial_id, "killed")
-        _, commands = run.started(trial_id, attempt=attempt + 1)
-        assert of(commands, Train, trial_id)
+        events, commands = run.started(trial_id, attempt=attempt + 1)
+        assert [e.attempt for e in of(events, TrialStarted)] == [attempt + 1]
+        assert commands == []  # the relaunch trains; its outcome (an error) comes next
+        assert trial.busy
 
     assert len(of(run.commands, Launch, trial_id)) == 3  # max_failures + 1 attempts
     assert trial.num_failures == 3
@@ -517,13 +563,22 @@ def test_retried_class_trial_trains_before_it_checkpoints_again(tmp_path: Path) 
     run.saved(trial_id, 0, 2)
     assert run.returned(trial_id, res(3), res(4))[1] == [Save(trial_id=trial_id, index=1)]
     _, commands = run.failed(trial_id)
-    assert of(commands, Launch)[0].checkpoint == str(
-        Path(run.core.trials[trial_id].path) / "checkpoint_000000"
+    budget = TrainBudget(
+        max_results=_BATCH_RESULTS, max_seconds=_BATCH_SECONDS, checkpoint_frequency=2
     )
+    assert commands == [
+        Release(trial_id=trial_id, kill=True),
+        Launch(
+            trial_id=trial_id,
+            budget=budget,
+            checkpoint=str(Path(run.core.trials[trial_id].path) / "checkpoint_000000"),
+        ),
+    ]
     run.freed(trial_id, "killed")
     _, commands = run.started(trial_id, attempt=1)
-    assert [type(c) for c in commands] == [Train]
-    run.returned(trial_id, res(3))
+    assert commands == []  # trains within the launch: no Save of the stale iteration 4
+    _, commands = run.returned(trial_id, res(3))
+    assert commands == [Train(trial_id=trial_id, budget=budget)]
     # Indices are never reused, even the one whose save failed.
     assert run.returned(trial_id, res(4))[1] == [Save(trial_id=trial_id, index=2)]
 
@@ -545,7 +600,7 @@ def test_failure_to_start_retries_without_a_release(tmp_path: Path) -> None:
     (trial_id,) = run.trial_ids
     events, commands = run.failed(trial_id)  # no runner was ever alive
     assert [e.will_retry for e in of(events, TrialErrored)] == [True]
-    assert commands == [Launch(trial_id=trial_id)]
+    assert commands == [Launch(trial_id=trial_id, budget=BATCH)]
 
 
 def test_fail_fast_stops_the_other_trials(tmp_path: Path) -> None:
@@ -564,13 +619,17 @@ def test_fail_fast_stops_the_other_trials(tmp_path: Path) -> None:
     ]
     assert commands == [Release(trial_id=training)]
     events, commands = run.started(launching)
+    assert not of(events, TrialCompleted)  # busy with the launch's train
+    assert commands == []
+    events, commands = run.returned(launching, res(1))
+    assert [e.result for e in of(events, ResultReported)] == [res(1)]
     assert [e.reason for e in of(events, TrialCompleted)] == ["fail_fast"]
     assert commands == [Release(trial_id=launching)]
     for trial_id in (failing, training):
         assert not run.freed(trial_id, "killed")[1]
     events, commands = run.freed(launching)
     assert of(events, ExperimentFinished) == [
-        ExperimentFinished(ts=9.0, num_trials=3, num_errors=1)
+        ExperimentFinished(ts=10.0, num_trials=3, num_errors=1)
     ]
     assert commands == [Finish()]
     assert run.core.fatal_error is None
@@ -591,10 +650,10 @@ def test_fail_fast_raise_records_the_fatal_error(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------- checkpoints
 def test_checkpoint_frequency_saves_every_nth_iteration(tmp_path: Path) -> None:
     run = Run(make_core(tmp_path, is_function=False, checkpoint_frequency=2))
-    run.start()
+    _, commands = run.start()
     (trial_id,) = run.trial_ids
-    _, commands = run.started(trial_id)
-    assert of(commands, Train)[0].budget.checkpoint_frequency == 2
+    assert of(commands, Launch)[0].budget.checkpoint_frequency == 2
+    assert run.started(trial_id)[1] == []
     saves: list[Save] = []
     for i in range(1, 6):
         _, commands = run.returned(trial_id, res(i))
@@ -717,12 +776,61 @@ def test_time_budget_ends_busy_trials_when_they_return(tmp_path: Path) -> None:
     ]
     assert commands == [Release(trial_id=training)]
     events, commands = run.started(launching)
+    assert (of(events, TrialCompleted), commands) == ([], [])  # training in its launch
+    events, commands = run.returned(launching)
     assert [e.reason for e in of(events, TrialCompleted)] == ["time_budget"]
     assert commands == [Release(trial_id=launching)]
     run.freed(training)
     events, commands = run.freed(launching)
     assert [e.num_trials for e in of(events, ExperimentFinished)] == [2]
     assert commands == [Finish()]
+
+
+def test_results_produced_before_a_time_budget_stop_are_all_kept(tmp_path: Path) -> None:
+    search = RecordingSearch(random_state=0)
+    run = Run(make_core(tmp_path, num_samples=2, max_live_trials=2, search=search))
+    run.start()
+    training, launching = run.trial_ids
+    run.started(training)
+    assert run.stop_all() == ([], [])  # both are busy
+    events, commands = run.returned(training, res(1), res(2), res(3))
+    assert [type(e) for e in events] == [ResultReported] * 3 + [TrialCompleted]
+    assert [e.result for e in of(events, ResultReported)] == [res(1), res(2), res(3)]
+    assert events[-1] == TrialCompleted(ts=4.0, trial_id=training, reason="time_budget")
+    assert commands == [Release(trial_id=training)]
+    trial = run.core.trials[training]
+    assert trial.num_results == 3
+    assert trial.last_result == {**res(3), "done": True}
+    assert [r["training_iteration"] for t, r in search.results if t == training] == [1, 2, 3]
+    # The same for a trial stopped while it was still launching.
+    assert run.started(launching)[1] == []
+    events, commands = run.returned(launching, res(1), res(2))
+    assert [type(e) for e in events] == [ResultReported] * 2 + [TrialCompleted]
+    assert [e.reason for e in of(events, TrialCompleted)] == ["time_budget"]
+    assert commands == [Release(trial_id=launching)]
+
+
+def test_abandoned_call_keeps_its_drained_results_without_a_release(tmp_path: Path) -> None:
+    # The driver abandons a call that outlives the time budget: it kills the runner
+    # (ActorFreed) and then hands over the results produced so far.
+    run = Run(make_core(tmp_path))
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    run.stop_all()
+    assert run.freed(trial_id, "killed") == (
+        [ActorFreed(ts=4.0, trial_id=trial_id, action="killed")],
+        [],
+    )
+    events, commands = run.returned(trial_id, res(1), res(2))
+    assert [type(e) for e in events] == [
+        ResultReported,
+        ResultReported,
+        TrialCompleted,
+        ExperimentFinished,
+    ]
+    assert [e.reason for e in of(events, TrialCompleted)] == ["time_budget"]
+    assert commands == [Finish()]  # no Release: the runner is gone
 
 
 def test_time_budget_skips_the_final_checkpoint(tmp_path: Path) -> None:

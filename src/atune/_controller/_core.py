@@ -97,9 +97,14 @@ Message = Event | TrainReturned | RunnerFailed | StopAll
 
 # --------------------------------------------------------------------------- commands
 class Launch(msgspec.Struct, frozen=True, kw_only=True):
-    """Acquire resources, start (or reuse) a runner, restore ``checkpoint`` if set."""
+    """Acquire resources, start (or reuse) a runner, restore ``checkpoint`` if set, train.
+
+    The first ``train`` runs in the same runner call as the start (one round trip per
+    trial saved): the driver reports ``TrialStarted`` and then its ``TrainReturned``.
+    """
 
     trial_id: str
+    budget: TrainBudget
     checkpoint: str | None = None
 
 
@@ -344,7 +349,7 @@ class ControllerCore:
             trial = self.trials[trial_id]
             trial.busy = True
             self.scheduler.on_trial_add(self, trial)
-            self._commands.append(Launch(trial_id=trial_id))
+            self._commands.append(Launch(trial_id=trial_id, budget=self._budget()))
 
     def _resume(self, ts: float) -> None:
         """Relaunch the trials a journal replay left to resume; close the skipped ones."""
@@ -355,7 +360,11 @@ class ControllerCore:
             trial.busy = True
             checkpoint = trial.checkpoint
             self._commands.append(
-                Launch(trial_id=trial_id, checkpoint=checkpoint.path if checkpoint else None)
+                Launch(
+                    trial_id=trial_id,
+                    budget=self._budget(),
+                    checkpoint=checkpoint.path if checkpoint else None,
+                )
             )
         self._to_resume, self._to_skip = [], []
 
@@ -375,26 +384,21 @@ class ControllerCore:
         return name, _UNSAFE_CHARS.sub("_", dirname).strip("._") or trial_id
 
     def _on_started(self, event: TrialStarted) -> None:
+        # The launch trains in the same call, so the trial stays busy until that
+        # ``TrainReturned`` arrives; a stop decided meanwhile is carried out then.
         self._emit(event)
         trial = self.trials[event.trial_id]
-        trial.busy = False
         trial.started = True
-        if trial.stop_reason is not None:
-            self._next_step(event.ts, trial)
-            return
-        # A fresh or just-restored runner has nothing to checkpoint: after a retry,
-        # ``last_result`` still holds the failed attempt's result, which the restore undid.
-        trial.busy = True
-        self._commands.append(Train(trial_id=trial.trial_id, budget=self._budget()))
 
     def _on_train_returned(self, message: TrainReturned) -> None:
         trial = self.trials[message.trial_id]
         outcome = message.outcome
         # Still busy while its results are processed: an experiment-wide stop decided on
         # one of them marks this trial, which then ends below, after its own outcome.
+        # Results produced before an external stop (time budget, stop_all) was carried out
+        # are all kept; a stop decided on one of these results ends the batch there.
         for result in outcome.results:
-            self._on_result(message.ts, trial, result)
-            if trial.stop_reason is not None:
+            if self._on_result(message.ts, trial, result):
                 break
         trial.busy = False
         if trial.is_finished:
@@ -406,7 +410,8 @@ class ControllerCore:
         else:
             self._next_step(message.ts, trial)
 
-    def _on_result(self, ts: float, trial: Trial, result: dict[str, Any]) -> None:
+    def _on_result(self, ts: float, trial: Trial, result: dict[str, Any]) -> bool:
+        """Process one result; True when it decided that the trial stops here."""
         flat = flatten_dict(result)
         # As in Ray Tune, the stopper sees every result, unflattened, even one with done=True.
         stopped = self.stopper is not None and self.stopper(trial.trial_id, result)
@@ -421,7 +426,8 @@ class ControllerCore:
             self.search.on_trial_result(trial.trial_id, flat)
         else:
             result["done"] = True
-            trial.stop_reason = reason
+            if trial.stop_reason is None:  # an earlier (external) stop keeps its reason
+                trial.stop_reason = reason
         self._emit(ResultReported(ts=ts, trial_id=trial.trial_id, result=result))
         dir_name = result.get("checkpoint_dir_name")
         if dir_name:
@@ -436,6 +442,7 @@ class ControllerCore:
             )
         if self.stopper is not None and self.stopper.stop_all():
             self._stop_all(ts, "stop_all")
+        return reason is not None
 
     def _on_checkpoint(self, event: CheckpointSaved) -> None:
         self._emit(event)
@@ -461,14 +468,16 @@ class ControllerCore:
         kept = {id(c) for c in ranked[:keep]} | {id(latest)}
         for record in list(trial.checkpoints):
             if id(record) not in kept:
-                self._emit(CheckpointDeleted(ts=ts, trial_id=trial.trial_id, dir_name=record.dir_name))
+                self._emit(
+                    CheckpointDeleted(ts=ts, trial_id=trial.trial_id, dir_name=record.dir_name)
+                )
 
     def _next_step(self, ts: float, trial: Trial) -> None:
         """Decide what a started, idle trial does next."""
         if trial.stop_reason is not None:
             # Ray Tune takes a due checkpoint even from the result that stops the trial.
             due = trial.stop_reason in _RESULT_STOPS and self._checkpoint_due(trial)
-            if due or self._wants_final_checkpoint(trial):
+            if trial.runner_alive and (due or self._wants_final_checkpoint(trial)):
                 self._save(trial)
             else:
                 self._complete(ts, trial, trial.stop_reason)
@@ -557,7 +566,11 @@ class ControllerCore:
             trial.busy = True
             checkpoint = trial.checkpoint
             self._commands.append(
-                Launch(trial_id=trial.trial_id, checkpoint=checkpoint.path if checkpoint else None)
+                Launch(
+                    trial_id=trial.trial_id,
+                    budget=self._budget(),
+                    checkpoint=checkpoint.path if checkpoint else None,
+                )
             )
             return
         self.search.on_trial_complete(trial.trial_id, None, error=True)

@@ -219,9 +219,8 @@ class Driver:
         elif isinstance(event, TrialCreated):
             assert trial is not None
             self.writer.params(Path(trial.path), trial.config)
-        if isinstance(event, (TrialCompleted, TrialErrored)) and trial is not None:
-            if trial.is_finished:
-                self.writer.close_trial(Path(trial.path))
+        if isinstance(event, (TrialCompleted, TrialErrored)) and trial and trial.is_finished:
+            self.writer.close_trial(Path(trial.path))
         if self.on_event is not None:
             self.on_event(event)
         for callback in self.callbacks:
@@ -238,27 +237,39 @@ class Driver:
             self._trial_scopes[trial_id] = scope
             try:
                 for command in commands:
-                    message = await self._execute(command)
-                    if message is not None:
+                    for message in await self._execute(command):
                         self._send_message(message)
                 return
             finally:
                 if self._trial_scopes.get(trial_id) is scope:
                     del self._trial_scopes[trial_id]
-        # Cancelled by the time budget: the call was abandoned, so kill the runner, say so,
-        # and let the core see an empty, error-free outcome (the trial is already stopping).
+        # Cancelled by the time budget: the call was abandoned. Collect the results it had
+        # already produced, kill the runner, say so, and hand the core those results (the
+        # trial is already stopping).
+        results = await self._drain(trial_id)
         await self.pool.release(trial_id, kill=True)
         self._send_message(
             ActorFreed(ts=time.time(), trial_id=trial_id, action="killed", reason="time budget")
         )
         self._send_message(
-            TrainReturned(ts=time.time(), trial_id=trial_id, outcome=TrainOutcome(results=[]))
+            TrainReturned(ts=time.time(), trial_id=trial_id, outcome=TrainOutcome(results=results))
         )
 
-    async def _execute(self, command: Command) -> Message | None:
+    async def _drain(self, trial_id: str) -> list[dict[str, Any]]:
+        with anyio.move_on_after(_TIME_BUDGET_GRACE_S):
+            try:
+                return await self.pool.runner(trial_id).drain()
+            except (KeyError, WorkerDiedError):  # not started yet, or already gone
+                pass
+        return []
+
+    async def _execute(self, command: Command) -> list[Message]:
         trial = self.core.trials[command.trial_id]  # type: ignore[union-attr]
         if isinstance(command, Launch):
             return await self._launch(trial, command)
+        return [await self._execute_one(trial, command)]
+
+    async def _execute_one(self, trial: Trial, command: Command) -> Message:
         if isinstance(command, Release):
             action, reason = await self.pool.release(trial.trial_id, kill=command.kill)
             return ActorFreed(ts=time.time(), trial_id=trial.trial_id, action=action, reason=reason)
@@ -282,7 +293,7 @@ class Driver:
             return RunnerFailed(ts=time.time(), trial_id=trial.trial_id, error=_died(exc))
         raise AssertionError(f"unknown command {command!r}")  # pragma: no cover
 
-    async def _launch(self, trial: Trial, command: Launch) -> Message:
+    async def _launch(self, trial: Trial, command: Launch) -> list[Message]:
         info = TrialInfo(
             trial_id=trial.trial_id,
             trial_name=trial.trial_name,
@@ -292,28 +303,37 @@ class Driver:
             checkpoint_index=trial.next_checkpoint_index,
             signing_key=self.signing_key,
         )
+        failed: ErrorInfo
         try:
-            runner, reused = await self.pool.acquire(trial, info, command.checkpoint)
-        except InfeasibleResourcesError as exc:
-            return RunnerFailed(
-                ts=time.time(),
-                trial_id=trial.trial_id,
-                error=ErrorInfo.from_exception(exc),
-                retryable=False,
+            reused, trained = await self.pool.acquire(
+                trial, info, command.checkpoint, command.budget
             )
+        except InfeasibleResourcesError as exc:
+            return [
+                RunnerFailed(
+                    ts=time.time(),
+                    trial_id=trial.trial_id,
+                    error=ErrorInfo.from_exception(exc),
+                    retryable=False,
+                )
+            ]
         except StartFailed as exc:
-            return RunnerFailed(ts=time.time(), trial_id=trial.trial_id, error=exc.error)
+            failed = exc.error
         except WorkerDiedError as exc:
-            return RunnerFailed(ts=time.time(), trial_id=trial.trial_id, error=_died(exc))
-        del runner
-        restored = Path(command.checkpoint).name if command.checkpoint else None
-        return TrialStarted(
-            ts=time.time(),
-            trial_id=trial.trial_id,
-            attempt=trial.attempt,
-            reused=reused,
-            restored_from=restored,
-        )
+            failed = _died(exc)
+        else:
+            now = time.time()
+            restored = Path(command.checkpoint).name if command.checkpoint else None
+            started = TrialStarted(
+                ts=now,
+                trial_id=trial.trial_id,
+                attempt=trial.attempt,
+                reused=reused,
+                restored_from=restored,
+            )
+            outcome = trained if trained is not None else TrainOutcome(results=[])
+            return [started, TrainReturned(ts=now, trial_id=trial.trial_id, outcome=outcome)]
+        return [RunnerFailed(ts=time.time(), trial_id=trial.trial_id, error=failed)]
 
 
 def _died(exc: WorkerDiedError) -> ErrorInfo:
@@ -335,14 +355,17 @@ def _notify(
     if isinstance(event, TrialStarted):
         callback.on_trial_start(iteration=iteration, trials=trials, trial=trial)
     elif isinstance(event, ResultReported):
-        callback.on_trial_result(iteration=iteration, trials=trials, trial=trial, result=event.result)
+        callback.on_trial_result(
+            iteration=iteration, trials=trials, trial=trial, result=event.result
+        )
     elif isinstance(event, CheckpointSaved):
         checkpoint: Any = trial.checkpoint
-        callback.on_checkpoint(iteration=iteration, trials=trials, trial=trial, checkpoint=checkpoint)
+        callback.on_checkpoint(
+            iteration=iteration, trials=trials, trial=trial, checkpoint=checkpoint
+        )
         callback.on_trial_save(iteration=iteration, trials=trials, trial=trial)
     elif isinstance(event, TrialCompleted):
         callback.on_trial_complete(iteration=iteration, trials=trials, trial=trial)
     elif isinstance(event, TrialErrored):
         hook = callback.on_trial_recover if event.will_retry else callback.on_trial_error
         hook(iteration=iteration, trials=trials, trial=trial)
-

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import structlog
 
 from atune._trial import Trial
+from atune.errors import WorkerDiedError
 from atune.execution._allocator import Lease, ResourceScope
 from atune.execution._backend import Backend, Runner
-from atune.execution._host import ErrorInfo
+from atune.execution._host import ErrorInfo, LaunchOutcome, TrainBudget, TrainOutcome
 from atune.trainable._session import TrialInfo
 
 __all__ = ["RunnerPool", "StartFailed"]
@@ -62,12 +64,12 @@ class RunnerPool:
         return self._runners[trial_id][0]
 
     async def acquire(
-        self, trial: Trial, info: TrialInfo, checkpoint: str | None
-    ) -> tuple[Runner, bool]:
-        """A started runner for ``trial``: reused from the cache, or new.
+        self, trial: Trial, info: TrialInfo, checkpoint: str | None, budget: TrainBudget
+    ) -> tuple[bool, TrainOutcome | None]:
+        """Start a runner for ``trial`` (reused from the cache, or new) and train it.
 
         Returns:
-            The runner and whether it was reused.
+            Whether the runner was reused, and the first train outcome.
 
         Raises:
             InfeasibleResourcesError: The request can never fit.
@@ -79,36 +81,72 @@ class RunnerPool:
         if self.reuse:
             entry = self._take_cached(request)
             if entry is not None:
-                runner, lease = entry
-                outcome = await runner.reset(trial.config, info, checkpoint)
-                if outcome is True:
-                    self._runners[trial.trial_id] = entry
-                    self.num_reused += 1
-                    return runner, True
-                why = "reset_config() returned False" if outcome is False else (
-                    f"reset_config() raised {outcome.type_name}: {outcome.message}"  # type: ignore[union-attr]
-                )
-                log.info("not reusing actor; starting a fresh one", reason=why)
-                await self._discard(runner, lease)
+                try:
+                    outcome = await self._launch(
+                        trial.trial_id, entry, True, trial.config, info, checkpoint, budget
+                    )
+                except WorkerDiedError as exc:  # it died while idle in the cache
+                    log.info("cached actor died; starting a fresh one", reason=str(exc))
+                else:
+                    if not outcome.declined and outcome.error is None:
+                        self.num_reused += 1
+                        return True, outcome.trained
+                    why = (
+                        "reset_config() returned False"
+                        if outcome.declined
+                        else f"resetting raised {outcome.error.type_name}: {outcome.error.message}"  # type: ignore[union-attr]
+                    )
+                    log.info("not reusing actor; starting a fresh one", reason=why)
+                    self._runners.pop(trial.trial_id, None)
+                    await self._discard(*entry)
         await self._evict_cache()
         self._waiting += 1
         try:
             lease = await self.scope.acquire(request)
         finally:
             self._waiting -= 1
-        runner = None
         try:
             runner = await self.backend.create_runner(request)
-            error = await runner.start(trial.config, info, checkpoint)
         except BaseException:
-            await self._discard(runner, lease)
+            lease.release()
             raise
-        if error is not None:
+        started = await self._launch(
+            trial.trial_id, (runner, lease), False, trial.config, info, checkpoint, budget
+        )
+        if started.error is not None:
+            self._runners.pop(trial.trial_id, None)
             await self._discard(runner, lease)
-            raise StartFailed(error)
-        self._runners[trial.trial_id] = (runner, lease)
+            raise StartFailed(started.error)
         self.num_started += 1
-        return runner, False
+        return False, started.trained
+
+    async def _launch(
+        self,
+        trial_id: str,
+        entry: tuple[Runner, Lease],
+        reuse: bool,
+        config: dict[str, Any],
+        info: TrialInfo,
+        checkpoint: str | None,
+        budget: TrainBudget,
+    ) -> LaunchOutcome:
+        """Start or reset ``entry``'s runner for the trial, registered while it runs.
+
+        The runner is registered first, so an abandoned launch (time budget) can still be
+        drained and killed by the driver; any other failure unregisters and kills it.
+        """
+        self._runners[trial_id] = entry
+        runner = entry[0]
+        try:
+            if reuse:
+                return await runner.reset(config, info, checkpoint, budget)
+            return await runner.start(config, info, checkpoint, budget)
+        except anyio.get_cancelled_exc_class():
+            raise  # left registered: the driver drains and kills it
+        except BaseException:
+            self._runners.pop(trial_id, None)
+            await self._discard(*entry)
+            raise
 
     async def release(self, trial_id: str, *, kill: bool) -> tuple[Any, str]:
         """Let go of the trial's runner: kill it, cache it for reuse, or stop it.
@@ -166,9 +204,8 @@ class RunnerPool:
         finally:
             lease.release()
 
-    async def _discard(self, runner: Runner | None, lease: Lease) -> None:
+    async def _discard(self, runner: Runner, lease: Lease) -> None:
         try:
-            if runner is not None:
-                await runner.kill()
+            await runner.kill()
         finally:
             lease.release()

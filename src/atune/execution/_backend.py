@@ -19,7 +19,14 @@ import os
 from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
-from atune.execution._host import ErrorInfo, SaveOutcome, TrainableHost, TrainBudget, TrainOutcome
+from atune.execution._host import (
+    ErrorInfo,
+    LaunchOutcome,
+    SaveOutcome,
+    TrainableHost,
+    TrainBudget,
+    TrainOutcome,
+)
 from atune.execution.placement_groups import PlacementGroupFactory
 from atune.trainable._session import TrialInfo
 from atune.trainable._trainable import Trainable
@@ -33,15 +40,23 @@ class Runner(Protocol):
     resources: PlacementGroupFactory
 
     async def start(
-        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
-    ) -> ErrorInfo | None:
-        """Construct the trainable and restore ``checkpoint_path`` if given."""
+        self,
+        config: dict[str, Any],
+        info: TrialInfo,
+        checkpoint_path: str | None,
+        budget: TrainBudget | None = None,
+    ) -> LaunchOutcome:
+        """Construct the trainable, restore ``checkpoint_path``, train within ``budget``."""
         ...
 
     async def reset(
-        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
-    ) -> bool | ErrorInfo:
-        """Reuse the runner for a new trial."""
+        self,
+        config: dict[str, Any],
+        info: TrialInfo,
+        checkpoint_path: str | None,
+        budget: TrainBudget | None = None,
+    ) -> LaunchOutcome:
+        """Reuse the runner for a new trial, then train as :meth:`start`."""
         ...
 
     async def train(self, budget: TrainBudget) -> TrainOutcome:
@@ -54,6 +69,10 @@ class Runner(Protocol):
 
     async def stop(self) -> ErrorInfo | None:
         """Clean up and release the runner."""
+        ...
+
+    async def drain(self) -> list[dict[str, Any]]:
+        """Results of the ``train`` call in progress so far (it may never return)."""
         ...
 
     async def kill(self) -> None:
@@ -94,14 +113,22 @@ class _LocalRunner:
         self._host = TrainableHost(cls)
 
     async def start(
-        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
-    ) -> ErrorInfo | None:
-        return await self._host.start(config, info, checkpoint_path)
+        self,
+        config: dict[str, Any],
+        info: TrialInfo,
+        checkpoint_path: str | None,
+        budget: TrainBudget | None = None,
+    ) -> LaunchOutcome:
+        return await self._host.start(config, info, checkpoint_path, budget)
 
     async def reset(
-        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
-    ) -> bool | ErrorInfo:
-        return await self._host.reset(config, info, checkpoint_path)
+        self,
+        config: dict[str, Any],
+        info: TrialInfo,
+        checkpoint_path: str | None,
+        budget: TrainBudget | None = None,
+    ) -> LaunchOutcome:
+        return await self._host.reset(config, info, checkpoint_path, budget)
 
     async def train(self, budget: TrainBudget) -> TrainOutcome:
         return await self._host.train(budget)
@@ -111,6 +138,9 @@ class _LocalRunner:
 
     async def stop(self) -> ErrorInfo | None:
         return await self._host.stop()
+
+    async def drain(self) -> list[dict[str, Any]]:
+        return self._host.drain()
 
     async def kill(self) -> None:
         # A thread cannot be killed: abandon it, without cleanup, like a killed actor.

@@ -95,7 +95,7 @@ def install() -> None:
     if _state.installed:
         return
     _state.installed = True
-    setattr(os, "_exit", _recording_exit)  # noqa: B010 (mypy rejects assigning a function)
+    os._exit = _recording_exit
     pipes: dict[int, signal.Signals] = {}
     for name in _WATCHED_SIGNALS:
         signum = getattr(signal, name, None)
@@ -139,7 +139,10 @@ def unwatch() -> None:
     _state.exit_path = _state.fault_path = ""
     _state.fault_file = None
     if fault_file is not None:
-        faulthandler.enable(file=sys.stderr, all_threads=False)  # Ray's own setting
+        try:
+            faulthandler.enable(file=sys.stderr, all_threads=False)  # Ray's own setting
+        except (AttributeError, ValueError, OSError):  # stderr without a file descriptor
+            faulthandler.disable()
         fault_file.close()
     for path in (exit_path, fault_path):
         if path:
@@ -163,9 +166,9 @@ def _record(text: str) -> None:
         os.close(fd)
 
 
-def _recording_exit(code: int) -> NoReturn:
-    _record(f"exited with code {code} (os._exit)")
-    _real_exit(code)
+def _recording_exit(status: int) -> NoReturn:
+    _record(f"exited with code {status} (os._exit)")
+    _real_exit(status)
 
 
 def _watch_signals(pipes: dict[int, signal.Signals]) -> None:

@@ -43,7 +43,14 @@ from atune.trainable._trainable import (
     new_staging_dir,
 )
 
-__all__ = ["ErrorInfo", "SaveOutcome", "TrainBudget", "TrainOutcome", "TrainableHost"]
+__all__ = [
+    "ErrorInfo",
+    "LaunchOutcome",
+    "SaveOutcome",
+    "TrainBudget",
+    "TrainOutcome",
+    "TrainableHost",
+]
 
 T = TypeVar("T")
 
@@ -110,6 +117,20 @@ class TrainOutcome(msgspec.Struct, kw_only=True):
     error: ErrorInfo | None = None
 
 
+class LaunchOutcome(msgspec.Struct, kw_only=True):
+    """How starting (or reusing) a runner for a trial went.
+
+    Attributes:
+        error: Constructing, resetting or restoring raised (user code).
+        declined: ``reset_config`` returned False (reuse only).
+        trained: The first ``train`` outcome, when a budget was given.
+    """
+
+    error: ErrorInfo | None = None
+    declined: bool = False
+    trained: TrainOutcome | None = None
+
+
 class SaveOutcome(msgspec.Struct, kw_only=True):
     """A committed checkpoint (``dir_name``) or the error that prevented it."""
 
@@ -156,66 +177,81 @@ class TrainableHost:
 
     Args:
         trainable_cls: A ``Trainable`` subclass (functions are wrapped beforehand).
+        on_launch: Called with the trial's info in the user thread at the start of every
+            start or reset, before user code runs.
     """
 
-    def __init__(self, trainable_cls: type[Trainable]) -> None:
+    def __init__(
+        self,
+        trainable_cls: type[Trainable],
+        *,
+        on_launch: Callable[[TrialInfo], None] | None = None,
+    ) -> None:
         self._cls = trainable_cls
+        self._on_launch = on_launch
         self._thread = _UserThread()
+        self._batch: list[dict[str, Any]] = []
         self._trainable: Trainable | None = None
-        self._info = TrialInfo()
-        self._checkpoint_index = 0
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        self._batch = []  # drain() reports only the results of the call now in progress
         return await asyncio.wrap_future(self._thread.submit(fn, *args))
 
     # ------------------------------------------------------------------ lifecycle
     async def start(
-        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None = None
-    ) -> ErrorInfo | None:
-        """Construct the trainable (runs ``setup``) and restore ``checkpoint_path`` if given."""
-        self._info = info
-        self._checkpoint_index = info.checkpoint_index
-        return await self._call(self._start_sync, config, info, checkpoint_path)
+        self,
+        config: dict[str, Any],
+        info: TrialInfo,
+        checkpoint_path: str | None = None,
+        budget: TrainBudget | None = None,
+    ) -> LaunchOutcome:
+        """Construct the trainable (``setup``), restore ``checkpoint_path``, then train.
 
-    def _start_sync(
-        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
-    ) -> ErrorInfo | None:
-        try:
-            if info.trial_dir:
-                os.makedirs(info.trial_dir, exist_ok=True)
-            self._trainable = self._cls(config, trial_info=info)
-            if checkpoint_path is not None:
-                self._trainable.restore(checkpoint_path)
-        except BaseException as exc:
-            return ErrorInfo.from_exception(exc)
-        return None
+        With ``budget``, the first ``train`` runs in the same call, which saves a round
+        trip per trial.
+        """
+        return await self._call(self._launch_sync, None, config, info, checkpoint_path, budget)
 
     async def reset(
-        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None = None
-    ) -> bool | ErrorInfo:
-        """Switch the instance to a new trial; False when ``reset_config`` declines.
+        self,
+        config: dict[str, Any],
+        info: TrialInfo,
+        checkpoint_path: str | None = None,
+        budget: TrainBudget | None = None,
+    ) -> LaunchOutcome:
+        """Switch the instance to a new trial (actor reuse), then train as :meth:`start`.
 
-        An exception from ``reset_config`` is returned as ``ErrorInfo``; the caller then
-        starts a fresh runner, as it does on False.
+        ``declined`` is set when ``reset_config`` returns False; an exception from it comes
+        back as ``error``. The caller then starts a fresh runner either way.
         """
-        self._info = info
-        self._checkpoint_index = info.checkpoint_index
-        return await self._call(self._reset_sync, config, info, checkpoint_path)
+        assert self._trainable is not None, "reset() before start()"
+        return await self._call(
+            self._launch_sync, self._trainable, config, info, checkpoint_path, budget
+        )
 
-    def _reset_sync(
-        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
-    ) -> bool | ErrorInfo:
-        assert self._trainable is not None
+    def _launch_sync(
+        self,
+        reuse: Trainable | None,
+        config: dict[str, Any],
+        info: TrialInfo,
+        checkpoint_path: str | None,
+        budget: TrainBudget | None,
+    ) -> LaunchOutcome:
         try:
+            if self._on_launch is not None:
+                self._on_launch(info)
             if info.trial_dir:
                 os.makedirs(info.trial_dir, exist_ok=True)
-            if not self._trainable.reset(config, info):
-                return False
+            if reuse is None:
+                self._trainable = self._cls(config, trial_info=info)
+            elif not reuse.reset(config, info):
+                return LaunchOutcome(declined=True)
             if checkpoint_path is not None:
+                assert self._trainable is not None
                 self._trainable.restore(checkpoint_path)
         except BaseException as exc:
-            return ErrorInfo.from_exception(exc)
-        return True
+            return LaunchOutcome(error=ErrorInfo.from_exception(exc))
+        return LaunchOutcome(trained=None if budget is None else self._train_sync(budget))
 
     async def stop(self) -> ErrorInfo | None:
         """Stop the trainable (``cleanup``) and its worker thread."""
@@ -223,6 +259,14 @@ class TrainableHost:
             return await self._call(self._stop_sync)
         finally:
             self._thread.shutdown()
+
+    def drain(self) -> list[dict[str, Any]]:
+        """The results of the ``train`` call in progress so far (call from the event loop).
+
+        Used before abandoning a runner whose call does not return (a ``step()`` that
+        hangs past the time budget), so that results it already produced are not lost.
+        """
+        return list(self._batch)
 
     def abandon(self) -> None:
         """Give up on the trainable without waiting for its current call (a deadline)."""
@@ -249,6 +293,7 @@ class TrainableHost:
         trainable = self._trainable
         assert trainable is not None, "train() before start()"
         results: list[dict[str, Any]] = []
+        self._batch = results  # visible to drain() while this call runs
         deadline = time.monotonic() + budget.max_seconds
         criteria = budget.stop_criteria
         freq = budget.checkpoint_frequency

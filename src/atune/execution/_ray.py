@@ -14,6 +14,7 @@ dashboard and quiet logs. An existing ``ray.init(...)`` or ``RAY_ADDRESS`` is us
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,14 @@ import structlog
 from atune.errors import WorkerDiedError
 from atune.execution import _exit_record as exit_record
 from atune.execution._backend import Backend, Runner
-from atune.execution._host import ErrorInfo, SaveOutcome, TrainableHost, TrainBudget, TrainOutcome
+from atune.execution._host import (
+    ErrorInfo,
+    LaunchOutcome,
+    SaveOutcome,
+    TrainableHost,
+    TrainBudget,
+    TrainOutcome,
+)
 from atune.execution.placement_groups import PlacementGroupFactory
 from atune.trainable._session import TrialInfo
 from atune.trainable._trainable import Trainable
@@ -87,21 +95,32 @@ class _TrialActor:
 
         if ray.get_runtime_context().worker.mode == ray.WORKER_MODE:  # never the driver
             exit_record.install()
-        self._host = TrainableHost(_resolve_parameters(trainable_cls))
+        # The death records follow the trial: pointed at its directory by the launch call,
+        # in the trainable's own thread (no extra thread hop per trial).
+        self._host = TrainableHost(
+            _resolve_parameters(trainable_cls),
+            on_launch=lambda info: exit_record.watch(info.trial_dir),
+        )
 
     async def start(
-        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
-    ) -> ErrorInfo | None:
-        await asyncio.to_thread(exit_record.watch, info.trial_dir)
-        error = await self._host.start(config, info, checkpoint_path)
-        return await self._settle(error, ended=error is not None)
+        self,
+        config: dict[str, Any],
+        info: TrialInfo,
+        checkpoint_path: str | None,
+        budget: TrainBudget | None = None,
+    ) -> LaunchOutcome:
+        outcome = await self._host.start(config, info, checkpoint_path, budget)
+        return await self._settle(outcome, ended=_launch_ended(outcome))
 
     async def reset(
-        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
-    ) -> bool | ErrorInfo:
-        await asyncio.to_thread(exit_record.watch, info.trial_dir)
-        outcome = await self._host.reset(config, info, checkpoint_path)
-        return await self._settle(outcome, ended=outcome is not True)
+        self,
+        config: dict[str, Any],
+        info: TrialInfo,
+        checkpoint_path: str | None,
+        budget: TrainBudget | None = None,
+    ) -> LaunchOutcome:
+        outcome = await self._host.reset(config, info, checkpoint_path, budget)
+        return await self._settle(outcome, ended=_launch_ended(outcome))
 
     async def train(self, budget: TrainBudget) -> TrainOutcome:
         outcome = await self._host.train(budget)
@@ -114,11 +133,24 @@ class _TrialActor:
     async def stop(self) -> ErrorInfo | None:
         return await self._settle(await self._host.stop(), ended=True)
 
+    async def drain(self) -> list[dict[str, Any]]:
+        return self._host.drain()
+
     async def _settle(self, outcome: _T, *, ended: bool) -> _T:
         """Pass ``outcome`` on; first remove the death records if the trial's work ended."""
         if ended:
             await asyncio.to_thread(exit_record.unwatch)
         return outcome
+
+
+def _launch_ended(outcome: LaunchOutcome) -> bool:
+    """Whether the trial's work on this actor ended with the launch call."""
+    trained = outcome.trained
+    return (
+        outcome.error is not None
+        or outcome.declined
+        or (trained is not None and trained.error is not None)
+    )
 
 
 _REFS_ATTR = "_atune_parameter_refs"
@@ -146,7 +178,7 @@ def _resolve_parameters(cls: type[Trainable]) -> type[Trainable]:
 
     refs = cls._atune_parameters
     values = ray.get(list(refs.values()))
-    resolved = dict(zip(refs, values))
+    resolved = dict(zip(refs, values, strict=True))
     return type(cls.__name__, (cls,), {"_atune_parameters": resolved, _REFS_ATTR: False})
 
 
@@ -197,16 +229,24 @@ class _RayRunner:
             ) from exc
 
     async def start(
-        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
-    ) -> ErrorInfo | None:
+        self,
+        config: dict[str, Any],
+        info: TrialInfo,
+        checkpoint_path: str | None,
+        budget: TrainBudget | None = None,
+    ) -> LaunchOutcome:
         self._trial_dir = info.trial_dir
-        return await self._await(self._actor.start.remote(config, info, checkpoint_path))  # type: ignore[no-any-return]
+        return await self._await(self._actor.start.remote(config, info, checkpoint_path, budget))  # type: ignore[no-any-return]
 
     async def reset(
-        self, config: dict[str, Any], info: TrialInfo, checkpoint_path: str | None
-    ) -> bool | ErrorInfo:
+        self,
+        config: dict[str, Any],
+        info: TrialInfo,
+        checkpoint_path: str | None,
+        budget: TrainBudget | None = None,
+    ) -> LaunchOutcome:
         self._trial_dir = info.trial_dir
-        return await self._await(self._actor.reset.remote(config, info, checkpoint_path))  # type: ignore[no-any-return]
+        return await self._await(self._actor.reset.remote(config, info, checkpoint_path, budget))  # type: ignore[no-any-return]
 
     async def train(self, budget: TrainBudget) -> TrainOutcome:
         return await self._await(self._actor.train.remote(budget))  # type: ignore[no-any-return]
@@ -220,13 +260,14 @@ class _RayRunner:
         finally:
             await self.kill()
 
+    async def drain(self) -> list[dict[str, Any]]:
+        return await self._await(self._actor.drain.remote())  # type: ignore[no-any-return]
+
     async def kill(self) -> None:
         import ray
 
-        try:
+        with contextlib.suppress(Exception):  # already gone
             ray.kill(self._actor, no_restart=True)
-        except Exception:  # already gone
-            pass
         if self._pg is not None:
             ray.util.remove_placement_group(self._pg)
             self._pg = None
@@ -262,7 +303,9 @@ class RayBackend(Backend):
     def capacity(self) -> dict[str, float]:
         import ray
 
-        return {k: float(v) for k, v in ray.cluster_resources().items() if not k.startswith("node:")}
+        return {
+            k: float(v) for k, v in ray.cluster_resources().items() if not k.startswith("node:")
+        }
 
     async def prepare(self, trainable_cls: type[Trainable]) -> None:
         import ray

@@ -65,9 +65,7 @@ class TrialScheduler:
         """Decide on one (flattened) result: CONTINUE, PAUSE or STOP."""
         return self.CONTINUE
 
-    def on_trial_complete(
-        self, tune_controller: Any, trial: Trial, result: dict[str, Any]
-    ) -> None:
+    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> None:
         """A trial ended normally; ``result`` is its last (flattened) result."""
 
     def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:

@@ -1,0 +1,348 @@
+"""The benchmark workloads: one trainable code base, run by atune or by Ray Tune.
+
+The framework is chosen when this module is imported, from the ``ATUNE_BENCH_FRAMEWORK``
+environment variable (``atune`` or ``raytune``); that is the only difference between the two
+sides: ``import atune as tune`` or ``from ray import tune``. The variable is inherited by Ray's
+worker processes, which import this module again to run the trainables.
+
+Every workload function takes its parameters and a storage directory, runs one experiment and
+returns its metrics; ``fit_s`` is the wall time of ``fit()`` alone (Ray is already started).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "FRAMEWORK",
+    "FRAMEWORK_ENV",
+    "FULL",
+    "QUICK",
+    "WORKLOADS",
+    "run_workload",
+]
+
+FRAMEWORK_ENV = "ATUNE_BENCH_FRAMEWORK"
+"""Environment variable naming the framework under test: ``atune`` or ``raytune``."""
+
+FRAMEWORK = os.environ.get(FRAMEWORK_ENV, "atune")
+"""The framework this process benchmarks."""
+
+if FRAMEWORK == "atune":
+    import atune as tune
+elif FRAMEWORK == "raytune":
+    from ray import tune  # type: ignore[no-redef]
+else:
+    raise SystemExit(f"{FRAMEWORK_ENV} must be 'atune' or 'raytune', got {FRAMEWORK!r}")
+
+Metrics = dict[str, float]
+
+# --- trainables (identical for both frameworks) -------------------------------------------
+
+
+def one_report(config: dict[str, Any]) -> None:
+    """Report once and finish (``many_trials``)."""
+    tune.report({"score": config["x"]})
+
+
+def report_loop(config: dict[str, Any]) -> None:
+    """Report ``config["reports"]`` results as fast as possible (``result_throughput``)."""
+    for i in range(config["reports"]):
+        tune.report({"i": i})
+
+
+class SlowSetup(tune.Trainable):
+    """A class trainable with an expensive ``setup`` and trivial steps (``class_reuse``)."""
+
+    def setup(self, config: dict[str, Any]) -> None:
+        """Pay the setup cost once per actor; reuse skips it through ``reset_config``."""
+        time.sleep(config["setup_s"])
+        self.count = 0
+
+    def step(self) -> dict[str, Any]:
+        """One trivially fast iteration."""
+        self.count += 1
+        return {"count": self.count}
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        """Accept the next trial's config without a new setup (enables reuse)."""
+        self.count = 0
+        return True
+
+
+def checkpointing(config: dict[str, Any]) -> None:
+    """Report every iteration with a checkpoint of ``config["mb"]`` MB (``checkpoint_heavy``)."""
+    payload = os.urandom(config["mb"] * 2**20)
+    for i in range(config["iters"]):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "weights.bin"), "wb") as f:
+                f.write(payload)
+            tune.report({"i": i}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def sleepy_reports(config: dict[str, Any]) -> None:
+    """Sleep, then report, ``config["reports"]`` times (``loop_lag``)."""
+    for i in range(config["reports"]):
+        time.sleep(config["sleep_s"])
+        tune.report({"i": i})
+
+
+def sleep_then_report(config: dict[str, Any]) -> None:
+    """Sleep once, then report once (``bookkeeping``)."""
+    time.sleep(config["sleep_s"])
+    tune.report({"done": 1})
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _tuner(trainable: Any, param_space: dict[str, Any], storage: str, **tune_kw: Any) -> Any:
+    stop = tune_kw.pop("stop", None)
+    checkpoint_config = tune_kw.pop("checkpoint_config", None)
+    run_kw: dict[str, Any] = {"storage_path": storage, "verbose": 0, "stop": stop}
+    if checkpoint_config is not None:
+        run_kw["checkpoint_config"] = checkpoint_config
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(**tune_kw),
+        run_config=tune.RunConfig(**run_kw),
+    )
+
+
+def _check(grid: Any, trials: int, iterations: int | None = None) -> Metrics:
+    """Fail loudly when the experiment did not do what it was asked: never time a failure."""
+    if grid.num_errors:
+        raise RuntimeError(f"{grid.num_errors} trial(s) errored: {grid.errors[0]!r}")
+    if len(grid) != trials:
+        raise RuntimeError(f"expected {trials} trials, got {len(grid)}")
+    iters = [r.metrics.get("training_iteration", 0) for r in grid]
+    if iterations is not None and min(iters) != iterations:
+        raise RuntimeError(f"expected {iterations} iterations per trial, got {min(iters)}")
+    return {"trials": float(len(grid)), "iterations_total": float(sum(iters))}
+
+
+def _timed_fit(tuner: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    grid = tuner.fit()
+    return grid, time.perf_counter() - start
+
+
+def _rss_mb() -> float:
+    """This process's resident set size now (``VmRSS``), in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# --- workloads ----------------------------------------------------------------------------
+
+
+def many_trials(p: dict[str, Any], storage: str) -> Metrics:
+    """Many one-report function trials; ``p["reuse"]`` None keeps each framework's default."""
+    kw: dict[str, Any] = {"num_samples": p["trials"]}
+    if p["reuse"] is not None:
+        kw["reuse_actors"] = p["reuse"]
+    grid, fit_s = _timed_fit(_tuner(one_report, {"x": tune.uniform(0, 1)}, storage, **kw))
+    return {"fit_s": fit_s, "trials_per_s": p["trials"] / fit_s, **_check(grid, p["trials"], 1)}
+
+
+def result_throughput(p: dict[str, Any], storage: str) -> Metrics:
+    """Concurrent trials reporting as fast as they can; results per second of ``fit()``."""
+    tuner = _tuner(report_loop, {"reports": p["reports"]}, storage, num_samples=p["trials"])
+    grid, fit_s = _timed_fit(tuner)
+    total = p["trials"] * p["reports"]
+    return {
+        "fit_s": fit_s,
+        "results_per_s": total / fit_s,
+        **_check(grid, p["trials"], p["reports"]),
+    }
+
+
+def class_reuse(p: dict[str, Any], storage: str) -> Metrics:
+    """Sequential class trials with a slow setup and actor reuse; overhead over the floor."""
+    tuner = _tuner(
+        SlowSetup,
+        {"setup_s": p["setup_s"]},
+        storage,
+        num_samples=p["trials"],
+        max_concurrent_trials=1,
+        reuse_actors=True,
+        stop={"training_iteration": p["steps"]},
+        checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+    )
+    grid, fit_s = _timed_fit(tuner)
+    floor = p["setup_s"]  # one setup, then reset_config; the steps themselves cost ~nothing
+    return {
+        "fit_s": fit_s,
+        "floor_s": floor,
+        "overhead_pct": 100 * (fit_s - floor) / floor,
+        **_check(grid, p["trials"], p["steps"]),
+    }
+
+
+def checkpoint_heavy(p: dict[str, Any], storage: str) -> Metrics:
+    """Trials that checkpoint ``p["mb"]`` MB every iteration, keeping two."""
+    tuner = _tuner(
+        checkpointing,
+        {"mb": p["mb"], "iters": p["iters"]},
+        storage,
+        num_samples=p["trials"],
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+    )
+    grid, fit_s = _timed_fit(tuner)
+    mb = p["trials"] * p["iters"] * p["mb"]
+    return {"fit_s": fit_s, "ckpt_mb_per_s": mb / fit_s, **_check(grid, p["trials"], p["iters"])}
+
+
+def loop_lag(p: dict[str, Any], storage: str) -> Metrics:
+    """Lateness of a 10 ms asyncio ticker while an experiment runs on the same loop."""
+    return asyncio.run(_loop_lag(p, storage))
+
+
+async def _loop_lag(p: dict[str, Any], storage: str) -> Metrics:
+    loop = asyncio.get_running_loop()
+    tick: float = p["tick_s"]
+    served: list[tuple[float, float]] = []  # (scheduled, lateness)
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        # A fixed schedule: a tick missed while the loop was blocked is served late, not
+        # dropped, so every tick scheduled during fit() is counted with its lateness.
+        origin = loop.time()
+        k = 1
+        while not done.is_set():
+            scheduled = origin + k * tick
+            await asyncio.sleep(max(0.0, scheduled - loop.time()))
+            served.append((scheduled, loop.time() - scheduled))
+            k += 1
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0.2)
+    tuner = _tuner(
+        sleepy_reports,
+        {"reports": p["reports"], "sleep_s": p["sleep_s"]},
+        storage,
+        num_samples=p["trials"],
+    )
+    begin = loop.time()
+    start = time.perf_counter()
+    if FRAMEWORK == "atune":
+        grid = await tuner.fit()
+    else:
+        grid = tuner.fit()  # Ray Tune's fit() blocks the loop for its whole run
+    fit_s = time.perf_counter() - start
+    end = loop.time()
+    while not served or served[-1][0] < end:  # let the ticker catch up past fit's end
+        await asyncio.sleep(tick)
+    done.set()
+    await task
+    late_ms = [1000 * late for sched, late in served if begin <= sched <= end]
+    return {
+        "fit_s": fit_s,
+        "p50_ms": statistics.median(late_ms),
+        "p99_ms": _pct(late_ms, 0.99),
+        "max_ms": max(late_ms),
+        "ticks": float(len(late_ms)),
+        **_check(grid, p["trials"], p["reports"]),
+    }
+
+
+def bookkeeping(p: dict[str, Any], storage: str) -> Metrics:
+    """Many short trials: overhead over the ideal time, driver CPU per trial, driver memory."""
+    tuner = _tuner(sleep_then_report, {"sleep_s": p["sleep_s"]}, storage, num_samples=p["trials"])
+    peak = [_rss_mb()]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(1.0):
+            peak[0] = max(peak[0], _rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    rss_start = _rss_mb()
+    cpu_start = time.process_time()
+    sampler.start()
+    try:
+        grid, fit_s = _timed_fit(tuner)
+    finally:
+        stop.set()
+        sampler.join()
+    cpu_s = time.process_time() - cpu_start
+    rss_end = _rss_mb()
+    ideal = p["trials"] * p["sleep_s"] / p["cpus"]
+    return {
+        "fit_s": fit_s,
+        "ideal_s": ideal,
+        "overhead_pct": 100 * (fit_s - ideal) / ideal,
+        "driver_cpu_ms_per_trial": 1000 * cpu_s / p["trials"],
+        "rss_start_mb": rss_start,
+        "rss_end_mb": rss_end,
+        "rss_peak_mb": max(peak[0], rss_end),
+        **_check(grid, p["trials"], 1),
+    }
+
+
+WORKLOADS: dict[str, Callable[[dict[str, Any], str], Metrics]] = {
+    "result_throughput": result_throughput,
+    "class_reuse": class_reuse,
+    "checkpoint_heavy": checkpoint_heavy,
+    "loop_lag": loop_lag,
+    "many_trials_reuse": many_trials,
+    "many_trials_default": many_trials,
+    "bookkeeping": bookkeeping,
+}
+"""Workload name -> function, in the order the runner runs them (the slow ones last)."""
+
+FULL: dict[str, dict[str, Any]] = {
+    "result_throughput": {"trials": 2, "reports": 5000},
+    "class_reuse": {"trials": 20, "steps": 10, "setup_s": 1.0},
+    "checkpoint_heavy": {"trials": 4, "iters": 20, "mb": 10},
+    "loop_lag": {"trials": 20, "reports": 20, "sleep_s": 0.01, "tick_s": 0.01},
+    "many_trials_reuse": {"trials": 200, "reuse": True},
+    "many_trials_default": {"trials": 200, "reuse": None},
+    "bookkeeping": {"trials": 2000, "sleep_s": 0.05, "cpus": 2},
+}
+"""The sizes of issue 5."""
+
+QUICK: dict[str, dict[str, Any]] = {
+    "result_throughput": {"trials": 2, "reports": 500},
+    "class_reuse": {"trials": 4, "steps": 10, "setup_s": 1.0},
+    "checkpoint_heavy": {"trials": 2, "iters": 4, "mb": 10},
+    "loop_lag": {"trials": 4, "reports": 10, "sleep_s": 0.01, "tick_s": 0.01},
+    "many_trials_reuse": {"trials": 10, "reuse": True},
+    "many_trials_default": {"trials": 10, "reuse": None},
+    "bookkeeping": {"trials": 40, "sleep_s": 0.05, "cpus": 2},
+}
+"""Small sizes for a smoke run (``--quick``)."""
+
+
+def run_workload(name: str, params: dict[str, Any], storage: str) -> Metrics:
+    """Run workload ``name`` with ``params``, storing results under ``storage``.
+
+    Args:
+        name: A key of :data:`WORKLOADS`.
+        params: The workload's sizes (an entry of :data:`FULL` or :data:`QUICK`).
+        storage: The experiment storage root (``RunConfig.storage_path``).
+
+    Returns:
+        The workload's metrics; always ``fit_s``.
+
+    Raises:
+        RuntimeError: a trial errored or the experiment ran fewer trials or iterations
+            than asked.
+    """
+    return WORKLOADS[name](params, storage)
