@@ -18,7 +18,9 @@ class _TickRecorder(tune.Callback):
         self.ticks = ticks
         self.ticks_at_result: list[int] = []
 
-    def on_trial_result(self, iteration: int, trials: Any, trial: Any, result: Any, **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: Any, trial: Any, result: Any, **info: Any
+    ) -> None:
         self.ticks_at_result.append(len(self.ticks))
 
 
@@ -62,7 +64,7 @@ async def test_fit_without_await_inside_a_loop_is_never_silent(storage: str) -> 
         run_config=tune.RunConfig(storage_path=storage),
     )
     pending = tuner.fit()
-    with pytest.raises(TypeError, match="await tuner.fit"):
+    with pytest.raises(TypeError, match=r"await tuner\.fit"):
         pending.get_best_result()  # used without await: a clear error, not a silent no-op
     results = await pending
     assert results[0].metrics["x"] == 1

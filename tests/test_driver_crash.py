@@ -73,7 +73,7 @@ def test_sigkill_of_the_driver_then_restore(storage: str) -> None:
 
     script = DRIVER.format(tests_dir=str(Path(__file__).parent), storage=storage)
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
-    log = Path(storage, "driver.log").open("w")
+    log = Path(storage, "driver.log").open("w")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
         [sys.executable, "-c", script],
         env=env,

@@ -32,7 +32,9 @@ def _trainable(config: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "state.json"), "w") as f:
                 json.dump({"i": i, "x": config["x"]}, f)
-            tune.report({"i": i, "score": config["x"] * i}, checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report(
+                {"i": i, "score": config["x"] * i}, checkpoint=tune.Checkpoint.from_directory(d)
+            )
 
 
 class _CancelAfter(tune.Callback):
@@ -41,7 +43,9 @@ class _CancelAfter(tune.Callback):
         self.scope = scope
         self.seen = 0
 
-    def on_trial_result(self, iteration: int, trials: Any, trial: Any, result: Any, **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: Any, trial: Any, result: Any, **info: Any
+    ) -> None:
         self.seen += 1
         if self.seen == self.n:
             self.scope.cancel()
@@ -162,7 +166,9 @@ def test_signed_dict_checkpoints_load_and_tampered_ones_are_refused(tmp_path: Pa
     fresh = _DictCheckpointer({})
     fresh.restore(checkpoint)
     assert fresh.state == {"blob": b"\x00\x01", "n": 1}
-    (tmp_path / "ckpt" / "_dict_checkpoint.pkl").write_bytes(pickle.dumps(_Planted(str(tmp_path / "m"))))
+    (tmp_path / "ckpt" / "_dict_checkpoint.pkl").write_bytes(
+        pickle.dumps(_Planted(str(tmp_path / "m")))
+    )
     with pytest.raises(StorageError, match="refusing to unpickle"):
         _DictCheckpointer({}).restore(checkpoint)
     assert not (tmp_path / "m").exists()

@@ -49,7 +49,7 @@ class _EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Wall-clock time (``time.time()``) at which the fact was observed."""
 
 
-class ExperimentStarted(_EventBase, tag="experiment_started"):
+class ExperimentStarted(_EventBase, tag="experiment_started", frozen=True, kw_only=True):
     """``fit()`` began (or resumed) an experiment.
 
     Attributes:
@@ -63,7 +63,7 @@ class ExperimentStarted(_EventBase, tag="experiment_started"):
     resumed: bool = False
 
 
-class TrialCreated(_EventBase, tag="trial_created"):
+class TrialCreated(_EventBase, tag="trial_created", frozen=True, kw_only=True):
     """The searcher produced a new trial; it is PENDING until its runner starts.
 
     Attributes:
@@ -85,7 +85,7 @@ class TrialCreated(_EventBase, tag="trial_created"):
     strategy: str = "PACK"
 
 
-class TrialStarted(_EventBase, tag="trial_started"):
+class TrialStarted(_EventBase, tag="trial_started", frozen=True, kw_only=True):
     """A runner is ready to train the trial (a fresh actor, or a reused one).
 
     Attributes:
@@ -100,7 +100,7 @@ class TrialStarted(_EventBase, tag="trial_started"):
     restored_from: str | None = None
 
 
-class ResultReported(_EventBase, tag="result_reported"):
+class ResultReported(_EventBase, tag="result_reported", frozen=True, kw_only=True):
     """The trial reported one result (one ``report()`` call or one ``step()``).
 
     ``result`` is the result as logged to ``result.json``: the user's metrics plus the
@@ -111,7 +111,7 @@ class ResultReported(_EventBase, tag="result_reported"):
     result: dict[str, Any]
 
 
-class CheckpointSaved(_EventBase, tag="checkpoint_saved"):
+class CheckpointSaved(_EventBase, tag="checkpoint_saved", frozen=True, kw_only=True):
     """A checkpoint of the trial was committed to storage (complete and renamed into place).
 
     Attributes:
@@ -126,7 +126,7 @@ class CheckpointSaved(_EventBase, tag="checkpoint_saved"):
     metrics: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class CheckpointDeleted(_EventBase, tag="checkpoint_deleted"):
+class CheckpointDeleted(_EventBase, tag="checkpoint_deleted", frozen=True, kw_only=True):
     """A checkpoint fell out of ``CheckpointConfig.num_to_keep`` and is deleted.
 
     The directory is removed only after this event (and the newer checkpoint's
@@ -138,7 +138,7 @@ class CheckpointDeleted(_EventBase, tag="checkpoint_deleted"):
     dir_name: str
 
 
-class SearcherStateSaved(_EventBase, tag="searcher_state_saved"):
+class SearcherStateSaved(_EventBase, tag="searcher_state_saved", frozen=True, kw_only=True):
     """A snapshot of the search algorithm's state (JSON data), for ``Tuner.restore``.
 
     Written at most once per journal flush, after the events it accounts for.
@@ -147,7 +147,7 @@ class SearcherStateSaved(_EventBase, tag="searcher_state_saved"):
     state: dict[str, Any]
 
 
-class TrialCompleted(_EventBase, tag="trial_completed"):
+class TrialCompleted(_EventBase, tag="trial_completed", frozen=True, kw_only=True):
     """The trial ended without error (status TERMINATED).
 
     Attributes:
@@ -172,7 +172,7 @@ class TrialCompleted(_EventBase, tag="trial_completed"):
     ]
 
 
-class TrialErrored(_EventBase, tag="trial_errored"):
+class TrialErrored(_EventBase, tag="trial_errored", frozen=True, kw_only=True):
     """The trial failed: user code raised, or its worker died.
 
     Attributes:
@@ -191,7 +191,7 @@ class TrialErrored(_EventBase, tag="trial_errored"):
     will_retry: bool = False
 
 
-class ActorFreed(_EventBase, tag="actor_freed"):
+class ActorFreed(_EventBase, tag="actor_freed", frozen=True, kw_only=True):
     """The runner that served a trial let go of it.
 
     Attributes:
@@ -206,7 +206,7 @@ class ActorFreed(_EventBase, tag="actor_freed"):
     reason: str = ""
 
 
-class ExperimentFinished(_EventBase, tag="experiment_finished"):
+class ExperimentFinished(_EventBase, tag="experiment_finished", frozen=True, kw_only=True):
     """No trial is left to run; ``fit()`` is about to return."""
 
     num_trials: int

@@ -97,7 +97,7 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
         dumps = ray.cloudpickle.dumps if ray is not None else pickle.dumps
         try:
             payload: bytes | None = dumps(exc)
-            pickle.loads(payload)
+            pickle.loads(payload)  # type: ignore[arg-type]
         except Exception:
             payload = None
         exc_type = type(exc)

@@ -303,9 +303,8 @@ class RayBackend(Backend):
     def capacity(self) -> dict[str, float]:
         import ray
 
-        return {
-            k: float(v) for k, v in ray.cluster_resources().items() if not k.startswith("node:")
-        }
+        resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        return {k: float(v) for k, v in resources.items() if not k.startswith("node:")}
 
     async def prepare(self, trainable_cls: type[Trainable]) -> None:
         import ray

@@ -289,7 +289,8 @@ def wrap_function(fn: Callable[..., Any], *, name: str | None = None) -> type[Fu
     }
     if hasattr(fn, "_atune_resources"):
         namespace["_atune_resources"] = fn._atune_resources
-    return type(name or getattr(fn, "__name__", "trainable"), (FunctionTrainable,), namespace)
+    cls_name = str(name or getattr(fn, "__name__", None) or "trainable")
+    return type(cls_name, (FunctionTrainable,), namespace)
 
 
 def format_exception(exc: BaseException) -> str:
