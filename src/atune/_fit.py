@@ -19,9 +19,11 @@ import structlog
 from atune._controller._core import ControllerCore, CorePolicy, rank_checkpoints
 from atune._controller._driver import Driver
 from atune._controller._pool import RunnerPool
+from atune._progress import ProgressReporter
 from atune._signing import load_or_create_key
 from atune._spec import spec_for, write_spec
 from atune._trial import Trial
+from atune.callback import Callback
 from atune.config import CheckpointConfig, RunConfig, TuneConfig
 from atune.errors import ConfigError, TrialError, WorkerDiedError
 from atune.events import Event, SearcherStateSaved, TrialCreated
@@ -245,7 +247,7 @@ async def run_experiment(
         RunnerPool(backend, scope, reuse=reuse),
         ExperimentWriter(str(experiment_path)),
         experiment_name=str(run_config.name),
-        callbacks=run_config.callbacks or (),
+        callbacks=_callbacks(run_config, tune_config),
         time_budget_s=tune_config.time_budget_s,  # type: ignore[arg-type]
         resumed=restore is not None,
         signing_key=await anyio.to_thread.run_sync(load_or_create_key),
@@ -261,6 +263,17 @@ async def run_experiment(
     return build_result_grid(
         core.get_trials(), str(experiment_path), tune_config, run_config.checkpoint_config
     )
+
+
+def _callbacks(run_config: RunConfig, tune_config: TuneConfig) -> list[Callback]:
+    """The user's callbacks, then the progress display unless ``verbose=0``."""
+    callbacks = list(run_config.callbacks or ())
+    verbose = 1 if run_config.verbose is None else run_config.verbose
+    if verbose >= 1:
+        callbacks.append(
+            ProgressReporter(verbose, metric=tune_config.metric, mode=tune_config.mode)
+        )
+    return callbacks
 
 
 def _replay(core: ControllerCore, plan: RestorePlan) -> None:
