@@ -209,7 +209,7 @@ async def run_experiment(
         max_live = min(max_live, tune_config.max_concurrent_trials)
 
     if restore is None:
-        experiment_path = _experiment_path(run_config)
+        experiment_path = await anyio.to_thread.run_sync(_experiment_path, run_config)
         uid = uuid.uuid4().hex[:5]
         spec = spec_for(
             trainable_name=trainable_name(trainable_cls),

@@ -109,7 +109,10 @@ class Checkpoint(metaclass=_CheckpointMeta):
                 "mounted shared) directories only.",
                 value=path,
             )
-        self._path = os.path.abspath(os.path.expanduser(text))
+        text = os.path.expanduser(text)
+        # An absolute path needs no working directory (no getcwd call, so this is safe to
+        # do on an event loop); a relative one is resolved against it.
+        self._path = os.path.normpath(text) if os.path.isabs(text) else os.path.abspath(text)
 
     @classmethod
     def from_directory(cls, path: str | os.PathLike[str]) -> Checkpoint:
