@@ -185,3 +185,58 @@ async def test_new_experiment_under_an_existing_name_never_mixes(storage: str) -
     ).fit()
     assert Path(results.experiment_path) != path
     assert sorted(p.name for p in path.iterdir()) == before
+
+
+SCRIPT = """
+import sys
+sys.path.insert(0, {tests_dir!r})
+import atune as tune
+from test_restore import _slow_trainable
+
+tune.Tuner(
+    _slow_trainable,
+    param_space={{"x": tune.grid_search([1, 2])}},
+    tune_config=tune.TuneConfig(backend="local"),
+    run_config=tune.RunConfig(name="ctrl_c", storage_path={storage!r}),
+).fit()
+"""
+
+
+def _slow_trainable(config: dict[str, Any]) -> None:
+    """Like ``_trainable`` but slow enough to be interrupted mid-run."""
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with open(os.path.join(checkpoint.path, "state.json")) as f:
+            start = json.load(f)["i"]
+    for i in range(start + 1, ITERATIONS + 1):
+        time.sleep(0.1)
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "state.json"), "w") as f:
+                json.dump({"i": i}, f)
+            tune.report({"i": i}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def test_ctrl_c_in_a_script_leaves_a_restorable_experiment(storage: str) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    script = SCRIPT.format(tests_dir=str(Path(__file__).parent), storage=storage)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    journal = Path(storage, "ctrl_c", "events.jsonl")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and journal.read_text().count('"result_reported"') >= 4:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in output
+    assert "Tuner.restore(" in output  # the message says how to resume
+    results = tune.Tuner.restore(str(Path(storage, "ctrl_c")), _slow_trainable).fit()
+    assert results.num_errors == 0
+    for result in results:
+        assert _rows(result) == list(range(1, ITERATIONS + 1))
