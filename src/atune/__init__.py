@@ -5,39 +5,97 @@ Port a Ray Tune program by changing ``from ray import tune`` to ``import atune a
 application without blocking it.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from atune._version import __version__
-from atune.callback import Callback
-from atune.config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
-from atune.errors import TuneError
-from atune.execution.placement_groups import PlacementGroupFactory
-from atune.result import Result, ResultGrid
-from atune.search.sample import (
-    choice,
-    grid_search,
-    lograndint,
-    loguniform,
-    qlograndint,
-    qloguniform,
-    qrandint,
-    qrandn,
-    quniform,
-    randint,
-    randn,
-    sample_from,
-    uniform,
-)
-from atune.stopper import Stopper
-from atune.trainable import (
-    Checkpoint,
-    Trainable,
-    TuneContext,
-    get_checkpoint,
-    get_context,
-    report,
-    with_parameters,
-    with_resources,
-)
-from atune.tuner import Tuner
+
+# Public names are imported on first use: a Ray worker that only needs the trainable
+# runtime (``tune.report``) does not pay for the search, results and progress modules.
+_LAZY: dict[str, str] = {
+    "Callback": "atune.callback",
+    "Checkpoint": "atune.trainable",
+    "CheckpointConfig": "atune.config",
+    "FailureConfig": "atune.config",
+    "PlacementGroupFactory": "atune.execution.placement_groups",
+    "Result": "atune.result",
+    "ResultGrid": "atune.result",
+    "RunConfig": "atune.config",
+    "Stopper": "atune.stopper",
+    "Trainable": "atune.trainable",
+    "TuneConfig": "atune.config",
+    "TuneContext": "atune.trainable",
+    "TuneError": "atune.errors",
+    "Tuner": "atune.tuner",
+    "choice": "atune.search.sample",
+    "get_checkpoint": "atune.trainable",
+    "get_context": "atune.trainable",
+    "grid_search": "atune.search.sample",
+    "lograndint": "atune.search.sample",
+    "loguniform": "atune.search.sample",
+    "qlograndint": "atune.search.sample",
+    "qloguniform": "atune.search.sample",
+    "qrandint": "atune.search.sample",
+    "qrandn": "atune.search.sample",
+    "quniform": "atune.search.sample",
+    "randint": "atune.search.sample",
+    "randn": "atune.search.sample",
+    "report": "atune.trainable",
+    "sample_from": "atune.search.sample",
+    "uniform": "atune.search.sample",
+    "with_parameters": "atune.trainable",
+    "with_resources": "atune.trainable",
+}
+
+if TYPE_CHECKING:
+    from atune.callback import Callback
+    from atune.config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
+    from atune.errors import TuneError
+    from atune.execution.placement_groups import PlacementGroupFactory
+    from atune.result import Result, ResultGrid
+    from atune.search.sample import (
+        choice,
+        grid_search,
+        lograndint,
+        loguniform,
+        qlograndint,
+        qloguniform,
+        qrandint,
+        qrandn,
+        quniform,
+        randint,
+        randn,
+        sample_from,
+        uniform,
+    )
+    from atune.stopper import Stopper
+    from atune.trainable import (
+        Checkpoint,
+        Trainable,
+        TuneContext,
+        get_checkpoint,
+        get_context,
+        report,
+        with_parameters,
+        with_resources,
+    )
+    from atune.tuner import Tuner
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'atune' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "Callback",

@@ -77,8 +77,9 @@ class ProgressReporter(Callback):
         parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         line = f"== {len(self._trials)} trials: {parts}"
         best = self._best(list(self._trials.values()))
-        if best is not None:
-            line += f" | best {self.metric}={best.last_result[self.metric]:.4g} ({best.trial_name})"
+        if best is not None and self.metric is not None:
+            value = best.last_result[self.metric]
+            line += f" | best {self.metric}={value:.4g} ({best.trial_name})"
         return line
 
     def _best(self, trials: list[Trial]) -> Trial | None:

@@ -20,12 +20,13 @@ from __future__ import annotations
 import abc
 import bisect
 import math
+import numbers
+import statistics
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, cast
 
-import numpy as np
 import structlog
 
 from atune._flatten import flatten_dict
@@ -54,7 +55,7 @@ def _is_number(value: object) -> bool:
 
 def _finite_float(value: object) -> float | None:
     """``value`` as a finite float, or None if it is missing, not a number, NaN or inf."""
-    if not isinstance(value, int | float | np.number) or isinstance(value, bool):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
         return None
     number = float(value)
     return number if math.isfinite(number) else None
@@ -238,7 +239,7 @@ class TrialPlateauStopper(Stopper):
                 return False
         if any(v is None for v in window):
             return False
-        return bool(np.std(np.asarray(window, dtype=float)) < self._std)
+        return statistics.pstdev(float(v) for v in window if v is not None) < self._std
 
     def stop_all(self) -> bool:
         """Return False."""
@@ -305,7 +306,9 @@ class ExperimentPlateauStopper(Stopper):
 
     def has_plateaued(self) -> bool:
         """Return True if ``top`` values are held and their standard deviation is <= std."""
-        return len(self._top_values) == self._top and float(np.std(self._top_values)) <= self._std
+        return (
+            len(self._top_values) == self._top and statistics.pstdev(self._top_values) <= self._std
+        )
 
     def stop_all(self) -> bool:
         """Return True when the plateau holds and ``patience`` results have passed."""

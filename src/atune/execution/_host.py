@@ -194,7 +194,6 @@ class TrainableHost:
         self._trainable: Trainable | None = None
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        self._batch = []  # drain() reports only the results of the call now in progress
         return await asyncio.wrap_future(self._thread.submit(fn, *args))
 
     # ------------------------------------------------------------------ lifecycle
@@ -210,7 +209,7 @@ class TrainableHost:
         With ``budget``, the first ``train`` runs in the same call, which saves a round
         trip per trial.
         """
-        return await self._call(self._launch_sync, None, config, info, checkpoint_path, budget)
+        return await self._call(self.launch_sync, False, config, info, checkpoint_path, budget)
 
     async def reset(
         self,
@@ -224,39 +223,40 @@ class TrainableHost:
         ``declined`` is set when ``reset_config`` returns False; an exception from it comes
         back as ``error``. The caller then starts a fresh runner either way.
         """
-        assert self._trainable is not None, "reset() before start()"
-        return await self._call(
-            self._launch_sync, self._trainable, config, info, checkpoint_path, budget
-        )
+        return await self._call(self.launch_sync, True, config, info, checkpoint_path, budget)
 
-    def _launch_sync(
+    def launch_sync(
         self,
-        reuse: Trainable | None,
+        reuse: bool,
         config: dict[str, Any],
         info: TrialInfo,
         checkpoint_path: str | None,
         budget: TrainBudget | None,
     ) -> LaunchOutcome:
+        """:meth:`start` (``reuse=False``) or :meth:`reset`, in the calling thread."""
+        self._batch = []  # drain() reports only the results of the call in progress
         try:
             if self._on_launch is not None:
                 self._on_launch(info)
             if info.trial_dir:
                 os.makedirs(info.trial_dir, exist_ok=True)
-            if reuse is None:
+            if not reuse:
                 self._trainable = self._cls(config, trial_info=info)
-            elif not reuse.reset(config, info):
-                return LaunchOutcome(declined=True)
+            else:
+                assert self._trainable is not None, "reset() before start()"
+                if not self._trainable.reset(config, info):
+                    return LaunchOutcome(declined=True)
             if checkpoint_path is not None:
                 assert self._trainable is not None
                 self._trainable.restore(checkpoint_path)
         except BaseException as exc:
             return LaunchOutcome(error=ErrorInfo.from_exception(exc))
-        return LaunchOutcome(trained=None if budget is None else self._train_sync(budget))
+        return LaunchOutcome(trained=None if budget is None else self.train_sync(budget))
 
     async def stop(self) -> ErrorInfo | None:
         """Stop the trainable (``cleanup``) and its worker thread."""
         try:
-            return await self._call(self._stop_sync)
+            return await self._call(self.stop_sync)
         finally:
             self._thread.shutdown()
 
@@ -274,7 +274,9 @@ class TrainableHost:
             self._trainable.interrupt()
         self._thread.shutdown()
 
-    def _stop_sync(self) -> ErrorInfo | None:
+    def stop_sync(self) -> ErrorInfo | None:
+        """:meth:`stop`, in the calling thread."""
+        self._batch = []
         trainable, self._trainable = self._trainable, None
         if trainable is None:
             return None
@@ -287,9 +289,10 @@ class TrainableHost:
     # ------------------------------------------------------------------- training
     async def train(self, budget: TrainBudget) -> TrainOutcome:
         """Run iterations within ``budget``; see the module docstring."""
-        return await self._call(self._train_sync, budget)
+        return await self._call(self.train_sync, budget)
 
-    def _train_sync(self, budget: TrainBudget) -> TrainOutcome:
+    def train_sync(self, budget: TrainBudget) -> TrainOutcome:
+        """:meth:`train`, in the calling thread."""
         trainable = self._trainable
         assert trainable is not None, "train() before start()"
         results: list[dict[str, Any]] = []
@@ -321,9 +324,11 @@ class TrainableHost:
 
     async def save(self, index: int) -> SaveOutcome:
         """Save checkpoint number ``index`` into the trial dir, committed atomically."""
-        return await self._call(self._save_sync, index)
+        return await self._call(self.save_sync, index)
 
-    def _save_sync(self, index: int) -> SaveOutcome:
+    def save_sync(self, index: int) -> SaveOutcome:
+        """:meth:`save`, in the calling thread."""
+        self._batch = []
         trainable = self._trainable
         assert trainable is not None, "save() before start()"
         try:

@@ -82,7 +82,11 @@ def ensure_ray() -> None:
 
 
 class _TrialActor:
-    """The body of the Ray actor: a thin async shell around a ``TrainableHost``.
+    """The body of the Ray actor: a thin shell around a ``TrainableHost``.
+
+    A synchronous actor (cheaper per call than an async one): every trial call runs in the
+    actor's one default thread, so user code always sees the same thread; ``drain`` runs in
+    a separate concurrency group so it can answer while a ``train`` call hangs.
 
     It records a death of its process into the current trial's directory (see
     :mod:`atune.execution._exit_record`), and removes the records when its work for a
@@ -95,52 +99,52 @@ class _TrialActor:
 
         if ray.get_runtime_context().worker.mode == ray.WORKER_MODE:  # never the driver
             exit_record.install()
-        # The death records follow the trial: pointed at its directory by the launch call,
-        # in the trainable's own thread (no extra thread hop per trial).
+        # The death records follow the trial: pointed at its directory by each launch.
         self._host = TrainableHost(
             _resolve_parameters(trainable_cls),
             on_launch=lambda info: exit_record.watch(info.trial_dir),
         )
 
-    async def start(
+    def start(
         self,
         config: dict[str, Any],
         info: TrialInfo,
         checkpoint_path: str | None,
         budget: TrainBudget | None = None,
     ) -> LaunchOutcome:
-        outcome = await self._host.start(config, info, checkpoint_path, budget)
-        return await self._settle(outcome, ended=_launch_ended(outcome))
+        outcome = self._host.launch_sync(False, config, info, checkpoint_path, budget)
+        return _settle(outcome, ended=_launch_ended(outcome))
 
-    async def reset(
+    def reset(
         self,
         config: dict[str, Any],
         info: TrialInfo,
         checkpoint_path: str | None,
         budget: TrainBudget | None = None,
     ) -> LaunchOutcome:
-        outcome = await self._host.reset(config, info, checkpoint_path, budget)
-        return await self._settle(outcome, ended=_launch_ended(outcome))
+        outcome = self._host.launch_sync(True, config, info, checkpoint_path, budget)
+        return _settle(outcome, ended=_launch_ended(outcome))
 
-    async def train(self, budget: TrainBudget) -> TrainOutcome:
-        outcome = await self._host.train(budget)
-        return await self._settle(outcome, ended=outcome.error is not None)
+    def train(self, budget: TrainBudget) -> TrainOutcome:
+        outcome = self._host.train_sync(budget)
+        return _settle(outcome, ended=outcome.error is not None)
 
-    async def save(self, index: int) -> SaveOutcome:
-        outcome = await self._host.save(index)
-        return await self._settle(outcome, ended=outcome.error is not None)
+    def save(self, index: int) -> SaveOutcome:
+        outcome = self._host.save_sync(index)
+        return _settle(outcome, ended=outcome.error is not None)
 
-    async def stop(self) -> ErrorInfo | None:
-        return await self._settle(await self._host.stop(), ended=True)
+    def stop(self) -> ErrorInfo | None:
+        return _settle(self._host.stop_sync(), ended=True)
 
-    async def drain(self) -> list[dict[str, Any]]:
+    def drain(self) -> list[dict[str, Any]]:
         return self._host.drain()
 
-    async def _settle(self, outcome: _T, *, ended: bool) -> _T:
-        """Pass ``outcome`` on; first remove the death records if the trial's work ended."""
-        if ended:
-            await asyncio.to_thread(exit_record.unwatch)
-        return outcome
+
+def _settle(outcome: _T, *, ended: bool) -> _T:
+    """Pass ``outcome`` on; first remove the death records if the trial's work ended."""
+    if ended:
+        exit_record.unwatch()
+    return outcome
 
 
 def _launch_ended(outcome: LaunchOutcome) -> bool:
@@ -183,6 +187,7 @@ def _resolve_parameters(cls: type[Trainable]) -> type[Trainable]:
 
 
 _remote_actor_cls: Any = None
+_CONTROL = "control"
 
 
 def _actor_class() -> Any:
@@ -190,7 +195,7 @@ def _actor_class() -> Any:
     if _remote_actor_cls is None:
         import ray
 
-        _remote_actor_cls = ray.remote(_TrialActor)
+        _remote_actor_cls = ray.remote(concurrency_groups={_CONTROL: 1})(_TrialActor)  # type: ignore[call-overload]
     return _remote_actor_cls
 
 
@@ -261,7 +266,8 @@ class _RayRunner:
             await self.kill()
 
     async def drain(self) -> list[dict[str, Any]]:
-        return await self._await(self._actor.drain.remote())  # type: ignore[no-any-return]
+        ref = self._actor.drain.options(concurrency_group=_CONTROL).remote()
+        return await self._await(ref)  # type: ignore[no-any-return]
 
     async def kill(self) -> None:
         import ray
@@ -295,7 +301,7 @@ class RayBackend(Backend):
     dynamic_capacity = True
 
     def __init__(self) -> None:
-        self._cls_ref: Any = None
+        self._cls: type[Trainable] | None = None
 
     async def setup(self) -> None:
         await ensure_ray_async()
@@ -307,12 +313,12 @@ class RayBackend(Backend):
         return {k: float(v) for k, v in resources.items() if not k.startswith("node:")}
 
     async def prepare(self, trainable_cls: type[Trainable]) -> None:
-        import ray
-
-        def put() -> Any:
-            return ray.put(_put_parameters(trainable_cls))
-
-        self._cls_ref = await anyio.to_thread.run_sync(put)
+        # The class itself is small and travels inline with each actor's creation (no
+        # object-store round trip); only ``with_parameters`` objects are put, once each.
+        if trainable_cls._atune_parameters:
+            self._cls = await anyio.to_thread.run_sync(_put_parameters, trainable_cls)
+        else:
+            self._cls = trainable_cls
 
     async def create_runner(self, resources: PlacementGroupFactory) -> Runner:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -328,5 +334,5 @@ class RayBackend(Backend):
                 placement_group_bundle_index=-1 if resources.head_bundle_is_empty else 0,
                 placement_group_capture_child_tasks=True,
             )
-        actor = _actor_class().options(**options).remote(self._cls_ref)
+        actor = _actor_class().options(**options).remote(self._cls)
         return _RayRunner(actor, resources, pg)
