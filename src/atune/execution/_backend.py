@@ -107,44 +107,12 @@ class Backend(ABC):
         """Release what :meth:`setup` acquired (a Ray started by atune stays up)."""
 
 
-class _LocalRunner:
+class _LocalRunner(TrainableHost):
+    """In this process a host is a runner as it is; it only adds the resources it holds."""
+
     def __init__(self, cls: type[Trainable], resources: PlacementGroupFactory) -> None:
+        super().__init__(cls)
         self.resources = resources
-        self._host = TrainableHost(cls)
-
-    async def start(
-        self,
-        config: dict[str, Any],
-        info: TrialInfo,
-        checkpoint_path: str | None,
-        budget: TrainBudget | None = None,
-    ) -> LaunchOutcome:
-        return await self._host.start(config, info, checkpoint_path, budget)
-
-    async def reset(
-        self,
-        config: dict[str, Any],
-        info: TrialInfo,
-        checkpoint_path: str | None,
-        budget: TrainBudget | None = None,
-    ) -> LaunchOutcome:
-        return await self._host.reset(config, info, checkpoint_path, budget)
-
-    async def train(self, budget: TrainBudget) -> TrainOutcome:
-        return await self._host.train(budget)
-
-    async def save(self, index: int) -> SaveOutcome:
-        return await self._host.save(index)
-
-    async def stop(self) -> ErrorInfo | None:
-        return await self._host.stop()
-
-    async def drain(self) -> list[dict[str, Any]]:
-        return self._host.drain()
-
-    async def kill(self) -> None:
-        # A thread cannot be killed: abandon it, without cleanup, like a killed actor.
-        self._host.abandon()
 
 
 class LocalBackend(Backend):

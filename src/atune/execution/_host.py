@@ -260,13 +260,21 @@ class TrainableHost:
         finally:
             self._thread.shutdown()
 
-    def drain(self) -> list[dict[str, Any]]:
-        """The results of the ``train`` call in progress so far (call from the event loop).
+    async def drain(self) -> list[dict[str, Any]]:
+        """:meth:`drain_sync` (it never waits for the user thread)."""
+        return self.drain_sync()
+
+    def drain_sync(self) -> list[dict[str, Any]]:
+        """The results of the ``train`` call in progress so far (any thread may call it).
 
         Used before abandoning a runner whose call does not return (a ``step()`` that
         hangs past the time budget), so that results it already produced are not lost.
         """
         return list(self._batch)
+
+    async def kill(self) -> None:
+        """:meth:`abandon` (a thread cannot be killed; it is given up on)."""
+        self.abandon()
 
     def abandon(self) -> None:
         """Give up on the trainable without waiting for its current call (a deadline)."""

@@ -105,24 +105,15 @@ class _TrialActor:
             on_launch=lambda info: exit_record.watch(info.trial_dir),
         )
 
-    def start(
+    def launch(
         self,
+        reuse: bool,
         config: dict[str, Any],
         info: TrialInfo,
         checkpoint_path: str | None,
-        budget: TrainBudget | None = None,
+        budget: TrainBudget | None,
     ) -> LaunchOutcome:
-        outcome = self._host.launch_sync(False, config, info, checkpoint_path, budget)
-        return _settle(outcome, ended=_launch_ended(outcome))
-
-    def reset(
-        self,
-        config: dict[str, Any],
-        info: TrialInfo,
-        checkpoint_path: str | None,
-        budget: TrainBudget | None = None,
-    ) -> LaunchOutcome:
-        outcome = self._host.launch_sync(True, config, info, checkpoint_path, budget)
+        outcome = self._host.launch_sync(reuse, config, info, checkpoint_path, budget)
         return _settle(outcome, ended=_launch_ended(outcome))
 
     def train(self, budget: TrainBudget) -> TrainOutcome:
@@ -137,7 +128,7 @@ class _TrialActor:
         return _settle(self._host.stop_sync(), ended=True)
 
     def drain(self) -> list[dict[str, Any]]:
-        return self._host.drain()
+        return self._host.drain_sync()
 
 
 def _settle(outcome: _T, *, ended: bool) -> _T:
@@ -240,8 +231,7 @@ class _RayRunner:
         checkpoint_path: str | None,
         budget: TrainBudget | None = None,
     ) -> LaunchOutcome:
-        self._trial_dir = info.trial_dir
-        return await self._await(self._actor.start.remote(config, info, checkpoint_path, budget))  # type: ignore[no-any-return]
+        return await self._launch(False, config, info, checkpoint_path, budget)
 
     async def reset(
         self,
@@ -250,8 +240,20 @@ class _RayRunner:
         checkpoint_path: str | None,
         budget: TrainBudget | None = None,
     ) -> LaunchOutcome:
+        return await self._launch(True, config, info, checkpoint_path, budget)
+
+    async def _launch(
+        self,
+        reuse: bool,
+        config: dict[str, Any],
+        info: TrialInfo,
+        checkpoint_path: str | None,
+        budget: TrainBudget | None,
+    ) -> LaunchOutcome:
         self._trial_dir = info.trial_dir
-        return await self._await(self._actor.reset.remote(config, info, checkpoint_path, budget))  # type: ignore[no-any-return]
+        ref = self._actor.launch.remote(reuse, config, info, checkpoint_path, budget)
+        outcome: LaunchOutcome = await self._await(ref)
+        return outcome
 
     async def train(self, budget: TrainBudget) -> TrainOutcome:
         return await self._await(self._actor.train.remote(budget))  # type: ignore[no-any-return]
