@@ -76,7 +76,6 @@ class RunnerPool:
             StartFailed: The trainable's constructor (``setup``) or restore raised.
             WorkerDiedError: The new worker died while starting.
         """
-        log = _log.bind(trial_id=trial.trial_id)
         request = trial.resources
         if self.reuse:
             entry = self._take_cached(request)
@@ -86,7 +85,11 @@ class RunnerPool:
                         trial.trial_id, entry, True, trial.config, info, checkpoint, budget
                     )
                 except WorkerDiedError as exc:  # it died while idle in the cache
-                    log.info("cached actor died; starting a fresh one", reason=str(exc))
+                    _log.info(
+                        "cached actor died; starting a fresh one",
+                        trial_id=trial.trial_id,
+                        reason=str(exc),
+                    )
                 else:
                     if not outcome.declined and outcome.error is None:
                         self.num_reused += 1
@@ -96,7 +99,11 @@ class RunnerPool:
                         if outcome.declined
                         else f"resetting raised {outcome.error.type_name}: {outcome.error.message}"  # type: ignore[union-attr]
                     )
-                    log.info("not reusing actor; starting a fresh one", reason=why)
+                    _log.info(
+                        "not reusing actor; starting a fresh one",
+                        trial_id=trial.trial_id,
+                        reason=why,
+                    )
                     self._runners.pop(trial.trial_id, None)
                     await self._discard(*entry)
         await self._evict_cache()

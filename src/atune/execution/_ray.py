@@ -329,12 +329,15 @@ class RayBackend(Backend):
         pg = None
         options = _actor_options(bundles[0])
         if len(bundles) > 1:
-            pg = resources.to_placement_group()
+            pg = await anyio.to_thread.run_sync(resources.to_placement_group)
             await pg.ready()
             options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                 placement_group=pg,
                 placement_group_bundle_index=-1 if resources.head_bundle_is_empty else 0,
                 placement_group_capture_child_tasks=True,
             )
-        actor = _actor_class().options(**options).remote(self._cls)
+        # Submitting an actor serialises its class and, the first time, exports it to
+        # Ray's GCS: tens of milliseconds that must not stall the event loop.
+        actor_cls = _actor_class().options(**options)
+        actor = await anyio.to_thread.run_sync(actor_cls.remote, self._cls)
         return _RayRunner(actor, resources, pg)

@@ -28,6 +28,7 @@ import io
 import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +263,9 @@ class ResultFiles:
             failures: list[str] = []
             first_error: Exception | None = None
             for trial_dir, rows in pending.items():
+                # Hand the GIL back between trials: this runs in a worker thread, and an
+                # event loop waiting for the GIL would otherwise wait a switch interval.
+                time.sleep(0)
                 try:
                     self._write_trial(trial_dir, rows)
                 except Exception as exc:  # one trial's failure must not lose the others' rows

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,7 @@ class ExperimentWriter:
             for checkpoint_dir in deletions:
                 shutil.rmtree(checkpoint_dir, ignore_errors=True)
             for trial_dir, config in params:
+                time.sleep(0)  # let the event loop thread take the GIL (see ResultFiles.flush)
                 trial_dir.mkdir(parents=True, exist_ok=True)
                 write_params(trial_dir, config)
             self._results.flush()
