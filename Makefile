@@ -30,9 +30,11 @@ typecheck: $(BIN)/python
 	$(BIN)/mypy
 
 # Side-by-side benchmarks against Ray Tune (installs ray[tune] into the venv).
+BENCH_ARGS ?=
+
 bench: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

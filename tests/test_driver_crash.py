@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 import atune as tune
+from _checkpointing import report_with_checkpoint, resume_point
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -27,18 +27,9 @@ _ATTEMPT = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def crash_trainable(config: dict[str, Any]) -> None:
-    start = 0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with open(os.path.join(checkpoint.path, "state.json")) as f:
-            start = json.load(f)["i"]
-    for i in range(start + 1, TARGET + 1):
+    for i in range(resume_point() + 1, TARGET + 1):
         time.sleep(0.05)
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "state.json"), "w") as f:
-                json.dump({"i": i}, f)
-            Path(d, f"attempt-{_ATTEMPT}").touch()
-            tune.report({"i": i}, checkpoint=tune.Checkpoint.from_directory(d))
+        report_with_checkpoint(i, {"i": i}, marker=f"attempt-{_ATTEMPT}")
 
 
 DRIVER = """
@@ -104,7 +95,7 @@ def test_sigkill_of_the_driver_then_restore(storage: str) -> None:
     assert max(_results_per_trial(journal).values()) < TARGET  # it really was mid-run
 
     results = tune.Tuner.restore(str(Path(storage, "crash")), crash_trainable).fit()
-    assert len(results) == 2 and results.num_errors == 0
+    assert len(results) == 2 and results.num_errors == 0, [str(e) for e in results.errors]
     for result in results:
         iterations = [int(i) for i in result.metrics_dataframe["training_iteration"]]
         assert result.metrics["training_iteration"] == TARGET

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +9,7 @@ from typing import Any
 import pytest
 
 import atune as tune
+from _checkpointing import report_with_checkpoint, resume_point
 from atune.events import Event, TrialErrored
 
 pytestmark = pytest.mark.ray
@@ -31,18 +29,11 @@ def _iterations(result: tune.Result) -> list[int]:
 
 def _checkpointing_trainable(config: dict[str, Any]) -> None:
     """Checkpoints every iteration; the first attempt raises before iteration 4."""
-    start = 0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with open(os.path.join(checkpoint.path, "state.json")) as f:
-            start = json.load(f)["i"]
-    for i in range(start + 1, config["iterations"] + 1):
-        if i == config["fail_at"] and checkpoint is None:
+    first_attempt = tune.get_checkpoint() is None
+    for i in range(resume_point() + 1, config["iterations"] + 1):
+        if i == config["fail_at"] and first_attempt:
             raise RuntimeError(f"boom at iteration {i}")
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "state.json"), "w") as f:
-                json.dump({"i": i}, f)
-            tune.report({"i": i}, checkpoint=tune.Checkpoint.from_directory(d))
+        report_with_checkpoint(i, {"i": i})
 
 
 def test_a_raising_trial_resumes_from_its_checkpoint(storage: str) -> None:

@@ -36,7 +36,9 @@ def _trainable(config: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.ray)])
-async def test_fit_never_blocks_the_loop(storage: str, backend: str, request: pytest.FixtureRequest) -> None:
+async def test_fit_never_blocks_the_loop(
+    storage: str, backend: str, request: pytest.FixtureRequest
+) -> None:
     tuner = tune.Tuner(
         _trainable,
         param_space={"x": tune.grid_search([1, 2, 3])},

@@ -15,6 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 import atune as tune
+from _checkpointing import report_with_checkpoint, resume_point
 from atune.errors import JournalCorruptError, StorageError
 
 ITERATIONS = 12
@@ -204,17 +205,9 @@ tune.Tuner(
 
 def _slow_trainable(config: dict[str, Any]) -> None:
     """Like ``_trainable`` but slow enough to be interrupted mid-run."""
-    start = 0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with open(os.path.join(checkpoint.path, "state.json")) as f:
-            start = json.load(f)["i"]
-    for i in range(start + 1, ITERATIONS + 1):
+    for i in range(resume_point() + 1, ITERATIONS + 1):
         time.sleep(0.1)
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "state.json"), "w") as f:
-                json.dump({"i": i}, f)
-            tune.report({"i": i}, checkpoint=tune.Checkpoint.from_directory(d))
+        report_with_checkpoint(i, {"i": i})
 
 
 def test_ctrl_c_in_a_script_leaves_a_restorable_experiment(storage: str) -> None:

@@ -38,7 +38,6 @@ from atune.trainable._function import TrainableReturned, format_exception
 from atune.trainable._session import TrialInfo
 from atune.trainable._trainable import (
     Trainable,
-    checkpoint_dir_name,
     commit_checkpoint_dir,
     new_staging_dir,
 )
@@ -343,8 +342,7 @@ class TrainableHost:
             trial_dir = trainable.logdir
             staged = new_staging_dir(trial_dir, index)
             trainable.save(staged)
-            name = checkpoint_dir_name(index)
-            commit_checkpoint_dir(staged, os.path.join(trial_dir, name))
+            name = os.path.basename(commit_checkpoint_dir(staged, trial_dir, index))
         except BaseException as exc:
             return SaveOutcome(error=ErrorInfo.from_exception(exc))
         last = trainable._last_result or {}

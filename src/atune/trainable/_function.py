@@ -27,7 +27,7 @@ from atune.trainable._session import TrialInfo, _activate, _deactivate, _Session
 from atune.trainable._trainable import (
     Trainable,
     _write_checkpoint_state,
-    checkpoint_dir_name,
+    checkpoint_index,
     commit_checkpoint_dir,
     copy_tree,
     new_staging_dir,
@@ -196,13 +196,11 @@ class FunctionTrainable(Trainable):
     def _persist(self, checkpoint: Checkpoint, state: dict[str, Any]) -> str:
         """Copy a reported checkpoint into the trial dir, atomically, under the next index."""
         trial_dir = self.logdir
-        index = self._checkpoint_index
-        self._checkpoint_index += 1
-        staged = new_staging_dir(trial_dir, index)
+        staged = new_staging_dir(trial_dir, self._checkpoint_index)
         copy_tree(checkpoint.path, staged)
         _write_checkpoint_state(staged, state)
-        final = os.path.join(trial_dir, checkpoint_dir_name(index))
-        commit_checkpoint_dir(staged, final)
+        final = commit_checkpoint_dir(staged, trial_dir, self._checkpoint_index)
+        self._checkpoint_index = checkpoint_index(final) + 1
         return final
 
     # ------------------------------------------------------------- lifecycle hooks

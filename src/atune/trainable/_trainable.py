@@ -47,21 +47,27 @@ def _node_ip_address() -> str:
     return _node_ip
 
 
-def commit_checkpoint_dir(staged: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
-    """Make a fully written checkpoint directory visible under its final name, atomically.
+def commit_checkpoint_dir(staged: str | os.PathLike[str], trial_dir: str, index: int) -> str:
+    """Make a fully written checkpoint directory visible as ``checkpoint_{index:06d}``.
 
-    The directory is written under a temporary name first; this renames it into place, so
+    The directory is written under a temporary name first and renamed into place here, so
     a reader (or a restore after a crash) sees either no checkpoint or a complete one,
-    never a mix of two attempts. The final name must not exist yet: indices are never
-    reused.
+    never a mix of two attempts. A name that exists already is never overwritten: the
+    next free index is taken instead (a worker of a crashed run may still be finishing
+    its last save while the restored run saves), and the name used is returned.
 
-    Raises:
-        FileExistsError: ``final`` already exists.
+    Returns:
+        The committed directory's path.
     """
-    final_path = Path(final)
-    if final_path.exists():
-        raise FileExistsError(f"checkpoint directory {final_path} already exists")
-    os.rename(staged, final_path)
+    while True:
+        final = os.path.join(trial_dir, checkpoint_dir_name(index))
+        if not os.path.exists(final):
+            try:
+                os.rename(staged, final)
+                return final
+            except OSError:  # created in between (a non-empty directory): try the next
+                pass
+        index += 1
 
 
 def read_checkpoint_state(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -410,6 +416,11 @@ def new_staging_dir(trial_dir: str, index: int) -> str:
 def checkpoint_dir_name(index: int) -> str:
     """The directory name of checkpoint number ``index`` (``checkpoint_000003``)."""
     return f"checkpoint_{index:06d}"
+
+
+def checkpoint_index(path: str) -> int:
+    """The number of a checkpoint directory (``.../checkpoint_000003`` -> 3)."""
+    return int(os.path.basename(path).rsplit("_", 1)[1])
 
 
 def copy_tree(src: str, dst: str) -> None:
