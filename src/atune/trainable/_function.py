@@ -1,12 +1,17 @@
 """The function API adapter: a user function driven, report by report, as a ``Trainable``.
 
-The user function runs in its own worker thread (an ``async def`` function runs in an
-event loop of its own in that thread). ``report()`` hands each result through a lock-step
-rendezvous to ``step()`` and then waits: the function runs again only when the runner
-asks for the next result. Stopping releases the waiting ``report()`` with an internal
-``BaseException`` that unwinds the function, so code after the last ``report()`` of a
-stopped trial never runs; the thread is then joined (Ray Tune never joins it, which keeps
-GPU memory alive after a stop).
+The user function runs as a greenlet on the runner's own thread (an ``async def``
+function runs in an event loop of its own inside it). ``step()`` switches into the
+function; ``report()`` switches back with the result, and the function stays suspended at
+that ``report()`` until the runner asks for the next result: lock-step, with no thread
+handoff (Ray Tune hands every result between two threads through a queue and a lock).
+Stopping throws an internal ``BaseException`` into the suspended ``report()``, which
+unwinds the function, so code after the last ``report()`` of a stopped trial never runs and
+nothing of the function is left running (Ray Tune leaves its thread behind, with whatever
+GPU memory it holds).
+
+``report()`` must therefore be called from the function itself (its own thread); a call
+from a thread the function started raises a clear error.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ import asyncio
 import inspect
 import numbers
 import os
-import threading
 import time
 import traceback as _traceback
 from collections.abc import Callable
 from typing import Any
+
+import greenlet
 
 from atune.errors import ConfigError
 from atune.trainable._checkpoint import Checkpoint
@@ -36,8 +42,6 @@ from atune.trainable._trainable import (
 
 __all__ = ["FunctionTrainable", "TrainableReturned", "validate_function", "wrap_function"]
 
-_JOIN_TIMEOUT_S = 5.0
-
 
 class TrainableReturned(Exception):
     """Raised by ``FunctionTrainable.step()`` once the function has returned."""
@@ -47,51 +51,55 @@ class _TrialStopped(BaseException):
     """Unwinds a stopped function from inside its blocked ``report()``."""
 
 
-class _Rendezvous:
-    """Lock-step handoff of one item at a time from the function thread to ``step()``."""
+class _Suspendable:
+    """The user function as a greenlet that suspends at each report.
 
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: tuple[str, Any] | None = None
-        self._go = False
+    Every call but :meth:`interrupt` must come from the thread that first called
+    :meth:`next` (the runner's thread); ``interrupt`` may come from any thread.
+    """
+
+    def __init__(self, target: Callable[[], tuple[str, Any]]) -> None:
+        self._glet = greenlet.greenlet(target)
         self._stopping = False
 
-    # function thread -------------------------------------------------------------
-    def put_and_wait(self, item: tuple[str, Any]) -> None:
-        with self._cond:
-            self._item = item
-            self._cond.notify_all()
-            while not self._go and not self._stopping:
-                self._cond.wait()
-            self._go = False
-            if self._stopping:
-                raise _TrialStopped
+    def next(self) -> tuple[str, Any]:
+        """Run the function until its next report (``("result", ...)``) or its end."""
+        item: tuple[str, Any] = self._glet.switch()
+        return item
 
-    def put_final(self, item: tuple[str, Any]) -> None:
-        with self._cond:
-            self._item = item
-            self._cond.notify_all()
-
-    # step() side -----------------------------------------------------------------
-    def resume_and_take(self, resume: bool) -> tuple[str, Any]:
-        with self._cond:
-            if resume:
-                self._go = True
-                self._cond.notify_all()
-            while self._item is None:
-                self._cond.wait()
-            item, self._item = self._item, None
-            return item
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
+    def report(self, item: tuple[str, Any]) -> None:
+        """Inside the function: hand ``item`` to :meth:`next` and wait to be resumed."""
+        if greenlet.getcurrent() is not self._glet:
+            raise RuntimeError(
+                "report() was called outside the trainable function's own thread; call it "
+                "from the function (or the coroutine of an async def trainable) itself"
+            )
+        # An async def trainable is suspended inside its event loop: hide that loop from
+        # the runner's code while it is suspended, and restore it on resumption.
+        loop = asyncio.events._get_running_loop()
+        if loop is not None:
+            asyncio.events._set_running_loop(None)
+        try:
+            self._glet.parent.switch(item)
+        finally:
+            if loop is not None:
+                asyncio.events._set_running_loop(loop)
+        self.check_stopping()
 
     def check_stopping(self) -> None:
         """Raise at once if the trial was stopped (before a report writes anything)."""
         if self._stopping:
             raise _TrialStopped
+
+    def stop(self) -> None:
+        """Unwind the suspended function from its ``report()`` (runner's thread)."""
+        self._stopping = True
+        if self._glet:  # started and not finished: suspended at a report
+            self._glet.throw(_TrialStopped)
+
+    def interrupt(self) -> None:
+        """Stop at the next report boundary (any thread; the function may be running)."""
+        self._stopping = True
 
 
 class FunctionTrainable(Trainable):
@@ -101,8 +109,7 @@ class FunctionTrainable(Trainable):
 
     def setup(self, config: dict[str, Any], **parameters: Any) -> None:  # type: ignore[override]
         # ``parameters`` (from with_parameters) reach the function as keyword arguments.
-        self._channel = _Rendezvous()
-        self._thread: threading.Thread | None = None
+        self._run_state: _Suspendable | None = None
         self._finished = False
         self._loaded_checkpoint: Checkpoint | None = None
         self._checkpoint_index = self._info.checkpoint_index
@@ -113,13 +120,9 @@ class FunctionTrainable(Trainable):
         if self._finished:
             raise TrainableReturned
         self._step_started = time.monotonic()
-        resume = self._thread is not None
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name=f"atune-trial-{self.trial_id}", daemon=True
-            )
-            self._thread.start()
-        kind, payload = self._channel.resume_and_take(resume)
+        if self._run_state is None:
+            self._run_state = _Suspendable(self._run)
+        kind, payload = self._run_state.next()
         if kind == "result":
             return payload  # type: ignore[no-any-return]
         self._finished = True
@@ -127,8 +130,8 @@ class FunctionTrainable(Trainable):
             raise payload
         raise TrainableReturned
 
-    # ---------------------------------------------------------------- thread side
-    def _run(self) -> None:
+    # -------------------------------------------------------------- function side
+    def _run(self) -> tuple[str, Any]:
         session = _Session(self._info, self._report, self._loaded_checkpoint)
         self._session = session
         token = _activate(session)
@@ -149,13 +152,12 @@ class FunctionTrainable(Trainable):
             else:
                 self._report_value(output)
         except _TrialStopped:
-            return
+            return ("stopped", None)
         except BaseException as exc:  # handed to step(), re-raised in the runner
-            self._channel.put_final(("error", exc))
-            return
+            return ("error", exc)
         finally:
             _deactivate(session, token)
-        self._channel.put_final(("returned", None))
+        return ("returned", None)
 
     async def _drain_async(self, agen: Any) -> None:
         async for value in agen:
@@ -176,7 +178,9 @@ class FunctionTrainable(Trainable):
             )
 
     def _report(self, metrics: dict[str, Any], checkpoint: Checkpoint | None) -> None:
-        self._channel.check_stopping()  # an abandoned trial must not write another checkpoint
+        run_state = self._run_state
+        assert run_state is not None
+        run_state.check_stopping()  # an abandoned trial must not write another checkpoint
         result = dict(metrics)
         if checkpoint is not None:
             iteration = result.get("training_iteration", self._iteration + 1)
@@ -191,7 +195,7 @@ class FunctionTrainable(Trainable):
         else:
             result["checkpoint_dir_name"] = None
         result["timestamp"] = int(time.time())
-        self._channel.put_and_wait(("result", result))
+        run_state.report(("result", result))
 
     def _persist(self, checkpoint: Checkpoint, state: dict[str, Any]) -> str:
         """Copy a reported checkpoint into the trial dir, atomically, under the next index."""
@@ -212,20 +216,14 @@ class FunctionTrainable(Trainable):
             "function trainables checkpoint through report(metrics, checkpoint=...)"
         )
 
-    def _shutdown_thread(self) -> bool:
-        """Stop the function at its blocked ``report()`` and join it; True if it ended."""
-        thread = self._thread
-        self._channel.stop()
-        if thread is None:
-            return True
-        thread.join(_JOIN_TIMEOUT_S)
-        return not thread.is_alive()
+    def _stop_function(self) -> None:
+        """Unwind the function from its suspended ``report()``, if it is suspended."""
+        if self._run_state is not None:
+            self._run_state.stop()
+        self._run_state = None
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
-        if not self._shutdown_thread():
-            return False
-        self._channel = _Rendezvous()
-        self._thread = None
+        self._stop_function()
         self._finished = False
         self._loaded_checkpoint = None
         return True
@@ -237,10 +235,11 @@ class FunctionTrainable(Trainable):
         return ok
 
     def cleanup(self) -> None:
-        self._shutdown_thread()
+        self._stop_function()
 
     def interrupt(self) -> None:
-        self._channel.stop()
+        if self._run_state is not None:
+            self._run_state.interrupt()
 
     @classmethod
     def restored_iteration(cls, path: str) -> int:
