@@ -56,8 +56,6 @@ class RunnerPool:
         self._runners: dict[str, tuple[Runner, Lease]] = {}
         self._cache: list[tuple[Runner, Lease]] = []
         self._waiting = 0
-        self.num_started = 0
-        self.num_reused = 0
 
     def runner(self, trial_id: str) -> Runner:
         """The runner serving ``trial_id``."""
@@ -92,7 +90,6 @@ class RunnerPool:
                     )
                 else:
                     if not outcome.declined and outcome.error is None:
-                        self.num_reused += 1
                         return True, outcome.trained
                     why = (
                         "reset_config() returned False"
@@ -124,7 +121,6 @@ class RunnerPool:
             self._runners.pop(trial.trial_id, None)
             await self._discard(runner, lease)
             raise StartFailed(started.error)
-        self.num_started += 1
         return False, started.trained
 
     async def _launch(

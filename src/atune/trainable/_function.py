@@ -37,7 +37,6 @@ from atune.trainable._trainable import (
     commit_checkpoint_dir,
     copy_tree,
     new_staging_dir,
-    read_checkpoint_state,
 )
 
 __all__ = ["FunctionTrainable", "TrainableReturned", "validate_function", "wrap_function"]
@@ -240,11 +239,6 @@ class FunctionTrainable(Trainable):
     def interrupt(self) -> None:
         if self._run_state is not None:
             self._run_state.interrupt()
-
-    @classmethod
-    def restored_iteration(cls, path: str) -> int:
-        """The ``training_iteration`` stored with a checkpoint (0 if unknown)."""
-        return int(read_checkpoint_state(path).get("training_iteration") or 0)
 
 
 def validate_function(fn: Callable[..., Any], extra_kwargs: tuple[str, ...] = ()) -> None:
