@@ -84,6 +84,12 @@ def resources_for(cls: type[Trainable], config: dict[str, Any]) -> PlacementGrou
     )
 
 
+def _static_resources(cls: type[Trainable]) -> bool:
+    """Whether every trial of ``cls`` asks for the same resources (no per-config callable)."""
+    request = getattr(cls, "_atune_resources", None)
+    return request is None or isinstance(request, (dict, PlacementGroupFactory))
+
+
 def _shared_allocator(kind: str, capacity: dict[str, float]) -> Allocator:
     loop = asyncio.get_running_loop()
     per_loop = _allocators.setdefault(loop, {})
@@ -106,7 +112,9 @@ def _make_backend(tune_config: TuneConfig) -> Backend:
 def _search_algorithm(tune_config: TuneConfig) -> SearchAlgorithm:
     alg = tune_config.search_alg
     if alg is None:
-        return BasicVariantGenerator(max_concurrent=tune_config.max_concurrent_trials or 0)
+        # max_concurrent_trials is enforced by the controller and the allocator; the
+        # generator itself need not limit (so a next trial can be queued on a runner).
+        return BasicVariantGenerator()
     if isinstance(alg, SearchAlgorithm):
         return alg
     if isinstance(alg, Searcher):
@@ -231,6 +239,9 @@ async def run_experiment(
         fail_fast=run_config.failure_config.fail_fast,
         checkpoint_frequency=checkpoint_config.checkpoint_frequency,
         checkpoint_at_end=bool(checkpoint_at_end),
+        # Queue the next trial on a running function's runner (no round trip between
+        # trials); needs reuse, and one resource request for every trial.
+        pipeline=bool(reuse) and is_function and _static_resources(trainable_cls),
         num_to_keep=checkpoint_config.num_to_keep,
         checkpoint_score_attribute=checkpoint_config.checkpoint_score_attribute,
         checkpoint_score_order=checkpoint_config.checkpoint_score_order,

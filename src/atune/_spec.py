@@ -88,7 +88,7 @@ def spec_for(
     """Describe a new experiment as data (what is code is listed, not stored)."""
     not_restored: list[str] = []
     search = tune_config.search_alg
-    search_args: dict[str, Any] = {"max_concurrent": tune_config.max_concurrent_trials or 0}
+    search_args: dict[str, Any] = {}
     if search is not None:
         args = search.init_args() if isinstance(search, BasicVariantGenerator) else None
         if args is None:

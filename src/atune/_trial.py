@@ -69,6 +69,8 @@ class Trial:
     stop_reason: str | None = None
     runner_alive: bool = False
     started: bool = False
+    successor: str | None = None  # a trial queued to start on this trial's runner
+    queued_on: str | None = None  # the trial on whose runner this one is queued
 
     @property
     def path(self) -> str:

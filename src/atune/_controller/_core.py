@@ -106,6 +106,10 @@ class Launch(msgspec.Struct, frozen=True, kw_only=True):
     trial_id: str
     budget: TrainBudget
     checkpoint: str | None = None
+    after: str | None = None
+    """Queue the launch on the runner of this (running) trial: it starts there the moment
+    that trial's function has returned, with no round trip in between; if the trial is
+    still going, the runner declines and the launch takes a runner of its own."""
 
 
 class Train(msgspec.Struct, frozen=True, kw_only=True):
@@ -149,6 +153,7 @@ class CorePolicy:
     fail_fast: bool | str = False
     checkpoint_frequency: int = 0
     checkpoint_at_end: bool = False
+    pipeline: bool = False
     num_to_keep: int | None = None
     checkpoint_score_attribute: str | None = None
     checkpoint_score_order: str = "max"
@@ -319,9 +324,12 @@ class ControllerCore:
     def _fill(self, ts: float) -> None:
         """Create trials while there is room and the search has more."""
         while not self.search_finished:
-            live = sum(1 for t in self.trials.values() if not t.is_finished)
+            live = sum(1 for t in self.trials.values() if not t.is_finished and not t.queued_on)
+            host: Trial | None = None
             if live >= self.policy.max_live_trials:
-                return
+                host = self._pipeline_host()
+                if host is None:
+                    return
             trial_id = f"{self.policy.uid}_{self._counter:05d}"
             suggestion = self.search.next_trial(trial_id)
             if suggestion is FINISHED or suggestion == FINISHED:
@@ -349,7 +357,37 @@ class ControllerCore:
             trial = self.trials[trial_id]
             trial.busy = True
             self.scheduler.on_trial_add(self, trial)
-            self._commands.append(Launch(trial_id=trial_id, budget=self._budget()))
+            if host is not None:
+                host.successor = trial_id
+                trial.queued_on = host.trial_id
+            self._commands.append(
+                Launch(
+                    trial_id=trial_id,
+                    budget=self._budget(),
+                    after=None if host is None else host.trial_id,
+                )
+            )
+
+    def _pipeline_host(self) -> Trial | None:
+        """A running trial whose runner may take the next trial right after it (or None).
+
+        Pipelining applies to reused function runners with batched results (see
+        ``CorePolicy.pipeline``): a trial is queued behind each running one, at most one.
+        """
+        # With a stopper, trials end at a report rather than by returning, and a queued
+        # launch could not take their runner: no pipelining then.
+        if not (self.policy.pipeline and self._batching and self.stopper is None):
+            return None
+        for trial in self.trials.values():
+            if (
+                trial.busy
+                and not trial.is_finished
+                and trial.stop_reason is None
+                and trial.successor is None
+                and trial.queued_on is None
+            ):
+                return trial
+        return None
 
     def _resume(self, ts: float) -> None:
         """Relaunch the trials a journal replay left to resume; close the skipped ones."""
@@ -389,6 +427,7 @@ class ControllerCore:
         self._emit(event)
         trial = self.trials[event.trial_id]
         trial.started = True
+        trial.queued_on = None
 
     def _on_train_returned(self, message: TrainReturned) -> None:
         trial = self.trials[message.trial_id]
@@ -526,7 +565,15 @@ class ControllerCore:
         self._commands.append(Save(trial_id=trial.trial_id, index=trial.next_checkpoint_index))
         trial.next_checkpoint_index += 1
 
+    def _hand_over(self, trial: Trial) -> None:
+        """The trial's runner is leaving it: a trial queued on it now counts as live."""
+        if trial.successor is not None:
+            self.trials[trial.successor].queued_on = None
+            trial.successor = None
+        trial.queued_on = None
+
     def _complete(self, ts: float, trial: Trial, reason: Any) -> None:
+        self._hand_over(trial)
         self._emit(TrialCompleted(ts=ts, trial_id=trial.trial_id, reason=reason))
         flat = flatten_dict(trial.last_result)
         self.scheduler.on_trial_complete(self, trial, flat)
@@ -536,6 +583,7 @@ class ControllerCore:
         self._fill(ts)
 
     def _on_failure(self, ts: float, trial: Trial, error: ErrorInfo, retryable: bool) -> None:
+        self._hand_over(trial)
         trial.busy = False
         max_failures = self.policy.max_failures
         will_retry = (

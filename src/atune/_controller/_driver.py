@@ -306,7 +306,7 @@ class Driver:
         failed: ErrorInfo
         try:
             reused, trained = await self.pool.acquire(
-                trial, info, command.checkpoint, command.budget
+                trial, info, command.checkpoint, command.budget, after=command.after
             )
         except InfeasibleResourcesError as exc:
             return [

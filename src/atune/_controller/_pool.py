@@ -30,6 +30,7 @@ from atune.trainable._session import TrialInfo
 __all__ = ["RunnerPool", "StartFailed"]
 
 _log = structlog.get_logger(__name__)
+_REQUEUE_DELAY_S = 0.005
 
 
 class StartFailed(Exception):
@@ -55,6 +56,7 @@ class RunnerPool:
         self.reuse = reuse
         self._runners: dict[str, tuple[Runner, Lease]] = {}
         self._cache: list[tuple[Runner, Lease]] = []
+        self._launching: dict[str, anyio.Event] = {}  # trials whose runner is being found
         self._waiting = 0
 
     def runner(self, trial_id: str) -> Runner:
@@ -62,9 +64,18 @@ class RunnerPool:
         return self._runners[trial_id][0]
 
     async def acquire(
-        self, trial: Trial, info: TrialInfo, checkpoint: str | None, budget: TrainBudget
+        self,
+        trial: Trial,
+        info: TrialInfo,
+        checkpoint: str | None,
+        budget: TrainBudget,
+        after: str | None = None,
     ) -> tuple[bool, TrainOutcome | None]:
         """Start a runner for ``trial`` (reused from the cache, or new) and train it.
+
+        With ``after``, the launch is first queued on that trial's runner (pipelining):
+        it takes the runner the moment that trial's function has returned, with no
+        round trip in between; if that trial is still going, it falls back to the rest.
 
         Returns:
             Whether the runner was reused, and the first train outcome.
@@ -74,6 +85,19 @@ class RunnerPool:
             StartFailed: The trainable's constructor (``setup``) or restore raised.
             WorkerDiedError: The new worker died while starting.
         """
+        if after is not None:
+            taken, trained = await self._launch_after(trial, after, info, checkpoint, budget)
+            if taken:
+                return True, trained
+        self._launching[trial.trial_id] = anyio.Event()
+        try:
+            return await self._acquire(trial, info, checkpoint, budget)
+        finally:
+            self._launching.pop(trial.trial_id).set()
+
+    async def _acquire(
+        self, trial: Trial, info: TrialInfo, checkpoint: str | None, budget: TrainBudget
+    ) -> tuple[bool, TrainOutcome | None]:
         request = trial.resources
         if self.reuse:
             entry = self._take_cached(request)
@@ -123,6 +147,55 @@ class RunnerPool:
             raise StartFailed(started.error)
         return False, started.trained
 
+    async def _launch_after(
+        self,
+        trial: Trial,
+        after: str,
+        info: TrialInfo,
+        checkpoint: str | None,
+        budget: TrainBudget,
+    ) -> tuple[bool, TrainOutcome | None]:
+        """Queue ``trial``'s launch on ``after``'s runner; whether it took the runner.
+
+        The trial holds the runner tentatively while its launch waits in the runner's
+        queue, so that a later launch can queue behind it in turn. The runner's guard
+        (``only_if_finished``) makes a queued launch safe: it never touches a trial that is
+        still going.
+        """
+        launching = self._launching.get(after)
+        if launching is not None:
+            await launching.wait()  # its runner is being started or reset right now
+        while True:
+            entry = self._runners.get(after)
+            if entry is None:  # the trial let go of its runner: take the usual way
+                return False, None
+            runner, lease = entry
+            self._runners[trial.trial_id] = entry
+            try:
+                outcome: LaunchOutcome | None = await runner.reset(
+                    trial.config, info, checkpoint, budget, only_if_finished=True
+                )
+            except WorkerDiedError:  # the runner died under the trial it served
+                outcome = None
+            if outcome is not None and not (outcome.busy or outcome.declined or outcome.error):
+                return True, outcome.trained
+            del self._runners[trial.trial_id]
+            if not self._held(entry):  # its trial let go of it meanwhile
+                if outcome is None or outcome.error is not None:
+                    await self._discard(runner, lease)
+                elif self.reuse and self._waiting == 0:
+                    self._cache.append(entry)
+                else:
+                    await self._stop(runner, lease)
+            if outcome is None or not outcome.busy:
+                return False, None
+            # Still going: queue again behind its next call (briefly yield first, so an
+            # idle runner awaiting the controller's next command is not polled hot).
+            await anyio.sleep(_REQUEUE_DELAY_S)
+
+    def _held(self, entry: tuple[Runner, Lease]) -> bool:
+        return any(other is entry for other in self._runners.values())
+
     async def _launch(
         self,
         trial_id: str,
@@ -139,6 +212,9 @@ class RunnerPool:
         drained and killed by the driver; any other failure unregisters and kills it.
         """
         self._runners[trial_id] = entry
+        launching = self._launching.get(trial_id)
+        if launching is not None:
+            launching.set()  # a launch queued behind this trial may now use the runner
         runner = entry[0]
         try:
             if reuse:
@@ -161,6 +237,8 @@ class RunnerPool:
         if entry is None:
             return "killed", "runner already gone"
         runner, lease = entry
+        if not kill and self._held(entry):
+            return "cached", "handed over to the trial queued on it"
         if kill:
             await self._discard(runner, lease)
             return "killed", "after a failure"

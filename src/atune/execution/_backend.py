@@ -55,6 +55,7 @@ class Runner(Protocol):
         info: TrialInfo,
         checkpoint_path: str | None,
         budget: TrainBudget | None = None,
+        only_if_finished: bool = False,
     ) -> LaunchOutcome:
         """Reuse the runner for a new trial, then train as :meth:`start`."""
         ...

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from atune._flatten import flatten_dict
+from atune.errors import WorkerDiedError
 from atune.stopper import dict_criteria_met
 from atune.trainable._function import TrainableReturned, format_exception
 from atune.trainable._session import TrialInfo
@@ -122,11 +123,13 @@ class LaunchOutcome(msgspec.Struct, kw_only=True):
     Attributes:
         error: Constructing, resetting or restoring raised (user code).
         declined: ``reset_config`` returned False (reuse only).
+        busy: a queued launch found the current trial still going; nothing was touched.
         trained: The first ``train`` outcome, when a budget was given.
     """
 
     error: ErrorInfo | None = None
     declined: bool = False
+    busy: bool = False
     trained: TrainOutcome | None = None
 
 
@@ -148,6 +151,7 @@ class _UserThread:
     """
 
     def __init__(self) -> None:
+        self._closed = False
         self._calls: queue.SimpleQueue[
             tuple[Callable[..., Any], tuple[Any, ...], Future[Any]] | None
         ] = queue.SimpleQueue()
@@ -156,6 +160,12 @@ class _UserThread:
     def _serve(self) -> None:
         while (call := self._calls.get()) is not None:
             fn, args, future = call
+            if self._closed:  # abandoned: calls still queued never run
+                if future.set_running_or_notify_cancel():
+                    future.set_exception(
+                        WorkerDiedError("the trainable was abandoned (a deadline passed)")
+                    )
+                continue
             if future.set_running_or_notify_cancel():
                 try:
                     future.set_result(fn(*args))
@@ -164,10 +174,18 @@ class _UserThread:
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         future: Future[T] = Future()
+        if self._closed:
+            future.set_exception(WorkerDiedError("the trainable was abandoned (a deadline passed)"))
+            return future
         self._calls.put((fn, args, future))
         return future
 
     def shutdown(self) -> None:
+        self._calls.put(None)
+
+    def close(self) -> None:
+        """Fail every call still queued (and any later one) instead of running it."""
+        self._closed = True
         self._calls.put(None)
 
 
@@ -216,13 +234,18 @@ class TrainableHost:
         info: TrialInfo,
         checkpoint_path: str | None = None,
         budget: TrainBudget | None = None,
+        only_if_finished: bool = False,
     ) -> LaunchOutcome:
         """Switch the instance to a new trial (actor reuse), then train as :meth:`start`.
 
         ``declined`` is set when ``reset_config`` returns False; an exception from it comes
-        back as ``error``. The caller then starts a fresh runner either way.
+        back as ``error``. The caller then starts a fresh runner either way. With
+        ``only_if_finished`` (a launch queued behind a running trial) the reset happens only
+        if the current trial's function has returned; otherwise ``busy`` is set.
         """
-        return await self._call(self.launch_sync, True, config, info, checkpoint_path, budget)
+        return await self._call(
+            self.launch_sync, True, config, info, checkpoint_path, budget, only_if_finished
+        )
 
     def launch_sync(
         self,
@@ -231,9 +254,12 @@ class TrainableHost:
         info: TrialInfo,
         checkpoint_path: str | None,
         budget: TrainBudget | None,
+        only_if_finished: bool = False,
     ) -> LaunchOutcome:
         """:meth:`start` (``reuse=False``) or :meth:`reset`, in the calling thread."""
         self._batch = []  # drain() reports only the results of the call in progress
+        if only_if_finished and not (self._trainable is not None and self._trainable.finished):
+            return LaunchOutcome(busy=True)
         try:
             if self._on_launch is not None:
                 self._on_launch(info)
@@ -279,7 +305,7 @@ class TrainableHost:
         """Give up on the trainable without waiting for its current call (a deadline)."""
         if self._trainable is not None:
             self._trainable.interrupt()
-        self._thread.shutdown()
+        self._thread.close()
 
     def stop_sync(self) -> ErrorInfo | None:
         """:meth:`stop`, in the calling thread."""

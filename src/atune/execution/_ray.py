@@ -112,8 +112,11 @@ class _TrialActor:
         info: TrialInfo,
         checkpoint_path: str | None,
         budget: TrainBudget | None,
+        only_if_finished: bool = False,
     ) -> LaunchOutcome:
-        outcome = self._host.launch_sync(reuse, config, info, checkpoint_path, budget)
+        outcome = self._host.launch_sync(
+            reuse, config, info, checkpoint_path, budget, only_if_finished
+        )
         return _settle(outcome, ended=_launch_ended(outcome))
 
     def train(self, budget: TrainBudget) -> TrainOutcome:
@@ -239,8 +242,9 @@ class _RayRunner:
         info: TrialInfo,
         checkpoint_path: str | None,
         budget: TrainBudget | None = None,
+        only_if_finished: bool = False,
     ) -> LaunchOutcome:
-        return await self._launch(True, config, info, checkpoint_path, budget)
+        return await self._launch(True, config, info, checkpoint_path, budget, only_if_finished)
 
     async def _launch(
         self,
@@ -249,10 +253,16 @@ class _RayRunner:
         info: TrialInfo,
         checkpoint_path: str | None,
         budget: TrainBudget | None,
+        only_if_finished: bool = False,
     ) -> LaunchOutcome:
-        self._trial_dir = info.trial_dir
-        ref = self._actor.launch.remote(reuse, config, info, checkpoint_path, budget)
+        if not only_if_finished:  # a queued launch may not take the runner: keep its dir
+            self._trial_dir = info.trial_dir
+        ref = self._actor.launch.remote(
+            reuse, config, info, checkpoint_path, budget, only_if_finished
+        )
         outcome: LaunchOutcome = await self._await(ref)
+        if not outcome.busy:
+            self._trial_dir = info.trial_dir
         return outcome
 
     async def train(self, budget: TrainBudget) -> TrainOutcome:

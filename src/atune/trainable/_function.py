@@ -110,6 +110,7 @@ class FunctionTrainable(Trainable):
         # ``parameters`` (from with_parameters) reach the function as keyword arguments.
         self._run_state: _Suspendable | None = None
         self._finished = False
+        self._returned = False
         self._loaded_checkpoint: Checkpoint | None = None
         self._checkpoint_index = self._info.checkpoint_index
         self._step_started = time.monotonic()
@@ -127,6 +128,7 @@ class FunctionTrainable(Trainable):
         self._finished = True
         if kind == "error":
             raise payload
+        self._returned = True
         raise TrainableReturned
 
     # -------------------------------------------------------------- function side
@@ -215,6 +217,12 @@ class FunctionTrainable(Trainable):
             "function trainables checkpoint through report(metrics, checkpoint=...)"
         )
 
+    @property
+    def finished(self) -> bool:
+        # Only a function that returned hands its runner on; after an error the runner
+        # is about to be killed.
+        return self._returned
+
     def _stop_function(self) -> None:
         """Unwind the function from its suspended ``report()``, if it is suspended."""
         if self._run_state is not None:
@@ -224,6 +232,7 @@ class FunctionTrainable(Trainable):
     def reset_config(self, new_config: dict[str, Any]) -> bool:
         self._stop_function()
         self._finished = False
+        self._returned = False
         self._loaded_checkpoint = None
         return True
 

@@ -223,6 +223,15 @@ class Trainable:
         return self._iteration
 
     @property
+    def finished(self) -> bool:
+        """(atune) Whether the trial ended by itself and the instance may take another.
+
+        Class trainables never end by themselves (the controller stops them), so False;
+        a function trainable is finished once its function has returned.
+        """
+        return False
+
+    @property
     def training_iteration(self) -> int:
         """Alias of :attr:`iteration`."""
         return self._iteration

@@ -1,0 +1,56 @@
+"""Pipelined launches: the next trial waits on a running trial's runner.
+
+A launch queued behind a trial starts the moment that trial's function has returned;
+when the trial is still going (more reports), the queued launch must leave it alone and
+take a runner of its own. Every trial must see only its own config and results.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import pytest
+
+import atune as tune
+from atune.events import Event, TrialStarted
+
+
+class _Events(tune.Callback):
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def on_event(self, event: Event) -> None:
+        self.events.append(event)
+
+
+def _mixed(config: dict[str, Any]) -> None:
+    """Trials of 1 to 3 reports; the 3-report ones outlast a result batch (0.25 s), so a
+    launch queued behind them finds their runner busy."""
+    for i in range(config["x"] % 3 + 1):
+        time.sleep(0.12 if config["x"] % 3 == 2 else 0.005)
+        tune.report({"x": config["x"], "i": i, "pid": os.getpid()})
+    if config["x"] % 7 == 3:
+        raise ValueError(f"trial {config['x']} fails")
+
+
+@pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+def test_pipelined_trials_each_see_only_their_own_work(storage: str, backend: str) -> None:
+    events = _Events()
+    results = tune.Tuner(
+        _mixed,
+        param_space={"x": tune.grid_search(list(range(24)))},
+        tune_config=tune.TuneConfig(backend=backend, max_concurrent_trials=2),  # type: ignore[arg-type]
+        run_config=tune.RunConfig(storage_path=storage, callbacks=[events]),
+    ).fit()
+    assert len(results) == 24
+    failing = {x for x in range(24) if x % 7 == 3}
+    for result in results:
+        rows = result.metrics_dataframe
+        x = int(rows["config/x"].iloc[0])
+        assert set(rows["x"]) == {x}  # only its own results
+        assert list(rows["i"]) == list(range(x % 3 + 1))  # all of them, in order
+        assert (result.error is not None) == (x in failing)
+    started = [e for e in events.events if isinstance(e, TrialStarted)]
+    assert sum(e.reused for e in started) >= 12  # runners were handed from trial to trial
