@@ -897,3 +897,44 @@ def test_same_messages_give_same_events(tmp_path: Path) -> None:
         return run.events
 
     assert play(tmp_path) == play(tmp_path)
+
+
+# ------------------------------------------------------------------------- pipelining
+def test_pipelining_queues_one_trial_behind_each_running_trial(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, num_samples=4, max_live_trials=1, pipeline=True))
+    _, commands = run.start()
+    first, second = run.trial_ids
+    assert [(c.trial_id, c.after) for c in of(commands, Launch)] == [(first, None), (second, first)]
+    assert run.core.trials[second].queued_on == first
+    run.started(first)
+    events, commands = run.returned(first, res(1), returned=True)
+    assert [e.reason for e in of(events, TrialCompleted)] == ["returned"]
+    # The queued trial now counts as live; the next one is queued behind it.
+    third = of(events, TrialCreated)[0].trial_id
+    assert [(c.trial_id, c.after) for c in of(commands, Launch)] == [(third, second)]
+    assert run.core.trials[second].queued_on is None
+
+
+def test_no_pipelining_with_a_stopper_or_without_the_policy(tmp_path: Path) -> None:
+    for core in (
+        make_core(tmp_path, num_samples=4, max_live_trials=1, pipeline=False),
+        make_core(
+            tmp_path,
+            num_samples=4,
+            max_live_trials=1,
+            pipeline=True,
+            stopper=DictStopper({"training_iteration": 2}),
+        ),
+    ):
+        _, commands = Run(core).start()
+        assert [c.after for c in of(commands, Launch)] == [None]
+
+
+def test_a_failing_host_hands_its_queued_trial_on(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, num_samples=3, max_live_trials=1, pipeline=True))
+    run.start()
+    first, second = run.trial_ids
+    run.started(first)
+    run.returned(first, res(1), error=ERR)
+    assert run.core.trials[first].status == "ERROR"
+    assert run.core.trials[second].queued_on is None and run.core.trials[first].successor is None
