@@ -98,7 +98,7 @@ def sleepy_reports(config: dict[str, Any]) -> None:
 def sleep_then_report(config: dict[str, Any]) -> None:
     """Sleep once, then report once (``bookkeeping``)."""
     time.sleep(config["sleep_s"])
-    tune.report({"done": 1})
+    tune.report({"score": 1})
 
 
 # --- helpers ------------------------------------------------------------------------------

@@ -182,6 +182,9 @@ class ControllerCore:
         self.finished = False
         self.fatal_error: ErrorInfo | None = None
         self._counter = 0
+        # Pipelining pays only while trials end by returning; one that ends at a report
+        # (``done``, a scheduler) leaves a queued launch waiting, so it is switched off.
+        self._pipeline_pays = True
         self._to_resume: list[str] = []
         self._to_skip: list[str] = []
         self._events: list[Event] = []
@@ -378,6 +381,8 @@ class ControllerCore:
         # launch could not take their runner: no pipelining then.
         if not (self.policy.pipeline and self._batching and self.stopper is None):
             return None
+        if not self._pipeline_pays:
+            return None
         for trial in self.trials.values():
             if (
                 trial.busy
@@ -573,6 +578,8 @@ class ControllerCore:
         trial.queued_on = None
 
     def _complete(self, ts: float, trial: Trial, reason: Any) -> None:
+        if reason != "returned":
+            self._pipeline_pays = False
         self._hand_over(trial)
         self._emit(TrialCompleted(ts=ts, trial_id=trial.trial_id, reason=reason))
         flat = flatten_dict(trial.last_result)

@@ -180,14 +180,20 @@ class RunnerPool:
             if outcome is not None and not (outcome.busy or outcome.declined or outcome.error):
                 return True, outcome.trained
             del self._runners[trial.trial_id]
-            if not self._held(entry):  # its trial let go of it meanwhile
-                if outcome is None or outcome.error is not None:
+            if outcome is None or not outcome.busy:  # the runner is dead or broken
+                if not self._held(entry):
                     await self._discard(runner, lease)
-                elif self.reuse and self._waiting == 0:
-                    self._cache.append(entry)
-                else:
-                    await self._stop(runner, lease)
-            if outcome is None or not outcome.busy:
+                return False, None
+            if not self._held(entry):
+                # The trial it waited for was let go of while still suspended (stopped at a
+                # report, e.g. ``done``): resetting the runner is safe now.
+                outcome = await self._launch(
+                    trial.trial_id, entry, True, trial.config, info, checkpoint, budget
+                )
+                if not (outcome.declined or outcome.error):
+                    return True, outcome.trained
+                self._runners.pop(trial.trial_id, None)
+                await self._discard(runner, lease)
                 return False, None
             # Still going: queue again behind its next call (briefly yield first, so an
             # idle runner awaiting the controller's next command is not polled hot).
