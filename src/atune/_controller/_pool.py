@@ -165,12 +165,13 @@ class RunnerPool:
         launching = self._launching.get(after)
         if launching is not None:
             await launching.wait()  # its runner is being started or reset right now
+        entry = self._runners.get(after)
+        if entry is None:  # the trial let go of its runner already: take the usual way
+            return False, None
+        runner, lease = entry
+        me = trial.trial_id
+        self._runners[me] = entry  # held tentatively, so a later launch can queue behind
         while True:
-            entry = self._runners.get(after)
-            if entry is None:  # the trial let go of its runner: take the usual way
-                return False, None
-            runner, lease = entry
-            self._runners[trial.trial_id] = entry
             try:
                 outcome: LaunchOutcome | None = await runner.reset(
                     trial.config, info, checkpoint, budget, only_if_finished=True
@@ -179,28 +180,33 @@ class RunnerPool:
                 outcome = None
             if outcome is not None and not (outcome.busy or outcome.declined or outcome.error):
                 return True, outcome.trained
-            del self._runners[trial.trial_id]
+            others_hold = self._held(entry, besides=me)
             if outcome is None or not outcome.busy:  # the runner is dead or broken
-                if not self._held(entry):
+                del self._runners[me]
+                if not others_hold:
                     await self._discard(runner, lease)
                 return False, None
-            if not self._held(entry):
+            if not others_hold:
                 # The trial it waited for was let go of while still suspended (stopped at a
                 # report, e.g. ``done``): resetting the runner is safe now.
-                outcome = await self._launch(
-                    trial.trial_id, entry, True, trial.config, info, checkpoint, budget
-                )
+                try:
+                    outcome = await self._launch(
+                        me, entry, True, trial.config, info, checkpoint, budget
+                    )
+                except WorkerDiedError:  # it was killed (its trial failed): go the usual way
+                    return False, None
                 if not (outcome.declined or outcome.error):
                     return True, outcome.trained
-                self._runners.pop(trial.trial_id, None)
+                self._runners.pop(me, None)
                 await self._discard(runner, lease)
                 return False, None
             # Still going: queue again behind its next call (briefly yield first, so an
             # idle runner awaiting the controller's next command is not polled hot).
             await anyio.sleep(_REQUEUE_DELAY_S)
 
-    def _held(self, entry: tuple[Runner, Lease]) -> bool:
-        return any(other is entry for other in self._runners.values())
+    def _held(self, entry: tuple[Runner, Lease], besides: str | None = None) -> bool:
+        """Whether a trial (other than ``besides``) holds the runner of ``entry``."""
+        return any(other is entry for tid, other in self._runners.items() if tid != besides)
 
     async def _launch(
         self,
