@@ -1,14 +1,15 @@
-"""``TrainableHost``: the async face of one trainable instance, shared by every backend.
+"""``TrainableHost``: one trainable instance behind a runner, shared by every backend.
 
 A host owns one ``Trainable`` (a class trainable, or a function wrapped by
-``wrap_function``) and runs all of its user code in one dedicated worker thread, so that
-libraries that care about thread identity see a single thread, and so that the event loop
-that awaits the host (a Ray actor's, or the caller's with the local backend) never blocks.
+``wrap_function``). Its ``*_sync`` methods run user code in the calling thread: the Ray
+actor calls them from its one default thread. Its ``async`` methods run the same code in
+a dedicated daemon thread of the host, so that an event loop awaiting them (the caller's,
+with the local backend) never blocks. Either way all user code of a trainable runs in one
+thread, which libraries that care about thread identity expect.
 
 Its methods never raise for user errors: failures come back as :class:`ErrorInfo` inside
 the outcome, together with any results produced before the failure, so nothing reported
-is lost. The Ray backend wraps a host in an actor; the local backend calls it directly;
-one conformance suite tests both.
+is lost. One conformance suite tests both backends.
 
 Batching: :meth:`train` may run several iterations in one call (``TrainBudget``), which
 saves a round trip per result when no driver-side decision needs each result. The batch
