@@ -11,6 +11,13 @@ reset is declined (``reset_config`` returns False) or raises, the runner is disc
 a fresh one is started, so the trial still runs (Ray Tune fails the trial instead).
 Cached runners with other requests are stopped before a launch waits for resources, so
 the cache never starves a launch.
+
+Pipelining: a launch may be queued on the runner of a trial that is still running
+(``acquire(after=...)``). It holds that runner tentatively (several trials may then map to
+one runner; a runner is let go of only when no trial holds it any more) and takes it the
+moment the running trial's function has returned; if that trial is still going it is
+queued again; if the runner dies or its trial is let go of while suspended, the launch
+falls back to the paths above.
 """
 
 from __future__ import annotations
