@@ -9,9 +9,8 @@ Every error atune raises on purpose is one of these::
     │   └── InfeasibleResourcesError   can never fit the cluster; names request and capacity
     ├── TrialError                  a trial failed; carries the remote type, message, traceback
     │   └── WorkerDiedError         the process hosting the trial died (exit code or signal)
-    ├── StorageError                the experiment directory cannot be read or written
-    │   └── JournalCorruptError     the event journal is damaged beyond its torn last line
-    └── ExperimentCancelled         ``fit()`` was cancelled; the experiment can be restored
+    └── StorageError                the experiment directory cannot be read or written
+        └── JournalCorruptError     the event journal is damaged beyond its torn last line
 
 ``ConfigError`` derives from :class:`ValueError` so that Ray Tune programs that catch
 ``ValueError`` around ``Tuner(...)`` keep working after the port.
@@ -29,7 +28,6 @@ from typing import Any
 
 __all__ = [
     "ConfigError",
-    "ExperimentCancelled",
     "InfeasibleResourcesError",
     "JournalCorruptError",
     "ResourceError",
@@ -129,14 +127,3 @@ class JournalCorruptError(StorageError):
         super().__init__(message)
         self.path = path
         self.line = line
-
-
-class ExperimentCancelled(TuneError):
-    """``fit()`` was cancelled; every trial was stopped and the journal flushed.
-
-    ``.experiment_path`` is the directory to pass to ``Tuner.restore``.
-    """
-
-    def __init__(self, message: str, *, experiment_path: str) -> None:
-        super().__init__(message)
-        self.experiment_path = experiment_path

@@ -178,6 +178,7 @@ class ControllerCore:
         self.scheduler = scheduler or FIFOScheduler()
         self.stopper = stopper
         self.trials: dict[str, Trial] = {}
+        self._trial_list: list[Trial] = []
         self.search_finished = False
         self.finished = False
         self.fatal_error: ErrorInfo | None = None
@@ -197,8 +198,12 @@ class ControllerCore:
 
     # ------------------------------------------------------------------ public API
     def get_trials(self) -> list[Trial]:
-        """All trials, in creation order (for schedulers and callbacks)."""
-        return list(self.trials.values())
+        """All trials, in creation order (for schedulers and callbacks; do not modify).
+
+        The same list every time, kept as trials are created, so that handing it to
+        callbacks on every event costs nothing.
+        """
+        return self._trial_list
 
     def replay(
         self,
@@ -283,6 +288,7 @@ class ControllerCore:
                 index=len(self.trials),
             )
             self.trials[trial.trial_id] = trial
+            self._trial_list.append(trial)
             return
         if isinstance(event, (ExperimentStarted, ExperimentFinished, SearcherStateSaved)):
             return

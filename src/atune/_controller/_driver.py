@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,6 @@ class Driver:
         *,
         experiment_name: str,
         callbacks: Sequence[Callback] = (),
-        on_event: Callable[[Event], None] | None = None,
         time_budget_s: float | None = None,
         resumed: bool = False,
         signing_key: bytes = b"",
@@ -95,7 +94,6 @@ class Driver:
         self.writer = writer
         self.experiment_name = experiment_name
         self.callbacks = list(callbacks)
-        self.on_event = on_event
         self.time_budget_s = time_budget_s
         self.resumed = resumed
         self.signing_key = signing_key
@@ -221,8 +219,6 @@ class Driver:
             self.writer.params(Path(trial.path), trial.config)
         if isinstance(event, (TrialCompleted, TrialErrored)) and trial and trial.is_finished:
             self.writer.close_trial(Path(trial.path))
-        if self.on_event is not None:
-            self.on_event(event)
         for callback in self.callbacks:
             try:
                 _notify(callback, event, self._iteration, trials, trial)
