@@ -7,9 +7,9 @@ application without blocking it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from atune._lazy import lazy_attributes
 from atune._version import __version__
 
 # Public names are imported on first use: a Ray worker that only needs the trainable
@@ -84,19 +84,6 @@ if TYPE_CHECKING:
     from atune.tuner import Tuner
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'atune' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
 __all__ = [
     "Callback",
     "Checkpoint",
@@ -132,3 +119,5 @@ __all__ = [
     "with_parameters",
     "with_resources",
 ]
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import structlog
 
 from atune._controller._core import ControllerCore, CorePolicy, rank_checkpoints
 from atune._controller._driver import Driver
 from atune._controller._pool import RunnerPool
+from atune._log import get_logger
 from atune._progress import ProgressReporter
 from atune._signing import load_or_create_key
 from atune._spec import spec_for, write_spec
@@ -47,7 +47,7 @@ __all__ = [
     "trainable_name",
 ]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 # One allocator per event loop and backend kind, shared by every experiment on that loop,
 # so two concurrent ``await tuner.fit()`` never oversubscribe the cluster.

@@ -58,7 +58,7 @@ def flatten_dict(
                 value=key,
             )
         path = key if prefix is None else f"{prefix}{delimiter}{key}"
-        if isinstance(value, Mapping):
+        if _is_mapping(value):
             for sub_key, sub_value in value.items():
                 walk(str(path), sub_value, sub_key)
         elif flatten_list and isinstance(value, list):
@@ -68,8 +68,18 @@ def flatten_dict(
             out[path] = value
 
     for key, value in d.items():
-        walk(None, value, key)
+        if prevent_delimiter or flatten_list or _is_mapping(value):
+            walk(None, value, key)
+        else:  # a top-level leaf: the common case of a result's metrics
+            out[key] = value
     return out
+
+
+def _is_mapping(value: Any) -> bool:
+    # Numbers and strings first: the ABC check is slow, and metrics are mostly numbers.
+    if isinstance(value, (int, float, str)):
+        return False
+    return isinstance(value, Mapping)
 
 
 def unflatten_dict(d: Mapping[str, Any], delimiter: str = "/") -> dict[str, Any]:

@@ -27,9 +27,8 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, cast
 
-import structlog
-
 from atune._flatten import flatten_dict
+from atune._log import get_logger
 from atune.errors import ConfigError
 
 __all__ = [
@@ -46,7 +45,7 @@ __all__ = [
     "make_stopper",
 ]
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 
 def _is_number(value: object) -> bool:
@@ -478,7 +477,10 @@ class DictStopper(Stopper):
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         """Return True if any criterion is met by the (flattened) result."""
-        flat = flatten_dict(result)
+        # Usually every criterion is a top-level metric: then there is nothing to flatten.
+        flat = {key: result[key] for key in self._criteria if _is_leaf(result, key)}
+        if len(flat) < len(self._criteria):
+            flat = flatten_dict(result)
         for key in self._criteria:
             if key not in flat and key not in self._warned:
                 self._warned.add(key)
@@ -494,6 +496,10 @@ class DictStopper(Stopper):
     def stop_all(self) -> bool:
         """Return False: criteria stop single trials."""
         return False
+
+
+def _is_leaf(result: Mapping[str, Any], key: str) -> bool:
+    return key in result and not isinstance(result[key], Mapping)
 
 
 def make_stopper(

@@ -26,9 +26,9 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from atune._fit import run_experiment, trainable_name
+from atune._log import get_logger
+from atune._switching import short_switch_interval
 from atune.callback import Callback
 from atune.config import RunConfig, TuneConfig
 from atune.errors import ConfigError
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Tuner"]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 
 class Tuner:
@@ -237,13 +237,14 @@ class Tuner:
         return _FitCall(self._fit)
 
     async def _fit(self) -> ResultGrid:
-        self._results = await run_experiment(
-            self._trainable_cls,
-            self._param_space,
-            self._tune_config,
-            self._run_config,
-            restore=self._restore,
-        )
+        with short_switch_interval():
+            self._results = await run_experiment(
+                self._trainable_cls,
+                self._param_space,
+                self._tune_config,
+                self._run_config,
+                restore=self._restore,
+            )
         return self._results
 
     def get_results(self) -> ResultGrid:

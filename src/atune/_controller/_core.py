@@ -179,6 +179,9 @@ class ControllerCore:
         self.stopper = stopper
         self.trials: dict[str, Trial] = {}
         self._trial_list: list[Trial] = []
+        # The trials not known to be finished, in creation order: scans per message stay
+        # proportional to the live trials, not to every trial of the experiment.
+        self._open: dict[str, Trial] = {}
         self.search_finished = False
         self.finished = False
         self.fatal_error: ErrorInfo | None = None
@@ -241,6 +244,7 @@ class ControllerCore:
                 trial.status = PENDING
                 target = self._to_resume if resume_unfinished else self._to_skip
                 target.append(trial.trial_id)
+        self._open = {t.trial_id: t for t in self.trials.values() if not t.is_finished}
 
     def handle(self, message: Message) -> tuple[list[Event], list[Command]]:
         """Process one message; return the events it produced and the commands to run."""
@@ -289,6 +293,7 @@ class ControllerCore:
             )
             self.trials[trial.trial_id] = trial
             self._trial_list.append(trial)
+            self._open[trial.trial_id] = trial
             return
         if isinstance(event, (ExperimentStarted, ExperimentFinished, SearcherStateSaved)):
             return
@@ -329,11 +334,18 @@ class ControllerCore:
         elif isinstance(event, ActorFreed):
             trial.runner_alive = False
 
+    def _unfinished(self) -> list[Trial]:
+        """The trials not finished, in creation order (finished ones are dropped here)."""
+        finished = [trial_id for trial_id, t in self._open.items() if t.is_finished]
+        for trial_id in finished:
+            del self._open[trial_id]
+        return list(self._open.values())
+
     # --------------------------------------------------------------------- handlers
     def _fill(self, ts: float) -> None:
         """Create trials while there is room and the search has more."""
         while not self.search_finished:
-            live = sum(1 for t in self.trials.values() if not t.is_finished and not t.queued_on)
+            live = sum(1 for t in self._unfinished() if not t.queued_on)
             host: Trial | None = None
             if live >= self.policy.max_live_trials:
                 host = self._pipeline_host()
@@ -389,10 +401,9 @@ class ControllerCore:
             return None
         if not self._pipeline_pays:
             return None
-        for trial in self.trials.values():
+        for trial in self._unfinished():
             if (
                 trial.busy
-                and not trial.is_finished
                 and trial.stop_reason is None
                 and trial.successor is None
                 and trial.queued_on is None
@@ -645,8 +656,8 @@ class ControllerCore:
     def _stop_all(self, ts: float, reason: Any) -> None:
         """End every live trial: idle ones now, busy ones when their call returns."""
         self.search_finished = True
-        for trial in self.trials.values():
-            if trial.is_finished:
+        for trial in self._unfinished():
+            if trial.is_finished:  # completed by an earlier iteration's side effects
                 continue
             if trial.stop_reason is None:
                 trial.stop_reason = reason

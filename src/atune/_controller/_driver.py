@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
@@ -43,6 +42,7 @@ from atune._controller._core import (
     TrainReturned,
 )
 from atune._controller._pool import RunnerPool, StartFailed
+from atune._log import get_logger
 from atune._trial import Trial
 from atune.callback import Callback
 from atune.errors import InfeasibleResourcesError, TuneError, WorkerDiedError
@@ -67,7 +67,7 @@ from atune.trainable._session import TrialInfo
 
 __all__ = ["Driver"]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 _FLUSH_INTERVAL_S = 0.5
 _SHUTDOWN_DEADLINE_S = 10.0
 _TIME_BUDGET_GRACE_S = 2.0

@@ -25,8 +25,8 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
-import structlog
 
+from atune._log import get_logger
 from atune._trial import Trial
 from atune.errors import WorkerDiedError
 from atune.execution._allocator import Lease, ResourceScope
@@ -36,7 +36,7 @@ from atune.trainable._session import TrialInfo
 
 __all__ = ["RunnerPool", "StartFailed"]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 _REQUEUE_DELAY_S = 0.005
 
 

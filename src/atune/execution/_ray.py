@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import anyio
-import structlog
 
+from atune._log import get_logger
 from atune.errors import WorkerDiedError
 from atune.execution import _exit_record as exit_record
 from atune.execution._backend import Backend, Runner
@@ -40,7 +40,7 @@ from atune.trainable._trainable import Trainable
 
 __all__ = ["RayBackend", "ensure_ray"]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 _T = TypeVar("_T")
 
 

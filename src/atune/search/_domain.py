@@ -26,8 +26,8 @@ from typing import Any, TypeAlias, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import structlog
 
+from atune._log import get_logger
 from atune.errors import ConfigError, SearchSpaceError
 
 __all__ = [
@@ -53,7 +53,7 @@ __all__ = [
     "warn_base",
 ]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 RandomState: TypeAlias = int | np.random.Generator | np.random.RandomState | None
 """What ``random_state`` arguments accept: a seed, a numpy generator, or None (global)."""

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import numpy as np
-import structlog
 
+from atune._log import get_logger
 from atune.errors import ConfigError, SearchSpaceError
 from atune.search.sample import Categorical, Domain
 
@@ -51,7 +51,7 @@ __all__ = [
     "validate_param_space",
 ]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 Path: TypeAlias = tuple[Any, ...]
 """A location in a config: dict keys and list indices from the root."""

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
-import structlog
 
+from atune._log import get_logger
 from atune.errors import JournalCorruptError, StorageError
 from atune.events import Event, decode_event
 
 __all__ = ["JournalContents", "read_journal", "repair_journal"]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 
 @dataclass(frozen=True)

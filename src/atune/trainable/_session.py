@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import structlog
+from atune._log import get_logger
 
 if TYPE_CHECKING:
     from atune.execution.placement_groups import PlacementGroupFactory
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TrialInfo", "TuneContext", "get_checkpoint", "get_context", "report"]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
+from atune._log import get_logger
 
 __all__ = ["GPUInfo", "list_gpus", "wait_for_gpu"]
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 _INSTALL_HINT = (
     "wait_for_gpu needs GPUtil or nvidia-ml-py to read GPU memory; install one of them: "
