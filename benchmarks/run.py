@@ -45,6 +45,7 @@ TIMEOUT_S = {("many_trials_default", "raytune"): 900.0, ("bookkeeping", "raytune
 
 # Workload -> (primary metric, True when higher is better).
 PRIMARY: dict[str, tuple[str, bool]] = {
+    "actor_start": ("start_s", False),
     "result_throughput": ("results_per_s", True),
     "loop_lag": ("p99_ms", False),
 }
@@ -54,6 +55,7 @@ TARGETS: dict[str, str] = {
     "many_trials_reuse": "ratio >= 5",
     "many_trials_default": "ratio >= 100",
     "result_throughput": "ratio >= 10",
+    "actor_start": "none: Ray alone, same code both sides",
     "class_reuse": "atune overhead_pct <= 10",
     "checkpoint_heavy": "ratio >= 2",
     "loop_lag": "atune p99_ms < 5",
@@ -217,6 +219,16 @@ def print_table(summary: dict[str, Any]) -> None:
             print(
                 f"{workload:<20} {e['metric']:<14} {fw:<8} {s['n']:>2} {_fmt(s.get('median')):>9}"
                 f" {_fmt(s.get('min')):>9} {_fmt(s.get('max')):>9}  {ratio}"
+            )
+    for fw in FRAMEWORKS:
+        derived = summary.get("class_reuse", {}).get(fw, {}).get("medians", {})
+        start = summary.get("actor_start", {}).get(fw, {}).get("median")
+        if derived and start:
+            floor = derived["floor_s"] + start
+            over = 100 * (derived["fit_s"] - floor) / floor
+            print(
+                f"class_reuse {fw}: {over:.1f} % over setup + Ray's first actor start "
+                f"({derived['floor_s']:.3g} + {start:.3g} s)"
             )
     print("\nmedians of every metric:")
     for workload, e in summary.items():

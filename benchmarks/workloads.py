@@ -174,6 +174,28 @@ def result_throughput(p: dict[str, Any], storage: str) -> Metrics:
     }
 
 
+def actor_start(p: dict[str, Any], storage: str) -> Metrics:
+    """Ray alone: a fresh driver's first actor, created and answering one call.
+
+    The code is the same under both labels and uses neither framework; the driver has only
+    imported the framework under test, as every workload's driver has. This is what starting
+    ``class_reuse``'s one actor costs the engine, which that workload's floor leaves out. A
+    fresh driver's first actor builds Ray's serialization context in the driver and in the
+    worker, which imports pyarrow and pydantic when they are installed; ``from ray import
+    tune`` has already imported both in the driver, ``import atune`` has not.
+    """
+    import ray
+    from _bare_actor import Bare
+
+    remote_cls = ray.remote(num_cpus=1)(Bare)
+    start = time.perf_counter()
+    actor = remote_cls.remote()
+    ray.get(actor.ping.remote())
+    start_s = time.perf_counter() - start
+    ray.kill(actor)
+    return {"fit_s": start_s, "start_s": start_s}
+
+
 def class_reuse(p: dict[str, Any], storage: str) -> Metrics:
     """Sequential class trials with a slow setup and actor reuse; overhead over the floor."""
     tuner = _tuner(
@@ -305,6 +327,7 @@ def bookkeeping(p: dict[str, Any], storage: str) -> Metrics:
 
 
 WORKLOADS: dict[str, Callable[[dict[str, Any], str], Metrics]] = {
+    "actor_start": actor_start,
     "result_throughput": result_throughput,
     "class_reuse": class_reuse,
     "checkpoint_heavy": checkpoint_heavy,
@@ -316,6 +339,7 @@ WORKLOADS: dict[str, Callable[[dict[str, Any], str], Metrics]] = {
 """Workload name -> function, in the order the runner runs them (the slow ones last)."""
 
 FULL: dict[str, dict[str, Any]] = {
+    "actor_start": {},
     "result_throughput": {"trials": 2, "reports": 5000},
     "class_reuse": {"trials": 20, "steps": 10, "setup_s": 1.0},
     "checkpoint_heavy": {"trials": 4, "iters": 20, "mb": 10},
@@ -327,6 +351,7 @@ FULL: dict[str, dict[str, Any]] = {
 """The sizes of issue 5."""
 
 QUICK: dict[str, dict[str, Any]] = {
+    "actor_start": {},
     "result_throughput": {"trials": 2, "reports": 500},
     "class_reuse": {"trials": 4, "steps": 10, "setup_s": 1.0},
     "checkpoint_heavy": {"trials": 2, "iters": 4, "mb": 10},
