@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -182,6 +183,7 @@ class ControllerCore:
         # The trials not known to be finished, in creation order: scans per message stay
         # proportional to the live trials, not to every trial of the experiment.
         self._open: dict[str, Trial] = {}
+        self._shared_resources: dict[tuple[str, str], PlacementGroupFactory] = {}
         self.search_finished = False
         self.finished = False
         self.fatal_error: ErrorInfo | None = None
@@ -287,7 +289,7 @@ class ControllerCore:
                 dirname=event.dirname,
                 config=event.config,
                 experiment_tag=event.experiment_tag,
-                resources=PlacementGroupFactory(event.resources, strategy=event.strategy),
+                resources=self._resources_of(event),
                 experiment_path=self.policy.experiment_path,
                 index=len(self.trials),
             )
@@ -320,7 +322,7 @@ class ControllerCore:
             trial.status = TERMINATED
             trial.end_reason = event.reason
             if trial.last_result:
-                trial.last_result = {**trial.last_result, "done": True}
+                trial.last_result = _final_result(trial)
         elif isinstance(event, TrialErrored):
             trial.num_failures += 1
             if event.will_retry:
@@ -333,6 +335,15 @@ class ControllerCore:
                 )
         elif isinstance(event, ActorFreed):
             trial.runner_alive = False
+
+    def _resources_of(self, event: TrialCreated) -> PlacementGroupFactory:
+        """The trial's request: one shared object per distinct request (they are immutable)."""
+        key = (repr(event.resources), event.strategy)
+        resources = self._shared_resources.get(key)
+        if resources is None:
+            resources = PlacementGroupFactory(event.resources, strategy=event.strategy)
+            self._shared_resources[key] = resources
+        return resources
 
     def _unfinished(self) -> list[Trial]:
         """The trials not finished, in creation order (finished ones are dropped here)."""
@@ -675,6 +686,23 @@ class ControllerCore:
         errors = sum(1 for t in self.trials.values() if t.status == ERROR)
         self._emit(ExperimentFinished(ts=ts, num_trials=len(self.trials), num_errors=errors))
         self._commands.append(Finish())
+
+
+def _final_result(trial: Trial) -> dict[str, Any]:
+    """The trial's last result marked ``done``, compacted for the rest of the run.
+
+    Every finished trial keeps its last result for the result grid, so it is kept small:
+    its keys are interned (every trial reports the same names) and a ``config`` equal to
+    the trial's own is that same object.
+    """
+    result = {
+        (sys.intern(key) if type(key) is str else key): value
+        for key, value in trial.last_result.items()
+    }
+    result["done"] = True
+    if result.get("config") == trial.config:
+        result["config"] = trial.config
+    return result
 
 
 def rank_checkpoints(
