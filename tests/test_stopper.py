@@ -329,3 +329,12 @@ def test_builtin_stoppers_pickle() -> None:
 
 def _module_level_fn(trial_id: str, result: dict[str, Any]) -> bool:
     return False
+
+
+def test_dict_stopper_reads_nested_and_top_level_criteria_alike() -> None:
+    stopper = DictStopper({"info/it": 3, "acc": 0.9})
+    assert not stopper("t", {"info": {"it": 2}, "acc": 0.5})
+    assert stopper("t", {"info": {"it": 3}, "acc": 0.5})
+    assert stopper("t", {"info": {"it": 0}, "acc": 0.95})
+    # A top-level key holding a dict is not a value to compare: its leaves are.
+    assert not DictStopper({"acc": 1})("t", {"acc": {"top1": 5}, "x": 1})

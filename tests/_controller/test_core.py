@@ -7,6 +7,7 @@ carries the time stamp of the message that caused it.
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -339,6 +340,29 @@ def test_returning_function_completes_the_trial(run: Run) -> None:
     ]
     assert commands == [Release(trial_id=trial_id)]
     assert run.core.trials[trial_id].last_result == {**res(1), "done": True}
+
+
+def test_a_finished_trial_keeps_a_compact_last_result(run: Run) -> None:
+    run.start()
+    (trial_id,) = run.trial_ids
+    trial = run.core.trials[trial_id]
+    run.started(trial_id)
+    reported = res(1, config=dict(trial.config))
+    reported["".join(["sc", "ore"])] = 0.5  # a key built at run time is not interned
+    run.returned(trial_id, reported)
+    run.returned(trial_id, returned=True)
+    final = trial.last_result
+    assert final == {**reported, "done": True}
+    assert final["config"] is trial.config  # equal, so the trial's own object
+    key = next(k for k in final if k == "score")
+    assert key is sys.intern("score")  # names shared by every trial's result
+
+
+def test_trials_with_equal_requests_share_one_resources_object(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, num_samples=3, max_live_trials=3))
+    run.start()
+    first, second, third = (run.core.trials[t].resources for t in run.trial_ids)
+    assert first is second is third
 
 
 # -------------------------------------------------------------------------- stoppers

@@ -1,0 +1,58 @@
+"""A Ray worker imports only what hosting a trial needs; lazy names and loggers still work."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from structlog.testing import capture_logs
+
+import atune
+import atune.execution
+from atune._log import get_logger
+
+# Modules a worker hosting a trial must not import: they cost tens of milliseconds on every
+# new actor (structlog imports rich) and serve only the driver.
+DRIVER_ONLY = ("structlog", "rich", "pandas", "atune.execution._allocator", "atune.search")
+
+
+def test_the_worker_entry_point_imports_no_driver_only_module() -> None:
+    code = (
+        "import json, sys\n"
+        "import atune.execution._ray\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({DRIVER_ONLY!r}))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(out.stdout.splitlines()[-1]) == []
+
+
+def test_lazy_package_names_resolve_to_their_objects() -> None:
+    from atune.execution._allocator import Allocator
+    from atune.execution.placement_groups import PlacementGroupFactory
+
+    assert atune.execution.Allocator is Allocator
+    assert atune.execution.PlacementGroupFactory is PlacementGroupFactory
+    assert atune.PlacementGroupFactory is PlacementGroupFactory
+    assert "Allocator" in dir(atune.execution)
+
+
+def test_an_unknown_name_is_an_attribute_error_naming_it() -> None:
+    with pytest.raises(AttributeError, match=r"'atune.execution' has no attribute 'Nope'"):
+        atune.execution.Nope  # noqa: B018
+    with pytest.raises(AttributeError, match=r"'atune' has no attribute 'nope'"):
+        atune.nope  # noqa: B018
+
+
+def test_a_lazy_logger_logs_through_structlog() -> None:
+    log = get_logger("atune.test")
+    with capture_logs() as logs:
+        log.warning("something happened", trial_id="t1")
+        log.bind(trial_id="t2").info("bound")
+    assert [(e["event"], e["trial_id"], e["log_level"]) for e in logs] == [
+        ("something happened", "t1", "warning"),
+        ("bound", "t2", "info"),
+    ]
