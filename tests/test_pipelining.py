@@ -67,3 +67,49 @@ def test_pipelined_runners_go_from_trial_to_trial(storage: str, backend: str) ->
     assert results.num_errors == 0 and len(results) == 24
     started = [e for e in events.events if isinstance(e, TrialStarted)]
     assert sum(not e.reused for e in started) <= 2  # one runner per slot, reused throughout
+
+
+class _Stepper(tune.Trainable):
+    """Reports its own config's ``x`` every step; counts steps since the last reset."""
+
+    def setup(self, config: dict[str, Any]) -> None:
+        self.steps = 0
+
+    def step(self) -> dict[str, Any]:
+        self.steps += 1
+        return {"x": self.config["x"], "steps": self.steps, "pid": os.getpid()}
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        self.steps = 0
+        return True
+
+
+@pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+def test_class_trials_stopped_by_a_dict_stopper_are_pipelined_correctly(
+    storage: str, backend: str
+) -> None:
+    events = _Events()
+    results = tune.Tuner(
+        _Stepper,
+        param_space={"x": tune.grid_search(list(range(12)))},
+        tune_config=tune.TuneConfig(
+            backend=backend,  # type: ignore[arg-type]
+            max_concurrent_trials=2,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            storage_path=storage,
+            callbacks=[events],
+            stop={"training_iteration": 3},
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+        ),
+    ).fit()
+    assert results.num_errors == 0 and len(results) == 12
+    for result in results:
+        rows = result.metrics_dataframe
+        assert rows is not None
+        assert set(rows["x"]) == {result.config["x"]}  # only its own results
+        assert list(rows["steps"]) == [1, 2, 3]  # reset, then exactly three steps
+        assert list(rows["training_iteration"]) == [1, 2, 3]
+    started = [e for e in events.events if isinstance(e, TrialStarted)]
+    assert sum(not e.reused for e in started) <= 2  # one runner per slot, reused throughout

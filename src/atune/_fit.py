@@ -239,9 +239,9 @@ async def run_experiment(
         fail_fast=run_config.failure_config.fail_fast,
         checkpoint_frequency=checkpoint_config.checkpoint_frequency,
         checkpoint_at_end=bool(checkpoint_at_end),
-        # Queue the next trial on a running function's runner (no round trip between
+        # Queue the next trial on a running trial's runner (no round trip between
         # trials); needs reuse, and one resource request for every trial.
-        pipeline=bool(reuse) and is_function and _static_resources(trainable_cls),
+        pipeline=bool(reuse) and _static_resources(trainable_cls),
         num_to_keep=checkpoint_config.num_to_keep,
         checkpoint_score_attribute=checkpoint_config.checkpoint_score_attribute,
         checkpoint_score_order=checkpoint_config.checkpoint_score_order,

@@ -939,7 +939,9 @@ def test_pipelining_queues_one_trial_behind_each_running_trial(tmp_path: Path) -
     assert run.core.trials[second].queued_on is None
 
 
-def test_no_pipelining_with_a_stopper_or_without_the_policy(tmp_path: Path) -> None:
+def test_no_pipelining_without_the_policy_with_a_function_stopper_or_a_final_save(
+    tmp_path: Path,
+) -> None:
     for core in (
         make_core(tmp_path, num_samples=4, max_live_trials=1, pipeline=False),
         make_core(
@@ -947,11 +949,56 @@ def test_no_pipelining_with_a_stopper_or_without_the_policy(tmp_path: Path) -> N
             num_samples=4,
             max_live_trials=1,
             pipeline=True,
-            stopper=DictStopper({"training_iteration": 2}),
+            stopper=FunctionStopper(lambda trial_id, result: False),
+        ),
+        make_core(
+            tmp_path,
+            num_samples=4,
+            max_live_trials=1,
+            pipeline=True,
+            is_function=False,
+            checkpoint_at_end=True,
         ),
     ):
         _, commands = Run(core).start()
         assert [c.after for c in of(commands, Launch)] == [None]
+
+
+def test_a_dict_stopper_keeps_pipelining_on(tmp_path: Path) -> None:
+    # The runner evaluates the same criteria, so it lets the queued launch in.
+    stopper = DictStopper({"training_iteration": 2})
+    core = make_core(
+        tmp_path,
+        num_samples=4,
+        max_live_trials=1,
+        pipeline=True,
+        is_function=False,
+        stopper=stopper,
+    )
+    run = Run(core)
+    _, commands = run.start()
+    first, second = run.trial_ids
+    assert [(c.trial_id, c.after) for c in of(commands, Launch)] == [(first, None), (second, first)]
+    run.started(first)
+    events, commands = run.returned(first, res(1), res(2))
+    assert [e.reason for e in of(events, TrialCompleted)] == ["stopper"]
+    third = of(events, TrialCreated)[0].trial_id
+    assert [(c.trial_id, c.after) for c in of(commands, Launch)] == [(third, second)]
+
+
+def test_a_scheduler_stop_switches_pipelining_off(tmp_path: Path) -> None:
+    scheduler = RecordingScheduler(stop_at=1)
+    scheduler.supports_buffered_results = True  # batches, but stops trials the runner cannot see
+    run = Run(
+        make_core(tmp_path, num_samples=4, max_live_trials=1, pipeline=True, scheduler=scheduler)
+    )
+    run.start()
+    first, _second = run.trial_ids
+    run.started(first)
+    events, commands = run.returned(first, res(1))
+    assert [e.reason for e in of(events, TrialCompleted)] == ["scheduler"]
+    # The queued trial takes over the slot; no further trial is queued behind it.
+    assert not of(commands, Launch) and len(run.trial_ids) == 2
 
 
 def test_a_failing_host_hands_its_queued_trial_on(tmp_path: Path) -> None:

@@ -188,8 +188,9 @@ class ControllerCore:
         self.finished = False
         self.fatal_error: ErrorInfo | None = None
         self._counter = 0
-        # Pipelining pays only while trials end by returning; one that ends at a report
-        # (``done``, a scheduler) leaves a queued launch waiting, so it is switched off.
+        # Pipelining pays only while trials end where their runner sees it too (see
+        # ``_ENDS_SEEN_BY_THE_RUNNER``); any other end (a scheduler's stop) leaves a queued
+        # launch waiting, so it is switched off.
         self._pipeline_pays = True
         self._to_resume: list[str] = []
         self._to_skip: list[str] = []
@@ -403,12 +404,13 @@ class ControllerCore:
     def _pipeline_host(self) -> Trial | None:
         """A running trial whose runner may take the next trial right after it (or None).
 
-        Pipelining applies to reused function runners with batched results (see
+        Pipelining applies to reused runners with batched results (see
         ``CorePolicy.pipeline``): a trial is queued behind each running one, at most one.
+        The runner lets the queued launch in once the running trial has ended there: its
+        function returned, or a result ended it (``done``, a dict stopper's criterion).
         """
-        # With a stopper, trials end at a report rather than by returning, and a queued
-        # launch could not take their runner: no pipelining then.
-        if not (self.policy.pipeline and self._batching and self.stopper is None):
+        # A checkpoint taken at a trial's end would find the runner switched already.
+        if not (self.policy.pipeline and self._batching) or self.policy.checkpoint_at_end:
             return None
         if not self._pipeline_pays:
             return None
@@ -606,7 +608,7 @@ class ControllerCore:
         trial.queued_on = None
 
     def _complete(self, ts: float, trial: Trial, reason: Any) -> None:
-        if reason != "returned":
+        if reason not in _ENDS_SEEN_BY_THE_RUNNER:
             self._pipeline_pays = False
         self._hand_over(trial)
         self._emit(TrialCompleted(ts=ts, trial_id=trial.trial_id, reason=reason))
@@ -686,6 +688,14 @@ class ControllerCore:
         errors = sum(1 for t in self.trials.values() if t.status == ERROR)
         self._emit(ExperimentFinished(ts=ts, num_trials=len(self.trials), num_errors=errors))
         self._commands.append(Finish())
+
+
+_ENDS_SEEN_BY_THE_RUNNER = frozenset({"returned", "done", "stopper"})
+"""Reasons a trial ends that its runner saw itself, so a launch queued on it goes ahead.
+
+The runner evaluates ``done`` and the dict stopper's criteria on every result (see
+``TrainBudget``); only a ``stopper`` that is a ``DictStopper`` allows pipelining at all.
+"""
 
 
 def _final_result(trial: Trial) -> dict[str, Any]:

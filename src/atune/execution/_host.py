@@ -210,6 +210,10 @@ class TrainableHost:
         self._thread = _UserThread()
         self._batch: list[dict[str, Any]] = []
         self._trainable: Trainable | None = None
+        # The current trial ended here: its function returned, or its last batch ended on
+        # a result that ends it for the driver too (``done``, a stop criterion) and that
+        # asks for no checkpoint. Only then may a queued launch take the instance.
+        self._ended = False
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.wrap_future(self._thread.submit(fn, *args))
@@ -259,8 +263,9 @@ class TrainableHost:
     ) -> LaunchOutcome:
         """:meth:`start` (``reuse=False``) or :meth:`reset`, in the calling thread."""
         self._batch = []  # drain() reports only the results of the call in progress
-        if only_if_finished and not (self._trainable is not None and self._trainable.finished):
+        if only_if_finished and not self._current_ended():
             return LaunchOutcome(busy=True)
+        self._ended = False
         try:
             if self._on_launch is not None:
                 self._on_launch(info)
@@ -278,6 +283,10 @@ class TrainableHost:
         except BaseException as exc:
             return LaunchOutcome(error=ErrorInfo.from_exception(exc))
         return LaunchOutcome(trained=None if budget is None else self.train_sync(budget))
+
+    def _current_ended(self) -> bool:
+        trainable = self._trainable
+        return trainable is not None and (trainable.finished or self._ended)
 
     async def stop(self) -> ErrorInfo | None:
         """Stop the trainable (``cleanup``) and its worker thread."""
@@ -332,6 +341,7 @@ class TrainableHost:
         results: list[dict[str, Any]] = []
         self._batch = results  # visible to drain() while this call runs
         deadline = time.monotonic() + budget.max_seconds
+        self._ended = False
         criteria = budget.stop_criteria
         freq = budget.checkpoint_frequency
         while True:
@@ -346,14 +356,14 @@ class TrainableHost:
                 stop = bool(criteria) and dict_criteria_met(criteria, flatten_dict(result))  # type: ignore[arg-type]
             except TypeError as exc:  # a reported value the criterion cannot compare with
                 return TrainOutcome(results=results, error=ErrorInfo.from_exception(exc))
-            if (
-                stop
-                or len(results) >= budget.max_results
-                or result.get("done")
-                or result.get("should_checkpoint")
+            ends = bool(stop or result.get("done"))
+            saves = bool(
+                result.get("should_checkpoint")
                 or (freq and result.get("training_iteration", 0) % freq == 0)
-                or time.monotonic() >= deadline
-            ):
+            )
+            self._ended = ends and not saves
+            full = len(results) >= budget.max_results or time.monotonic() >= deadline
+            if ends or saves or full:
                 return TrainOutcome(results=results)
 
     async def save(self, index: int) -> SaveOutcome:

@@ -1,0 +1,94 @@
+"""``TrainableHost``: when a launch queued behind a trial may take over the instance.
+
+A queued launch (``only_if_finished``) must never touch a trial that is still going, and
+must go ahead at once when the trial has ended where the host can see it: its function
+returned, or its last batch ended on a result that ends it for the driver too (``done``, a
+stop criterion) and asks for no checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import atune as tune
+from atune.execution._host import LaunchOutcome, TrainableHost, TrainBudget
+from atune.trainable._session import TrialInfo
+
+
+class Counter(tune.Trainable):
+    """Reports ``count``; checkpoints when the config asks; ``done`` at ``done_at``."""
+
+    def setup(self, config: dict[str, Any]) -> None:
+        self.count = 0
+
+    def step(self) -> dict[str, Any]:
+        self.count += 1
+        result: dict[str, Any] = {"count": self.count}
+        if self.count == self.config.get("checkpoint_at"):
+            result["should_checkpoint"] = True
+        if self.count == self.config.get("done_at"):
+            result["done"] = True
+        return result
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        self.count = 0
+        return True
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        Path(checkpoint_dir, "count").write_text(str(self.count))
+
+
+def _launch(
+    host: TrainableHost,
+    tmp_path: Path,
+    trial: str,
+    config: dict[str, Any],
+    budget: TrainBudget,
+    *,
+    queued: bool = False,
+) -> LaunchOutcome:
+    info = TrialInfo(trial_id=trial, trial_dir=str(tmp_path / trial))
+    return host.launch_sync(queued, config, info, None, budget, only_if_finished=queued)
+
+
+BIG = {"max_results": 100, "max_seconds": 60.0}
+
+
+@pytest.mark.parametrize(
+    ("config", "budget", "ends"),
+    [
+        ({}, TrainBudget(stop_criteria={"training_iteration": 3}, **BIG), True),
+        ({"done_at": 2}, TrainBudget(**BIG), True),
+        ({}, TrainBudget(max_results=2, max_seconds=60.0), False),
+        ({"done_at": 2, "checkpoint_at": 2}, TrainBudget(**BIG), False),
+        (
+            {},
+            TrainBudget(stop_criteria={"training_iteration": 2}, checkpoint_frequency=2, **BIG),
+            False,
+        ),
+    ],
+    ids=["stop-criterion", "done", "batch-full", "done-with-checkpoint", "due-checkpoint"],
+)
+def test_a_queued_launch_goes_ahead_only_when_the_trial_ended_here(
+    tmp_path: Path, config: dict[str, Any], budget: TrainBudget, ends: bool
+) -> None:
+    host = TrainableHost(Counter)
+    first = _launch(host, tmp_path, "a", config, budget)
+    assert first.trained is not None and first.trained.error is None
+    queued = _launch(host, tmp_path, "b", {}, TrainBudget(max_results=1), queued=True)
+    assert queued.busy is not ends
+    if ends:  # the instance switched to the new trial and trained it from the start
+        assert queued.trained is not None
+        assert [r["count"] for r in queued.trained.results] == [1]
+        assert queued.trained.results[0]["trial_id"] == "b"
+
+
+def test_training_again_clears_an_end_the_driver_did_not_act_on(tmp_path: Path) -> None:
+    host = TrainableHost(Counter)
+    _launch(host, tmp_path, "a", {}, TrainBudget(stop_criteria={"training_iteration": 1}, **BIG))
+    host.train_sync(TrainBudget(max_results=1))  # the driver went on with the trial after all
+    queued = _launch(host, tmp_path, "b", {}, TrainBudget(max_results=1), queued=True)
+    assert queued.busy
