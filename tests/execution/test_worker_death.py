@@ -171,6 +171,24 @@ def test_only_the_first_record_is_kept(tmp_path: Path) -> None:
     assert exit_text == "received SIGHUP"
 
 
+@pytest.mark.parametrize("how", ["ctypes.string_at(0)", "os._exit(4)"], ids=["crash", "exit"])
+def test_a_death_after_a_trial_switch_is_recorded_for_the_new_trial_only(
+    tmp_path: Path, how: str
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    switch = f"r.watch({str(first)!r}); r.watch({str(second)!r})\n{how}"
+    _die_in_child(first, switch)
+    assert list(first.iterdir()) == []  # the first trial ended normally: no records left
+    assert collect(str(first)) == ("", "")
+    exit_text, fault_text = collect(str(second))
+    if how.startswith("ctypes"):
+        assert fault_text.startswith("Fatal Python error: Segmentation fault")
+    else:
+        assert exit_text == "exited with code 4 (os._exit)"
+
+
 def test_unwatch_removes_the_records_and_stops_recording(tmp_path: Path) -> None:
     code, records = _die_in_child(tmp_path, "r.unwatch(); os._exit(2)")
     assert code == 2

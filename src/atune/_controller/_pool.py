@@ -22,6 +22,8 @@ falls back to the paths above.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Any
 
 import anyio
@@ -178,6 +180,10 @@ class RunnerPool:
         runner, lease = entry
         me = trial.trial_id
         self._runners[me] = entry  # held tentatively, so a later launch can queue behind
+        if info.trial_dir:
+            # Made now, while the trial it waits for still runs, rather than by the runner
+            # between the two trials: creating a directory can take half a millisecond.
+            await anyio.to_thread.run_sync(_make_dir, info.trial_dir)
         while True:
             try:
                 outcome: LaunchOutcome | None = await runner.reset(
@@ -309,3 +315,9 @@ class RunnerPool:
             await runner.kill()
         finally:
             lease.release()
+
+
+def _make_dir(path: str) -> None:
+    """Create ``path`` if it can be; the runner makes it too, and reports a failure."""
+    with contextlib.suppress(OSError):
+        os.makedirs(path, exist_ok=True)

@@ -23,8 +23,9 @@ catches and reports like any other.
 
 Records live in the trial directory, which the driver can read (same machine or shared
 storage): :func:`watch` points them at the current trial (on ``start``, and on ``reset``,
-since a reused actor changes trial) and :func:`unwatch` removes them when the actor's work
-for a trial ends normally. After a death, the driver calls :func:`collect` (blocking file
+since a reused actor changes trial: the open fault file is renamed into the new trial's
+directory, so a trial switch costs no new file) and :func:`unwatch` removes them when the
+actor's work for a trial ends normally. After a death, the driver calls :func:`collect` (blocking file
 I/O: run it in a thread), which reads and removes them, and :func:`describe_death` turns
 the records and Ray's report into the message. Only the first record after :func:`watch`
 is kept: it is the cause, anything later is a consequence.
@@ -116,18 +117,29 @@ def install() -> None:
 
 
 def watch(trial_dir: str | None) -> None:
-    """Record deaths into ``trial_dir`` from now on (blocking: opens a file).
+    """Record deaths into ``trial_dir`` from now on (blocking: file operations).
 
-    A previous trial's records are removed first (that trial ended normally). An empty
-    or absent ``trial_dir`` turns recording off.
+    A previous trial's records go away (that trial ended normally): when one is being
+    watched, its open fault file is moved into ``trial_dir`` (one rename, while faulthandler
+    keeps writing to it), otherwise a new one is opened. An empty or absent ``trial_dir``
+    turns recording off.
     """
-    unwatch()
     if not trial_dir:
+        unwatch()
         return
-    os.makedirs(trial_dir, exist_ok=True)
     exit_path = os.path.join(trial_dir, EXIT_FILE)
     fault_path = os.path.join(trial_dir, FAULT_FILE)
-    _remove(exit_path)
+    _remove(exit_path)  # left by an earlier attempt whose death was never collected
+    if _state.fault_file is not None and _state.fault_path != fault_path:
+        try:
+            os.rename(_state.fault_path, fault_path)
+        except OSError:  # another file system, a directory gone: open a new file instead
+            pass
+        else:
+            _state.fault_path, _state.exit_path = fault_path, exit_path
+            return
+    unwatch()
+    os.makedirs(trial_dir, exist_ok=True)
     fault_file = open(fault_path, "wb", buffering=0)  # noqa: SIM115 (held until unwatch)
     faulthandler.enable(file=fault_file, all_threads=True)
     _state.fault_file, _state.fault_path, _state.exit_path = fault_file, fault_path, exit_path

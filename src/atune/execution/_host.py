@@ -267,10 +267,10 @@ class TrainableHost:
             return LaunchOutcome(busy=True)
         self._ended = False
         try:
-            if self._on_launch is not None:
-                self._on_launch(info)
             if info.trial_dir:
                 os.makedirs(info.trial_dir, exist_ok=True)
+            if self._on_launch is not None:
+                self._on_launch(info)
             if not reuse:
                 self._trainable = self._cls(config, trial_info=info)
             else:
