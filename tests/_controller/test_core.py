@@ -358,6 +358,24 @@ def test_a_finished_trial_keeps_a_compact_last_result(run: Run) -> None:
     assert key is sys.intern("score")  # names shared by every trial's result
 
 
+def test_a_config_that_cannot_be_compared_is_kept_as_reported(tmp_path: Path) -> None:
+    class Elementwise:  # compares like a numpy array: no single truth value
+        def __eq__(self, other: object) -> bool:
+            raise ValueError("the truth value of an array is ambiguous")
+
+    run = Run(make_core(tmp_path, space={"w": Elementwise()}))
+    run.start()
+    (trial_id,) = run.trial_ids
+    trial = run.core.trials[trial_id]
+    run.started(trial_id)
+    copy = Elementwise()  # as a result from another process holds a copy of the config
+    reported = res(1, config={"w": copy})
+    run.returned(trial_id, reported)
+    run.returned(trial_id, returned=True)
+    assert trial.status == "TERMINATED" and trial.last_result["done"] is True
+    assert trial.last_result["config"]["w"] is copy
+
+
 def test_trials_with_equal_requests_share_one_resources_object(tmp_path: Path) -> None:
     run = Run(make_core(tmp_path, num_samples=3, max_live_trials=3))
     run.start()

@@ -710,9 +710,17 @@ def _final_result(trial: Trial) -> dict[str, Any]:
         for key, value in trial.last_result.items()
     }
     result["done"] = True
-    if result.get("config") == trial.config:
+    if _equal(result.get("config"), trial.config):
         result["config"] = trial.config
     return result
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """``a == b`` when that is a plain truth (arrays compare elementwise, or raise)."""
+    try:
+        return (a == b) is True
+    except Exception:
+        return False
 
 
 def rank_checkpoints(

@@ -210,9 +210,9 @@ class TrainableHost:
         self._thread = _UserThread()
         self._batch: list[dict[str, Any]] = []
         self._trainable: Trainable | None = None
-        # The current trial ended here: its function returned, or its last batch ended on
-        # a result that ends it for the driver too (``done``, a stop criterion) and that
-        # asks for no checkpoint. Only then may a queued launch take the instance.
+        # The current trial's last batch ended on a result that ends it for the driver too
+        # (``done``, a stop criterion) and that asks for no checkpoint. A queued launch may
+        # take the instance only then, or once the trial's function has returned.
         self._ended = False
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
