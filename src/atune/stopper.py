@@ -42,6 +42,7 @@ __all__ = [
     "TimeoutStopper",
     "TrialPlateauStopper",
     "dict_criteria_met",
+    "flatten_for_criteria",
     "make_stopper",
 ]
 
@@ -437,6 +438,23 @@ def dict_criteria_met(criteria: Mapping[str, Any], flat_result: Mapping[str, Any
     return False
 
 
+def flatten_for_criteria(
+    criteria: Mapping[str, Any], result: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """``result`` flattened as far as :func:`dict_criteria_met` needs it for ``criteria``.
+
+    Usually every criterion is a top-level metric: then only those values are picked, with
+    nothing to flatten. Otherwise (a nested criterion, or one not reported) the whole
+    result is flattened.
+    """
+    picked = {
+        key: result[key]
+        for key in criteria
+        if key in result and not isinstance(result[key], Mapping)
+    }
+    return picked if len(picked) == len(criteria) else flatten_dict(result)
+
+
 class DictStopper(Stopper):
     """Ray Tune's ``stop={"key": value}``: stop a trial when any ``result[key] >= value``.
 
@@ -477,10 +495,7 @@ class DictStopper(Stopper):
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         """Return True if any criterion is met by the (flattened) result."""
-        # Usually every criterion is a top-level metric: then there is nothing to flatten.
-        flat = {key: result[key] for key in self._criteria if _is_leaf(result, key)}
-        if len(flat) < len(self._criteria):
-            flat = flatten_dict(result)
+        flat = flatten_for_criteria(self._criteria, result)
         for key in self._criteria:
             if key not in flat and key not in self._warned:
                 self._warned.add(key)
@@ -496,10 +511,6 @@ class DictStopper(Stopper):
     def stop_all(self) -> bool:
         """Return False: criteria stop single trials."""
         return False
-
-
-def _is_leaf(result: Mapping[str, Any], key: str) -> bool:
-    return key in result and not isinstance(result[key], Mapping)
 
 
 def make_stopper(

@@ -33,9 +33,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from atune._flatten import flatten_dict
 from atune.errors import WorkerDiedError
-from atune.stopper import dict_criteria_met
+from atune.stopper import dict_criteria_met, flatten_for_criteria
 from atune.trainable._function import TrainableReturned, format_exception
 from atune.trainable._session import TrialInfo
 from atune.trainable._trainable import (
@@ -342,7 +341,7 @@ class TrainableHost:
         self._batch = results  # visible to drain() while this call runs
         deadline = time.monotonic() + budget.max_seconds
         self._ended = False
-        criteria = budget.stop_criteria
+        criteria = budget.stop_criteria or {}
         freq = budget.checkpoint_frequency
         while True:
             try:
@@ -353,7 +352,7 @@ class TrainableHost:
                 return TrainOutcome(results=results, error=ErrorInfo.from_exception(exc))
             results.append(result)
             try:
-                stop = bool(criteria) and dict_criteria_met(criteria, flatten_dict(result))  # type: ignore[arg-type]
+                stop = dict_criteria_met(criteria, flatten_for_criteria(criteria, result))
             except TypeError as exc:  # a reported value the criterion cannot compare with
                 return TrainOutcome(results=results, error=ErrorInfo.from_exception(exc))
             ends = bool(stop or result.get("done"))
