@@ -10,17 +10,10 @@ import pytest
 
 import atune as tune
 from _checkpointing import report_with_checkpoint, resume_point
-from atune.events import Event, TrialErrored
+from _events import EventLog
+from atune.events import TrialErrored
 
 pytestmark = pytest.mark.ray
-
-
-class _Events(tune.Callback):
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def on_event(self, event: Event) -> None:
-        self.events.append(event)
 
 
 def _iterations(result: tune.Result) -> list[int]:
@@ -37,7 +30,7 @@ def _checkpointing_trainable(config: dict[str, Any]) -> None:
 
 
 def test_a_raising_trial_resumes_from_its_checkpoint(storage: str) -> None:
-    events = _Events()
+    events = EventLog()
     results = tune.Tuner(
         _checkpointing_trainable,
         param_space={"iterations": 5, "fail_at": 4},
@@ -78,7 +71,7 @@ class _Succeeds(tune.Trainable):
 
 
 def test_a_deterministic_error_gets_max_failures_plus_one_attempts(storage: str) -> None:
-    events = _Events()
+    events = EventLog()
     results = tune.Tuner(
         _AlwaysFails,
         tune_config=tune.TuneConfig(num_samples=1),
@@ -130,7 +123,7 @@ class _NeverReturns(tune.Trainable):
 def test_time_budget_ends_fit_even_when_a_step_never_returns(storage: str) -> None:
     from atune.events import TrialCompleted
 
-    events = _Events()
+    events = EventLog()
     started = time.monotonic()
     results = tune.Tuner(
         _NeverReturns,

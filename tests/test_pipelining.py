@@ -14,15 +14,8 @@ from typing import Any
 import pytest
 
 import atune as tune
-from atune.events import Event, TrialStarted
-
-
-class _Events(tune.Callback):
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def on_event(self, event: Event) -> None:
-        self.events.append(event)
+from _events import EventLog
+from atune.events import TrialStarted
 
 
 def _mixed(config: dict[str, Any]) -> None:
@@ -37,7 +30,7 @@ def _mixed(config: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.ray)])
 def test_pipelined_trials_each_see_only_their_own_work(storage: str, backend: str) -> None:
-    events = _Events()
+    events = EventLog()
     results = tune.Tuner(
         _mixed,
         param_space={"x": tune.grid_search(list(range(24))), "fail": True},
@@ -57,7 +50,7 @@ def test_pipelined_trials_each_see_only_their_own_work(storage: str, backend: st
 
 @pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.ray)])
 def test_pipelined_runners_go_from_trial_to_trial(storage: str, backend: str) -> None:
-    events = _Events()
+    events = EventLog()
     results = tune.Tuner(
         _mixed,
         param_space={"x": tune.grid_search(list(range(24))), "fail": False},
@@ -88,7 +81,7 @@ class _Stepper(tune.Trainable):
 def test_class_trials_stopped_by_a_dict_stopper_are_pipelined_correctly(
     storage: str, backend: str
 ) -> None:
-    events = _Events()
+    events = EventLog()
     results = tune.Tuner(
         _Stepper,
         param_space={"x": tune.grid_search(list(range(12)))},

@@ -11,17 +11,10 @@ import numpy as np
 import pytest
 
 import atune as tune
-from atune.events import ActorFreed, Event, TrialStarted
+from _events import EventLog
+from atune.events import ActorFreed, TrialStarted
 
 pytestmark = pytest.mark.ray
-
-
-class _Events(tune.Callback):
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def on_event(self, event: Event) -> None:
-        self.events.append(event)
 
 
 def _count_lines(path: Path) -> int:
@@ -57,7 +50,7 @@ class QuadraticTrainable(tune.Trainable):
 
 def test_reuse_runs_setup_once_for_ten_trials(storage: str, tmp_path: Path) -> None:
     setup_log = tmp_path / "setup.log"
-    events = _Events()
+    events = EventLog()
     results = tune.Tuner(
         QuadraticTrainable,
         param_space={

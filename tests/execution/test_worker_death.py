@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 import atune as tune
+from _events import EventLog
 from atune.errors import WorkerDiedError
-from atune.events import Event, TrialErrored
+from atune.events import TrialErrored
 from atune.execution._exit_record import EXIT_FILE, FAULT_FILE, collect, describe_death
 
 # Ray's reports, as Ray 2.60 words them (abridged where it repeats itself).
@@ -197,14 +198,6 @@ def test_unwatch_removes_the_records_and_stops_recording(tmp_path: Path) -> None
 
 
 # -------------------------------------------------------------------- through Ray
-class _Events(tune.Callback):
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def on_event(self, event: Event) -> None:
-        self.events.append(event)
-
-
 def _dies_on_first_attempt(config: dict[str, Any]) -> None:
     """Reports once; on its first attempt (no marker yet) its process then dies."""
     tune.report({"step": 1})
@@ -228,8 +221,8 @@ def _die(how: str) -> None:
         tune.report({"step": 1})
 
 
-def _fit(storage: str, param_space: dict[str, Any], max_failures: int) -> tuple[Any, _Events]:
-    events = _Events()
+def _fit(storage: str, param_space: dict[str, Any], max_failures: int) -> tuple[Any, EventLog]:
+    events = EventLog()
     results = tune.Tuner(
         _dies_on_first_attempt,
         param_space=param_space,
