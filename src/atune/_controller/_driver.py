@@ -107,6 +107,7 @@ class Driver:
         """Run until the core says the experiment is finished."""
         send, receive = anyio.create_memory_object_stream[Message](math.inf)
         self._send = send
+        failure: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._flush_periodically)
@@ -120,12 +121,18 @@ class Driver:
                     path=str(self.writer.path),
                     resumed=self.resumed,
                 )
-                self._step(started, tg)
-                async with receive:
+                try:
+                    self._step(started, tg)
                     async for message in receive:
                         if self._step(message, tg):
                             break
+                except Exception as exc:
+                    # Raised after the task group, as it is: inside it, it would reach the
+                    # caller wrapped in an ExceptionGroup (``except TuneError`` would miss it).
+                    failure = exc
                 tg.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
         except BaseException:
             with anyio.move_on_after(_SHUTDOWN_DEADLINE_S, shield=True):
                 await self.pool.kill_all()
@@ -136,7 +143,12 @@ class Driver:
             )
             raise
         finally:
+            # The receiving end stays open until every child task is done: a call that
+            # returns while the experiment winds down sends its message into the buffer,
+            # where nobody reads it, rather than into a closed stream.
             self._send = None
+            send.close()
+            receive.close()
         with anyio.CancelScope(shield=True):
             await self.pool.stop_all()
             await self._flush()
