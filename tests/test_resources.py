@@ -153,8 +153,8 @@ def _resources_trainable(config: dict[str, Any]) -> None:
     tune.report({"ok": 1})
 
 
+@pytest.mark.timeout(60)  # no hang: Ray Tune leaves such trials PENDING forever
 def test_infeasible_requests_fail_fast_and_others_finish(storage: str) -> None:
-    started = time.monotonic()
     results = tune.Tuner(
         tune.with_resources(_resources_trainable, lambda config: config["resources"]),
         param_space={
@@ -162,12 +162,10 @@ def test_infeasible_requests_fail_fast_and_others_finish(storage: str) -> None:
         },
         run_config=tune.RunConfig(storage_path=storage),
     ).fit()
-    elapsed = time.monotonic() - started
     assert results.num_errors == 2 and results.num_terminated == 2
     messages = [str(r.error) for r in results if r.error is not None]
     assert "'CPU': 64.0" in messages[0] and "'CPU': 2.0" in messages[0]
     assert "'GPU': 1.0" in messages[1] and "capacity" in messages[1]
-    assert elapsed < 60  # no hang (Ray Tune leaves such trials PENDING forever)
 
 
 class _ClassWithDefaultResources(tune.Trainable):

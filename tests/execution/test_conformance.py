@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -546,6 +547,59 @@ async def test_max_concurrent_trials_one_runs_trials_one_at_a_time(
     events = log.read_text().split()
     starts_and_ends = [w for w in events if w in ("start", "end")]
     assert starts_and_ends == ["start", "end"] * 3
+
+
+# ----------------------------------------------------------------- trial start notice
+def _saw_start_notice(marker: str) -> bool:
+    """Wait (up to 20 s) for the driver's ``on_trial_start`` to write ``marker``."""
+    for _ in range(400):
+        if os.path.exists(marker):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def slow_first_report(config: dict[str, Any]) -> None:
+    tune.report({"saw_start": _saw_start_notice(config["marker"])})
+
+
+class SlowFirstStep(Trainable):
+    def step(self) -> dict[str, Any]:
+        return {"saw_start": _saw_start_notice(self.config["marker"]), "done": True}
+
+
+class _MarkStart(tune.Callback):
+    def __init__(self) -> None:
+        self.results_before_start = 0
+        self.started = 0
+
+    def on_trial_start(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
+        self.started += 1
+        assert trial.status == "RUNNING"
+        Path(trial.config["marker"]).touch()
+
+    def on_trial_result(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
+        self.results_before_start += self.started == 0
+
+
+@pytest.mark.parametrize("trainable", [slow_first_report, SlowFirstStep])
+async def test_on_trial_start_fires_while_the_first_step_still_runs(
+    backend: str, storage: str, tmp_path: Path, trainable: Any
+) -> None:
+    # The launch and the first step are one call; a long first step must not hold back
+    # TrialStarted (Ray Tune calls on_trial_start once the trainable is set up).
+    callback = _MarkStart()
+    results = await run(
+        trainable,
+        backend,
+        storage,
+        param_space={"marker": str(tmp_path / "started")},
+        callbacks=[callback],
+        checkpoint_config=CheckpointConfig(checkpoint_at_end=False),
+    )
+    (result,) = list(results)
+    assert result.error is None and result.metrics["saw_start"] is True
+    assert callback.started == 1 and callback.results_before_start == 0
 
 
 # ------------------------------------------------------------------------- sync fit

@@ -92,3 +92,29 @@ def test_training_again_clears_an_end_the_driver_did_not_act_on(tmp_path: Path) 
     host.train_sync(TrainBudget(max_results=1))  # the driver went on with the trial after all
     queued = _launch(host, tmp_path, "b", {}, TrainBudget(max_results=1), queued=True)
     assert queued.busy
+
+
+class _FailingSetup(tune.Trainable):
+    def setup(self, config: dict[str, Any]) -> None:
+        raise RuntimeError("no")
+
+
+def test_wait_started_says_when_a_launch_got_past_its_set_up(tmp_path: Path) -> None:
+    host = TrainableHost(Counter)
+    assert host.wait_started_sync("a", timeout=0) is None  # nothing launched yet
+    _launch(host, tmp_path, "a", {}, TrainBudget(max_results=1))
+    assert host.wait_started_sync("a", timeout=0) is False  # a fresh instance
+    assert host.wait_started_sync("b", timeout=0) is None
+    queued = _launch(host, tmp_path, "b", {}, TrainBudget(max_results=1), queued=True)
+    assert queued.busy and host.wait_started_sync("b", timeout=0) is None
+    host.train_sync(TrainBudget(max_results=1, stop_criteria={"count": 2}))  # "a" ends here
+    _launch(host, tmp_path, "b", {}, TrainBudget(max_results=1), queued=True)
+    assert host.wait_started_sync("b", timeout=0) is True  # the instance was reused
+    assert host.wait_started_sync("a", timeout=0) is None
+
+
+def test_wait_started_never_says_so_for_a_failed_set_up(tmp_path: Path) -> None:
+    host = TrainableHost(_FailingSetup)
+    outcome = _launch(host, tmp_path, "a", {}, TrainBudget(max_results=1))
+    assert outcome.error is not None
+    assert host.wait_started_sync("a", timeout=0.01) is None

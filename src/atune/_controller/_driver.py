@@ -72,6 +72,12 @@ _FLUSH_INTERVAL_S = 0.5
 _SHUTDOWN_DEADLINE_S = 10.0
 _TIME_BUDGET_GRACE_S = 2.0
 _CAPACITY_REFRESH_S = 5.0
+# A launch trains in the same call, so its return also says the trial started. A launch
+# still running after this long (a long first step, a slow ``setup``) is asked separately
+# when the trial got past its set-up, so ``TrialStarted`` (``on_trial_start``, RUNNING)
+# is not held back until the first result.
+_START_NOTICE_AFTER_S = 0.5
+_START_WAIT_S = 2.0
 
 
 class Driver:
@@ -101,6 +107,7 @@ class Driver:
         self._send: MemoryObjectSendStream[Message] | None = None
         self._trial_scopes: dict[str, anyio.CancelScope] = {}
         self._last_search_state: Any = None
+        self._launches: dict[str, _Launching] = {}  # launch calls in flight, by trial
 
     # ---------------------------------------------------------------------- run
     async def run(self) -> None:
@@ -111,6 +118,7 @@ class Driver:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._flush_periodically)
+                tg.start_soon(self._notice_slow_launches, tg)
                 if self.time_budget_s is not None:
                     tg.start_soon(self._time_budget, self.time_budget_s)
                 if self.pool.backend.dynamic_capacity:
@@ -183,6 +191,34 @@ class Driver:
         if state != self._last_search_state:
             self._last_search_state = state
             self.writer.journal(encode_event(SearcherStateSaved(ts=time.time(), state=state)))
+
+    async def _notice_slow_launches(self, tg: TaskGroup) -> None:
+        """Start a watch on every launch call that has been running for a while."""
+        while True:
+            await anyio.sleep(_START_NOTICE_AFTER_S / 2)
+            now = time.monotonic()
+            for trial_id, launching in self._launches.items():
+                if not launching.watched and now - launching.since >= _START_NOTICE_AFTER_S:
+                    launching.watched = True
+                    tg.start_soon(self._announce_start, trial_id, launching)
+
+    async def _announce_start(self, trial_id: str, launching: _Launching) -> None:
+        """Send ``TrialStarted`` once the launch got past the trial's set-up."""
+        while self._launches.get(trial_id) is launching:
+            try:
+                runner = self.pool.runner(trial_id)
+            except KeyError:  # waiting for resources, or its actor is being created
+                await anyio.sleep(_START_NOTICE_AFTER_S / 2)
+                continue
+            try:
+                reused = await runner.wait_started(trial_id, _START_WAIT_S)
+            except WorkerDiedError:  # the launch call reports it
+                return
+            if reused is not None and self._launches.get(trial_id) is launching:
+                launching.announced = True
+                trial = self.core.trials[trial_id]
+                self._send_message(_started(trial, launching.command, reused, time.time()))
+                return
 
     async def _follow_capacity(self) -> None:
         """Keep the allocator's capacity in step with the cluster as nodes join or leave."""
@@ -312,6 +348,7 @@ class Driver:
             signing_key=self.signing_key,
         )
         failed: ErrorInfo
+        launching = self._launches[trial.trial_id] = _Launching(command)
         try:
             reused, trained = await self.pool.acquire(
                 trial, info, command.checkpoint, command.budget, after=command.after
@@ -331,17 +368,36 @@ class Driver:
             failed = _died(exc)
         else:
             now = time.time()
-            restored = Path(command.checkpoint).name if command.checkpoint else None
-            started = TrialStarted(
-                ts=now,
-                trial_id=trial.trial_id,
-                attempt=trial.attempt,
-                reused=reused,
-                restored_from=restored,
-            )
             outcome = trained if trained is not None else TrainOutcome(results=[])
-            return [started, TrainReturned(ts=now, trial_id=trial.trial_id, outcome=outcome)]
+            returned = TrainReturned(ts=now, trial_id=trial.trial_id, outcome=outcome)
+            if launching.announced:
+                return [returned]
+            return [_started(trial, command, reused, now), returned]
+        finally:
+            del self._launches[trial.trial_id]
         return [RunnerFailed(ts=time.time(), trial_id=trial.trial_id, error=failed)]
+
+
+class _Launching:
+    """A launch call in flight (see ``_START_NOTICE_AFTER_S``)."""
+
+    __slots__ = ("announced", "command", "since", "watched")
+
+    def __init__(self, command: Launch) -> None:
+        self.command = command
+        self.since = time.monotonic()
+        self.watched = False
+        self.announced = False  # TrialStarted was sent before the call returned
+
+
+def _started(trial: Trial, command: Launch, reused: bool, ts: float) -> TrialStarted:
+    return TrialStarted(
+        ts=ts,
+        trial_id=trial.trial_id,
+        attempt=trial.attempt,
+        reused=reused,
+        restored_from=Path(command.checkpoint).name if command.checkpoint else None,
+    )
 
 
 def _died(exc: WorkerDiedError) -> ErrorInfo:

@@ -76,6 +76,11 @@ class Runner(Protocol):
         """Results of the ``train`` call in progress so far (it may never return)."""
         ...
 
+    async def wait_started(self, trial_id: str, timeout: float) -> bool | None:
+        """While a launch call runs: whether it reused the runner once ``trial_id`` got
+        past its set-up (waiting up to ``timeout`` s for that), None if it has not."""
+        ...
+
     async def kill(self) -> None:
         """Tear the runner down at once, without cleanup."""
         ...

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+import anyio
 import msgspec
 
 from atune.errors import WorkerDiedError
@@ -213,6 +214,10 @@ class TrainableHost:
         # (``done``, a stop criterion) and that asks for no checkpoint. A queued launch may
         # take the instance only then, or once the trial's function has returned.
         self._ended = False
+        # The trial whose launch got past ``setup``/``reset`` and restore, and whether it
+        # reused the instance; read by :meth:`wait_started` from another thread.
+        self._started: tuple[str, bool] | None = None
+        self._started_changed = threading.Condition()
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.wrap_future(self._thread.submit(fn, *args))
@@ -265,6 +270,7 @@ class TrainableHost:
         if only_if_finished and not self._current_ended():
             return LaunchOutcome(busy=True)
         self._ended = False
+        self._set_started(None)
         try:
             if info.trial_dir:
                 os.makedirs(info.trial_dir, exist_ok=True)
@@ -281,7 +287,34 @@ class TrainableHost:
                 self._trainable.restore(checkpoint_path)
         except BaseException as exc:
             return LaunchOutcome(error=ErrorInfo.from_exception(exc))
+        self._set_started((info.trial_id, reuse))
         return LaunchOutcome(trained=None if budget is None else self.train_sync(budget))
+
+    def _set_started(self, started: tuple[str, bool] | None) -> None:
+        with self._started_changed:
+            self._started = started
+            self._started_changed.notify_all()
+
+    async def wait_started(self, trial_id: str, timeout: float) -> bool | None:
+        """:meth:`wait_started_sync` in a worker thread (the user thread is busy)."""
+        return await anyio.to_thread.run_sync(
+            self.wait_started_sync, trial_id, timeout, abandon_on_cancel=True
+        )
+
+    def wait_started_sync(self, trial_id: str, timeout: float) -> bool | None:
+        """Wait up to ``timeout`` s for ``trial_id``'s launch to get past its set-up.
+
+        Any thread may call it while the launch call runs. Returns whether the launch
+        reused the instance once the trainable is constructed (or reset) and restored,
+        None if it is not (yet): the launch is queued behind another trial, still in
+        ``setup``, or failed there.
+        """
+        with self._started_changed:
+            self._started_changed.wait_for(
+                lambda: self._started is not None and self._started[0] == trial_id, timeout
+            )
+            started = self._started
+        return started[1] if started is not None and started[0] == trial_id else None
 
     def _current_ended(self) -> bool:
         trainable = self._trainable

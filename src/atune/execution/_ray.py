@@ -85,8 +85,9 @@ class _TrialActor:
     """The body of the Ray actor: a thin shell around a ``TrainableHost``.
 
     A synchronous actor (cheaper per call than an async one): every trial call runs in the
-    actor's one default thread, so user code always sees the same thread; ``drain`` runs in
-    a separate concurrency group so it can answer while a ``train`` call hangs.
+    actor's one default thread, so user code always sees the same thread; ``drain`` and
+    ``wait_started`` run in concurrency groups of their own so they can answer while a
+    ``launch`` or ``train`` call is running.
 
     It records a death of its process into the current trial's directory (see
     :mod:`atune.execution._exit_record`), and removes the records when its work for a
@@ -132,6 +133,9 @@ class _TrialActor:
 
     def drain(self) -> list[dict[str, Any]]:
         return self._host.drain_sync()
+
+    def wait_started(self, trial_id: str, timeout: float) -> bool | None:
+        return self._host.wait_started_sync(trial_id, timeout)
 
 
 def _settle(outcome: _T, *, ended: bool) -> _T:
@@ -181,7 +185,10 @@ def _resolve_parameters(cls: type[Trainable]) -> type[Trainable]:
 
 
 _remote_actor_cls: Any = None
-_CONTROL = "control"
+_CONTROL = "control"  # drain: answers while a train call hangs
+# wait_started: blocks until a launch passes its set-up; one per trial a runner serves
+# (the running one and the one queued behind it).
+_NOTICE = "notice"
 
 
 def _actor_class() -> Any:
@@ -189,7 +196,7 @@ def _actor_class() -> Any:
     if _remote_actor_cls is None:
         import ray
 
-        _remote_actor_cls = ray.remote(concurrency_groups={_CONTROL: 1})(_TrialActor)  # type: ignore[call-overload]
+        _remote_actor_cls = ray.remote(concurrency_groups={_CONTROL: 1, _NOTICE: 2})(_TrialActor)  # type: ignore[call-overload]
     return _remote_actor_cls
 
 
@@ -279,6 +286,10 @@ class _RayRunner:
 
     async def drain(self) -> list[dict[str, Any]]:
         ref = self._actor.drain.options(concurrency_group=_CONTROL).remote()
+        return await self._await(ref)  # type: ignore[no-any-return]
+
+    async def wait_started(self, trial_id: str, timeout: float) -> bool | None:
+        ref = self._actor.wait_started.options(concurrency_group=_NOTICE).remote(trial_id, timeout)
         return await self._await(ref)  # type: ignore[no-any-return]
 
     async def kill(self) -> None:
