@@ -8,6 +8,8 @@ stop criterion) and asks for no checkpoint.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +120,33 @@ def test_wait_started_never_says_so_for_a_failed_set_up(tmp_path: Path) -> None:
     outcome = _launch(host, tmp_path, "a", {}, TrainBudget(max_results=1))
     assert outcome.error is not None
     assert host.wait_started_sync("a", timeout=0.01) is None
+
+
+class _Gated(tune.Trainable):
+    """The first step waits until the test opens the gate."""
+
+    gate = threading.Event()
+
+    def step(self) -> dict[str, Any]:
+        self.gate.wait(60)
+        return {"x": 1}
+
+
+@pytest.mark.timeout(30)  # a waiter that is never woken would sit out its 120 s
+@pytest.mark.parametrize("in_loop", [True, False], ids=["event-loop", "thread"])
+async def test_wait_started_wakes_up_while_the_first_step_still_runs(
+    tmp_path: Path, in_loop: bool
+) -> None:
+    _Gated.gate.clear()
+    host = TrainableHost(_Gated)
+    info = TrialInfo(trial_id="a", trial_dir=str(tmp_path / "a"))
+    launch = asyncio.ensure_future(host.start({}, info, None, TrainBudget(max_results=1)))
+    if in_loop:
+        started = await host.wait_started("a", timeout=120)
+    else:
+        started = await asyncio.to_thread(host.wait_started_sync, "a", 120)
+    assert started is False and not launch.done()  # set up, first step still running
+    _Gated.gate.set()
+    outcome = await launch
+    assert outcome.trained is not None and outcome.trained.results[0]["x"] == 1
+    await host.stop()

@@ -7,6 +7,7 @@ trials on the shared Ray instance and kills their workers in each way a process 
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import signal
@@ -281,3 +282,26 @@ def test_without_retries_the_trial_errors_and_the_others_finish(
     assert "exited with code 3 (os._exit)" in str(dead.error)
     assert len(finished) == 2
     assert all(r.metrics["step"] == 2 and r.config["how"] == "none" for r in finished)  # type: ignore[index]
+
+
+async def test_calls_failing_on_one_death_all_name_its_recorded_cause(tmp_path: Path) -> None:
+    # A launch and a start watch can both fail on one death; reading the records removes
+    # them, so the cause is worked out once and given to both.
+    from ray.exceptions import RayActorError
+
+    from atune.execution._ray import _RayRunner
+
+    (tmp_path / EXIT_FILE).write_text("exited with code 3 (os._exit)")
+    runner = _RayRunner(actor=None, resources=tune.PlacementGroupFactory([{"CPU": 1}]), pg=None)
+    runner._trial_dir = str(tmp_path)
+
+    async def dead_actor_call() -> None:
+        raise RayActorError()
+
+    async def failure() -> str:
+        with pytest.raises(WorkerDiedError) as raised:
+            await runner._await(dead_actor_call())
+        return str(raised.value)
+
+    messages = await asyncio.gather(failure(), failure())
+    assert all("exited with code 3 (os._exit)" in message for message in messages), messages

@@ -21,6 +21,7 @@ frequency boundary.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pickle
 import queue
@@ -31,7 +32,6 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-import anyio
 import msgspec
 
 from atune.errors import WorkerDiedError
@@ -218,6 +218,7 @@ class TrainableHost:
         # reused the instance; read by :meth:`wait_started` from another thread.
         self._started: tuple[str, bool] | None = None
         self._started_changed = threading.Condition()
+        self._started_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.wrap_future(self._thread.submit(fn, *args))
@@ -294,12 +295,32 @@ class TrainableHost:
         with self._started_changed:
             self._started = started
             self._started_changed.notify_all()
+            waiters, self._started_waiters = self._started_waiters, []
+        for loop, future in waiters:
+            with contextlib.suppress(RuntimeError):  # its loop has closed
+                loop.call_soon_threadsafe(_wake, future)
+
+    def _started_as(self, trial_id: str) -> bool | None:
+        started = self._started
+        return started[1] if started is not None and started[0] == trial_id else None
 
     async def wait_started(self, trial_id: str, timeout: float) -> bool | None:
-        """:meth:`wait_started_sync` in a worker thread (the user thread is busy)."""
-        return await anyio.to_thread.run_sync(
-            self.wait_started_sync, trial_id, timeout, abandon_on_cancel=True
-        )
+        """:meth:`wait_started_sync` for an event loop: no thread waits (in-process use)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            with self._started_changed:
+                if (started := self._started_as(trial_id)) is not None:
+                    return started
+                waiter = (loop, loop.create_future())
+                self._started_waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter[1], max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                return self._started_as(trial_id)
+            finally:
+                with self._started_changed, contextlib.suppress(ValueError):
+                    self._started_waiters.remove(waiter)
 
     def wait_started_sync(self, trial_id: str, timeout: float) -> bool | None:
         """Wait up to ``timeout`` s for ``trial_id``'s launch to get past its set-up.
@@ -310,11 +331,8 @@ class TrainableHost:
         ``setup``, or failed there.
         """
         with self._started_changed:
-            self._started_changed.wait_for(
-                lambda: self._started is not None and self._started[0] == trial_id, timeout
-            )
-            started = self._started
-        return started[1] if started is not None and started[0] == trial_id else None
+            self._started_changed.wait_for(lambda: self._started_as(trial_id) is not None, timeout)
+            return self._started_as(trial_id)
 
     def _current_ended(self) -> bool:
         trainable = self._trainable
@@ -418,3 +436,8 @@ class TrainableHost:
         return SaveOutcome(
             dir_name=name, training_iteration=trainable.iteration, metrics=dict(last)
         )
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -219,6 +219,10 @@ class _RayRunner:
         self._actor = actor
         self._pg = pg
         self._trial_dir: str | None = None  # where the actor records its death
+        # Why the actor died, worked out once: reading its death records removes them, and
+        # several calls (a launch and a start watch) can fail on the same death.
+        self._death: tuple[str, str] | None = None
+        self._death_lock = anyio.Lock()
 
     async def _await(self, ref: Any) -> Any:
         from ray.exceptions import RayActorError
@@ -226,7 +230,10 @@ class _RayRunner:
         try:
             return await ref
         except RayActorError as exc:
-            cause, fault = await anyio.to_thread.run_sync(_death_cause, exc, self._trial_dir)
+            async with self._death_lock:
+                if self._death is None:
+                    self._death = await anyio.to_thread.run_sync(_death_cause, exc, self._trial_dir)
+            cause, fault = self._death
             raise WorkerDiedError(
                 f"the worker process of this trial died: {cause}",
                 error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
