@@ -28,15 +28,26 @@ def _mixed(config: dict[str, Any]) -> None:
         raise ValueError(f"trial {config['x']} fails")
 
 
-@pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.ray)])
-def test_pipelined_trials_each_see_only_their_own_work(storage: str, backend: str) -> None:
+def _fit_mixed(storage: str, backend: str, *, fail: bool) -> tuple[tune.ResultGrid, EventLog]:
+    """24 ``_mixed`` trials, two at a time; some fail when ``fail``."""
     events = EventLog()
     results = tune.Tuner(
         _mixed,
-        param_space={"x": tune.grid_search(list(range(24))), "fail": True},
+        param_space={"x": tune.grid_search(list(range(24))), "fail": fail},
         tune_config=tune.TuneConfig(backend=backend, max_concurrent_trials=2),  # type: ignore[arg-type]
         run_config=tune.RunConfig(storage_path=storage, callbacks=[events]),
     ).fit()
+    return results, events
+
+
+def _fresh_runners(events: EventLog) -> int:
+    """How many trials started on a runner of their own (not reused)."""
+    return sum(not e.reused for e in events.events if isinstance(e, TrialStarted))
+
+
+@pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+def test_pipelined_trials_each_see_only_their_own_work(storage: str, backend: str) -> None:
+    results, _ = _fit_mixed(storage, backend, fail=True)
     assert len(results) == 24
     failing = {x for x in range(24) if x % 7 == 3}
     for result in results:
@@ -50,16 +61,9 @@ def test_pipelined_trials_each_see_only_their_own_work(storage: str, backend: st
 
 @pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.ray)])
 def test_pipelined_runners_go_from_trial_to_trial(storage: str, backend: str) -> None:
-    events = EventLog()
-    results = tune.Tuner(
-        _mixed,
-        param_space={"x": tune.grid_search(list(range(24))), "fail": False},
-        tune_config=tune.TuneConfig(backend=backend, max_concurrent_trials=2),  # type: ignore[arg-type]
-        run_config=tune.RunConfig(storage_path=storage, callbacks=[events]),
-    ).fit()
+    results, events = _fit_mixed(storage, backend, fail=False)
     assert results.num_errors == 0 and len(results) == 24
-    started = [e for e in events.events if isinstance(e, TrialStarted)]
-    assert sum(not e.reused for e in started) <= 2  # one runner per slot, reused throughout
+    assert _fresh_runners(events) <= 2  # one runner per slot, reused throughout
 
 
 class _Stepper(tune.Trainable):
@@ -104,5 +108,4 @@ def test_class_trials_stopped_by_a_dict_stopper_are_pipelined_correctly(
         assert set(rows["x"]) == {result.config["x"]}  # only its own results
         assert list(rows["steps"]) == [1, 2, 3]  # reset, then exactly three steps
         assert list(rows["training_iteration"]) == [1, 2, 3]
-    started = [e for e in events.events if isinstance(e, TrialStarted)]
-    assert sum(not e.reused for e in started) <= 2  # one runner per slot, reused throughout
+    assert _fresh_runners(events) <= 2  # one runner per slot, reused throughout

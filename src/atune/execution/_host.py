@@ -163,9 +163,7 @@ class _UserThread:
             fn, args, future = call
             if self._closed:  # abandoned: calls still queued never run
                 if future.set_running_or_notify_cancel():
-                    future.set_exception(
-                        WorkerDiedError("the trainable was abandoned (a deadline passed)")
-                    )
+                    future.set_exception(_abandoned())
                 continue
             if future.set_running_or_notify_cancel():
                 try:
@@ -176,7 +174,7 @@ class _UserThread:
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         future: Future[T] = Future()
         if self._closed:
-            future.set_exception(WorkerDiedError("the trainable was abandoned (a deadline passed)"))
+            future.set_exception(_abandoned())
             return future
         self._calls.put((fn, args, future))
         return future
@@ -188,6 +186,10 @@ class _UserThread:
         """Fail every call still queued (and any later one) instead of running it."""
         self._closed = True
         self._calls.put(None)
+
+
+def _abandoned() -> WorkerDiedError:
+    return WorkerDiedError("the trainable was abandoned (a deadline passed)")
 
 
 class TrainableHost:

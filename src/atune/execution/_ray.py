@@ -269,13 +269,15 @@ class _RayRunner:
         budget: TrainBudget | None,
         only_if_finished: bool = False,
     ) -> LaunchOutcome:
-        if not only_if_finished:  # a queued launch may not take the runner: keep its dir
+        # Deaths are recorded in the directory of the trial the actor serves; a queued
+        # launch moves there only once the runner took it.
+        if not only_if_finished:
             self._trial_dir = info.trial_dir
         ref = self._actor.launch.remote(
             reuse, config, info, checkpoint_path, budget, only_if_finished
         )
         outcome: LaunchOutcome = await self._await(ref)
-        if not outcome.busy:
+        if only_if_finished and not outcome.busy:
             self._trial_dir = info.trial_dir
         return outcome
 
