@@ -189,7 +189,11 @@ async def test_new_experiment_under_an_existing_name_never_mixes(storage: str) -
 
 
 SCRIPT = """
+import signal
 import sys
+# Ctrl-C raises KeyboardInterrupt even where the test runner was started with SIGINT
+# ignored (a background job of a non-interactive shell), which children inherit.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests_dir!r})
 import atune as tune
 from test_restore import _slow_trainable
