@@ -23,7 +23,7 @@ import datetime as _dt
 import inspect
 import os
 import warnings
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -136,6 +136,7 @@ class Tuner:
         restart_errored: bool = False,
         param_space: dict[str, Any] | None = None,
         storage_filesystem: Any = None,
+        callbacks: Sequence[Callback] | None = None,
     ) -> Tuner:
         """Continue an interrupted experiment from its journal; call ``fit()`` on the result.
 
@@ -156,6 +157,9 @@ class Tuner:
             restart_errored: Restart errored trials from scratch.
             param_space: The original search space, to fill leaves that are code.
             storage_filesystem: Accepted for compatibility; only local paths are supported.
+            callbacks: (atune) The original run's callbacks, which are code and so not
+                stored: each gets back the state its ``get_state()`` returned last (when
+                the callback at the same position is of the same class).
 
         Raises:
             StorageError: ``path`` is not an atune experiment.
@@ -183,7 +187,11 @@ class Tuner:
                 "Tuner.restore(path, trainable, param_space=...)",
                 value=missing,
             )
-        not_restored = [c for c in spec.code_not_restored if not c.startswith("param_space:")]
+        not_restored = [
+            c
+            for c in spec.code_not_restored
+            if not c.startswith("param_space:") and not (c == "callbacks" and callbacks)
+        ]
         if not_restored:
             _log.warning(
                 "restoring without the parts of the original configuration that are code",
@@ -191,6 +199,8 @@ class Tuner:
             )
         tune_config, run_config = spec.configs(storage_path=str(experiment_path.parent))
         run_config.name = experiment_path.name
+        if callbacks:
+            run_config.callbacks = list(callbacks)
         tuner = cls(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
         if trainable_name(tuner._trainable_cls) != spec.trainable_name:
             _log.warning(
