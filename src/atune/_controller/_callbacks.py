@@ -206,9 +206,7 @@ class CallbackDispatcher:
             if _overrides(callback, hook):
                 self._deliver(callback, [(hook, {"iteration": iteration, "trials": trials})])
 
-    def event(
-        self, event: Event, iteration: int, trials: list[Trial], trial: Trial | None
-    ) -> None:
+    def event(self, event: Event, iteration: int, trials: list[Trial], trial: Trial | None) -> None:
         """``on_event`` and the Ray Tune hook(s) the event stands for."""
         calls = _calls(event, iteration, trials, trial)
         if isinstance(event, ExperimentFinished):
