@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import ray
 from ray import cloudpickle
 
 import atune as tune
@@ -36,9 +37,11 @@ def test_the_wrapper_pickles_small_and_loads_back(trainable: Any, big_array: np.
     wrapped = tune.with_parameters(trainable, data=big_array)
     payload = cloudpickle.dumps(wrapped)
     assert len(payload) < _SMALL
-    # Loading it back in this process gives the objects back, without a copy.
     loaded = cloudpickle.loads(payload)
-    assert loaded._atune_parameters["data"] is big_array
+    if ray.is_initialized():  # an earlier test of the session started Ray: refs travelled
+        assert np.array_equal(loaded._atune_parameters["data"], big_array)
+    else:  # a reference to this process's objects: the same array, no copy
+        assert loaded._atune_parameters["data"] is big_array
 
 
 def test_the_class_that_runs_a_wrapped_function_pickles_small(big_array: np.ndarray) -> None:
@@ -81,8 +84,6 @@ def test_with_parameters_still_composes_and_keeps_the_original(big_array: np.nda
 
 @pytest.mark.ray
 def test_with_ray_the_wrapper_pickles_as_object_store_refs(big_array: np.ndarray) -> None:
-    import ray
-
     wrapped = tune.with_parameters(_uses_data, data=big_array)
     payload = cloudpickle.dumps(wrapped)
     assert len(payload) < _SMALL
