@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import time
 from typing import Any
 
@@ -89,3 +91,62 @@ def test_sync_fit_in_a_plain_script_returns_results(storage: str) -> None:
         run_config=tune.RunConfig(storage_path=storage),
     ).fit()
     assert sorted(r.metrics["x"] for r in results) == [1, 2]
+
+
+def _quick_tuner(storage: str, name: str) -> tune.Tuner:
+    return tune.Tuner(
+        lambda config: tune.report({"x": config["x"]}),
+        param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(backend="local"),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
+    )
+
+
+async def test_fit_runs_as_an_asyncio_task(storage: str) -> None:
+    task = asyncio.create_task(_quick_tuner(storage, "task").fit())
+    results = await task
+    assert sorted(r.metrics["x"] for r in results) == [1, 2]
+
+
+async def test_fit_runs_in_an_asyncio_task_group(storage: str) -> None:
+    if sys.version_info < (3, 11):
+        pytest.skip("asyncio.TaskGroup needs Python 3.11")
+    async with asyncio.TaskGroup() as tg:
+        first = tg.create_task(_quick_tuner(storage, "first").fit())
+        second = tg.create_task(_quick_tuner(storage, "second").fit())
+    assert sorted(r.metrics["x"] for r in first.result()) == [1, 2]
+    assert sorted(r.metrics["x"] for r in second.result()) == [1, 2]
+
+
+async def test_fit_runs_with_anyio_start_soon(storage: str) -> None:
+    tuner = _quick_tuner(storage, "start_soon")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tuner.fit)
+    assert sorted(r.metrics["x"] for r in tuner.get_results()) == [1, 2]
+
+
+async def test_a_fit_task_can_be_cancelled(storage: str) -> None:
+    def endless(config: dict[str, Any]) -> None:
+        while True:
+            time.sleep(0.01)
+            tune.report({"x": 1})
+
+    started = asyncio.Event()
+
+    class _Started(tune.Callback):
+        def on_trial_result(
+            self, iteration: int, trials: Any, trial: Any, result: Any, **info: Any
+        ) -> None:
+            started.set()
+
+    task = asyncio.create_task(
+        tune.Tuner(
+            endless,
+            tune_config=tune.TuneConfig(backend="local"),
+            run_config=tune.RunConfig(storage_path=storage, verbose=0, callbacks=[_Started()]),
+        ).fit()
+    )
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

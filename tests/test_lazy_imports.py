@@ -47,6 +47,49 @@ def test_an_unknown_name_is_an_attribute_error_naming_it() -> None:
         atune.nope  # noqa: B018
 
 
+# Ray Tune's modules that a program reaches as attributes after ``import ray.tune``.
+SUBMODULE_PATHS = [
+    "stopper.CombinedStopper",
+    "search.ConcurrencyLimiter",
+    "search.sample.uniform",
+    "schedulers.FIFOScheduler",
+    "utils.wait_for_gpu",
+    "utils.util.validate_warmstart",
+    "execution.placement_groups.PlacementGroupFactory",
+    "callback.Callback",
+    "result_grid.ResultGrid",
+    "trainable.Trainable",
+    "tuner.Tuner",
+    "error.TuneError",
+    "context.get_context",
+    "tune_config.TuneConfig",
+]
+
+
+def test_submodules_resolve_as_attributes_after_import_atune_as_tune() -> None:
+    # In a fresh interpreter: in this one, other tests have imported the modules already.
+    code = (
+        "import json, sys\n"
+        "import atune as tune\n"
+        "before = 'atune.stopper' in sys.modules\n"
+        "found = {}\n"
+        f"for path in {SUBMODULE_PATHS!r}:\n"
+        "    obj = tune\n"
+        "    for part in path.split('.'):\n"
+        "        obj = getattr(obj, part)\n"
+        "    found[path] = obj.__module__ + '.' + obj.__name__\n"
+        "print(json.dumps({'before': before, 'found': found}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    report = json.loads(out.stdout.splitlines()[-1])
+    assert report["before"] is False  # still lazy: nothing imported until looked up
+    assert set(report["found"]) == set(SUBMODULE_PATHS)
+    assert report["found"]["stopper.CombinedStopper"] == "atune.stopper.CombinedStopper"
+    assert "stopper" in dir(atune) and "search" in dir(atune)
+
+
 def test_a_lazy_logger_logs_through_structlog() -> None:
     log = get_logger("atune.test")
     with capture_logs() as logs:

@@ -38,6 +38,9 @@ PUBLIC_MODULES = [
     "atune.callback",
     "atune.utils",
     "atune.utils.util",
+    "atune.error",
+    "atune.context",
+    "atune.tune_config",
 ]
 
 # Import paths that Ray Tune programs (and the Ray Tune reference page) use.
@@ -49,6 +52,10 @@ RAY_TUNE_PATHS = [
     "atune.utils.util.validate_warmstart",
     "atune.search.sample.uniform",
     "atune.search.basic_variant.BasicVariantGenerator",
+    "atune.error.TuneError",
+    "atune.context.TuneContext",
+    "atune.context.get_context",
+    "atune.tune_config.TuneConfig",
 ]
 
 # The same object reached through a Ray Tune path and through a shorter one.
@@ -61,6 +68,9 @@ SAME_OBJECTS = [
     ("atune.utils.diagnose_serialization", "atune.utils.util.diagnose_serialization"),
     ("atune.ResultGrid", "atune.result_grid.ResultGrid"),
     ("atune.Callback", "atune.callback.Callback"),
+    ("atune.TuneError", "atune.error.TuneError"),
+    ("atune.get_context", "atune.context.get_context"),
+    ("atune.TuneConfig", "atune.tune_config.TuneConfig"),
 ]
 
 SKIPPED = {"__version__"}

@@ -120,4 +120,26 @@ __all__ = [
     "with_resources",
 ]
 
-__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)
+# Modules reachable as attributes of the package, as on ``ray.tune`` after ``import ray.tune``
+# (``tune.stopper.CombinedStopper``, ``tune.search.ConcurrencyLimiter``, ...); each is
+# imported on first look-up.
+_SUBMODULES = (
+    "callback",
+    "config",
+    "context",
+    "error",
+    "errors",
+    "events",
+    "execution",
+    "result",
+    "result_grid",
+    "schedulers",
+    "search",
+    "stopper",
+    "trainable",
+    "tune_config",
+    "tuner",
+    "utils",
+)
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__, _SUBMODULES)

@@ -259,12 +259,19 @@ async def run_experiment(
         ExperimentWriter(str(experiment_path)),
         experiment_name=str(run_config.name),
         callbacks=_callbacks(run_config, tune_config),
+        num_user_callbacks=len(run_config.callbacks or ()),
         time_budget_s=tune_config.time_budget_s,  # type: ignore[arg-type]
         resumed=restore is not None,
         signing_key=await anyio.to_thread.run_sync(load_or_create_key),
     )
-    for callback in driver.callbacks:
-        callback.setup(stop=run_config.stop, num_samples=tune_config.num_samples)
+    if restore is not None:
+        await driver.dispatch.restore(restore.events)
+    await driver.dispatch.setup(
+        stop=run_config.stop,
+        num_samples=tune_config.num_samples,
+        total_num_samples=search.total_samples,
+        time_budget_s=tune_config.time_budget_s,
+    )
     try:
         await driver.run()
     finally:

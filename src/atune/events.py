@@ -28,6 +28,7 @@ import msgspec
 
 __all__ = [
     "ActorFreed",
+    "CallbackStateSaved",
     "CheckpointDeleted",
     "CheckpointSaved",
     "Event",
@@ -147,6 +148,21 @@ class SearcherStateSaved(_EventBase, tag="searcher_state_saved", frozen=True, kw
     state: dict[str, Any]
 
 
+class CallbackStateSaved(_EventBase, tag="callback_state_saved", frozen=True, kw_only=True):
+    """A snapshot of what the user's callbacks returned from ``get_state()``, for restore.
+
+    Written at most once per journal flush, when a state changed. ``Tuner.restore(...,
+    callbacks=...)`` hands each state back with ``set_state``.
+
+    Attributes:
+        states: One entry per callback whose ``get_state()`` returned a value:
+            ``{"index": <position in RunConfig.callbacks>, "type": "<module>.<class>",
+            "state": <the JSON data it returned>}``.
+    """
+
+    states: list[dict[str, Any]]
+
+
 class TrialCompleted(_EventBase, tag="trial_completed", frozen=True, kw_only=True):
     """The trial ended without error (status TERMINATED).
 
@@ -224,6 +240,7 @@ Event = (
     | TrialErrored
     | ActorFreed
     | SearcherStateSaved
+    | CallbackStateSaved
     | ExperimentFinished
 )
 """Any event; a tagged union, so one decoder reads them all."""

@@ -5,8 +5,9 @@
 * called where no event loop is running (a plain script), it runs the experiment and
   returns the :class:`~atune.result.ResultGrid`, like Ray Tune;
 * called inside a running event loop (a web service, a notebook cell, an ``async def``),
-  it returns an awaitable: ``results = await tuner.fit()`` runs the experiment on that loop
-  without blocking it. Forgetting the ``await`` never silently skips the run: using the
+  it returns a coroutine: ``results = await tuner.fit()`` runs the experiment on that loop
+  without blocking it, and so do ``asyncio.create_task(tuner.fit())``,
+  ``TaskGroup.create_task(tuner.fit())`` and anyio's ``tg.start_soon(tuner.fit)``. Forgetting the ``await`` never silently skips the run: using the
   un-awaited value raises a ``TypeError`` that says to await it, and dropping it emits a
   ``RuntimeWarning``.
 
@@ -22,7 +23,7 @@ import datetime as _dt
 import inspect
 import os
 import warnings
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -135,6 +136,7 @@ class Tuner:
         restart_errored: bool = False,
         param_space: dict[str, Any] | None = None,
         storage_filesystem: Any = None,
+        callbacks: Sequence[Callback] | None = None,
     ) -> Tuner:
         """Continue an interrupted experiment from its journal; call ``fit()`` on the result.
 
@@ -155,6 +157,9 @@ class Tuner:
             restart_errored: Restart errored trials from scratch.
             param_space: The original search space, to fill leaves that are code.
             storage_filesystem: Accepted for compatibility; only local paths are supported.
+            callbacks: (atune) The original run's callbacks, which are code and so not
+                stored: each gets back the state its ``get_state()`` returned last (when
+                the callback at the same position is of the same class).
 
         Raises:
             StorageError: ``path`` is not an atune experiment.
@@ -182,7 +187,11 @@ class Tuner:
                 "Tuner.restore(path, trainable, param_space=...)",
                 value=missing,
             )
-        not_restored = [c for c in spec.code_not_restored if not c.startswith("param_space:")]
+        not_restored = [
+            c
+            for c in spec.code_not_restored
+            if not c.startswith("param_space:") and not (c == "callbacks" and callbacks)
+        ]
         if not_restored:
             _log.warning(
                 "restoring without the parts of the original configuration that are code",
@@ -190,6 +199,8 @@ class Tuner:
             )
         tune_config, run_config = spec.configs(storage_path=str(experiment_path.parent))
         run_config.name = experiment_path.name
+        if callbacks:
+            run_config.callbacks = list(callbacks)
         tuner = cls(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
         if trainable_name(tuner._trainable_cls) != spec.trainable_name:
             _log.warning(
@@ -222,7 +233,7 @@ class Tuner:
         """Run the experiment; see the module docstring for sync versus ``await`` use.
 
         Returns:
-            The ``ResultGrid`` (no running loop), or an awaitable of it (inside a loop).
+            The ``ResultGrid`` (no running loop), or a coroutine of it (inside a loop).
         """
         try:
             asyncio.get_running_loop()
@@ -234,7 +245,7 @@ class Tuner:
 
                 ensure_ray()  # from the main thread, where Ray can install its handlers
             return anyio.run(self._fit)
-        return _FitCall(self._fit)
+        return _FitCall(self._fit())
 
     async def _fit(self) -> ResultGrid:
         with short_switch_interval():
@@ -258,23 +269,67 @@ class Tuner:
         return self._results
 
 
-class _FitCall:
-    """What ``Tuner.fit()`` returns inside a running event loop: await it."""
+class _FitCall(Coroutine[Any, Any, ResultGrid]):
+    """What ``Tuner.fit()`` returns inside a running event loop: a coroutine; await it.
+
+    It is a real :class:`collections.abc.Coroutine` around ``Tuner._fit()``, so every way
+    of running a coroutine accepts it: ``await``, ``asyncio.create_task``,
+    ``TaskGroup.create_task``, ``asyncio.ensure_future``, and anyio's
+    ``tg.start_soon(tuner.fit)``. Unlike a bare coroutine it is never silently skipped:
+    using it as a result (``pending.get_best_result()``, iterating it) raises a
+    ``TypeError`` that says to await it, and dropping it without running it emits a
+    ``RuntimeWarning`` (the inner coroutine is closed, so Python's own "never awaited"
+    warning does not come on top).
+    """
 
     _MESSAGE = (
         "Tuner.fit() was called inside a running event loop, so it returned an awaitable "
         "instead of blocking the loop; use `results = await tuner.fit()`"
     )
+    # What asyncio and anyio read from a coroutine (names, repr, debugging); forwarded.
+    _INTROSPECTION = frozenset(
+        {
+            "__name__",
+            "__qualname__",
+            "cr_await",
+            "cr_code",
+            "cr_frame",
+            "cr_origin",
+            "cr_running",
+            "cr_suspended",
+        }
+    )
 
-    def __init__(self, fit: Callable[[], Any]) -> None:
-        self._fit = fit
-        self._awaited = False
+    def __init__(self, coro: Coroutine[Any, Any, ResultGrid]) -> None:
+        self._coro = coro
+        self._started = False
+
+    def send(self, value: Any) -> Any:
+        """Run the experiment up to its next suspension (the coroutine protocol)."""
+        self._started = True
+        return self._coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        """Raise an exception (a cancellation) at the current suspension point."""
+        self._started = True
+        if val is None and tb is None:
+            return self._coro.throw(typ)
+        return self._coro.throw(typ, val, tb)  # pragma: no cover - legacy signature
+
+    def close(self) -> None:
+        """Close the coroutine; an experiment that never started does not run."""
+        self._started = True
+        self._coro.close()
 
     def __await__(self) -> Generator[Any, None, ResultGrid]:
-        self._awaited = True
-        return self._fit().__await__()  # type: ignore[no-any-return]
+        self._started = True
+        return self._coro.__await__()
 
     def __getattr__(self, name: str) -> Any:
+        if name in _FitCall._INTROSPECTION or name.startswith(("cr_", "gi_", "ag_")):
+            return getattr(self._coro, name)
+        if name.startswith("_"):
+            raise AttributeError(name)
         raise TypeError(f"{self._MESSAGE} (tried to use .{name} on it)")
 
     def __iter__(self) -> Any:
@@ -284,7 +339,9 @@ class _FitCall:
         raise TypeError(self._MESSAGE)
 
     def __del__(self) -> None:
-        if not self._awaited:
+        coro = self.__dict__.get("_coro")
+        if coro is not None and not self.__dict__.get("_started", True):
+            coro.close()  # no second "never awaited" warning from Python
             warnings.warn(
                 f"{self._MESSAGE}; the experiment did not run", RuntimeWarning, stacklevel=2
             )

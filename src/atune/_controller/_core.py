@@ -27,6 +27,7 @@ from atune._flatten import flatten_dict
 from atune._trial import ERROR, PENDING, RUNNING, TERMINATED, CheckpointRecord, Trial
 from atune.events import (
     ActorFreed,
+    CallbackStateSaved,
     CheckpointDeleted,
     CheckpointSaved,
     Event,
@@ -298,7 +299,10 @@ class ControllerCore:
             self._trial_list.append(trial)
             self._open[trial.trial_id] = trial
             return
-        if isinstance(event, (ExperimentStarted, ExperimentFinished, SearcherStateSaved)):
+        if isinstance(
+            event,
+            (ExperimentStarted, ExperimentFinished, SearcherStateSaved, CallbackStateSaved),
+        ):
             return
         trial = self.trials[event.trial_id]
         if isinstance(event, TrialStarted):

@@ -28,6 +28,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
+from atune._controller._callbacks import CallbackDispatcher
 from atune._controller._core import (
     Command,
     ControllerCore,
@@ -45,13 +46,12 @@ from atune._controller._pool import RunnerPool, StartFailed
 from atune._log import get_logger
 from atune._trial import Trial
 from atune.callback import Callback
-from atune.errors import InfeasibleResourcesError, TuneError, WorkerDiedError
+from atune.errors import InfeasibleResourcesError, WorkerDiedError
 from atune.events import (
     ActorFreed,
     CheckpointDeleted,
     CheckpointSaved,
     Event,
-    ExperimentFinished,
     ExperimentStarted,
     ResultReported,
     SearcherStateSaved,
@@ -91,6 +91,7 @@ class Driver:
         *,
         experiment_name: str,
         callbacks: Sequence[Callback] = (),
+        num_user_callbacks: int | None = None,
         time_budget_s: float | None = None,
         resumed: bool = False,
         signing_key: bytes = b"",
@@ -100,10 +101,14 @@ class Driver:
         self.writer = writer
         self.experiment_name = experiment_name
         self.callbacks = list(callbacks)
+        self.dispatch = CallbackDispatcher(
+            self.callbacks,
+            len(self.callbacks) if num_user_callbacks is None else num_user_callbacks,
+        )
         self.time_budget_s = time_budget_s
         self.resumed = resumed
         self.signing_key = signing_key
-        self._iteration = 0
+        self._iteration = 0  # controller steps taken (Ray Tune's ``iteration``)
         self._send: MemoryObjectSendStream[Message] | None = None
         self._trial_scopes: dict[str, anyio.CancelScope] = {}
         self._last_search_state: Any = None
@@ -117,6 +122,7 @@ class Driver:
         failure: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
+                self.dispatch.start(tg, tg.cancel_scope.cancel)
                 tg.start_soon(self._flush_periodically)
                 tg.start_soon(self._notice_slow_launches, tg)
                 if self.time_budget_s is not None:
@@ -134,17 +140,22 @@ class Driver:
                     async for message in receive:
                         if self._step(message, tg):
                             break
+                        if self.dispatch.backlogged:
+                            await self.dispatch.relieve()
+                    await self.dispatch.drain()
                 except Exception as exc:
                     # Raised after the task group, as it is: inside it, it would reach the
                     # caller wrapped in an ExceptionGroup (``except TuneError`` would miss it).
                     failure = exc
                 tg.cancel_scope.cancel()
+            failure = failure or self.dispatch.failure
             if failure is not None:
                 raise failure
         except BaseException:
             with anyio.move_on_after(_SHUTDOWN_DEADLINE_S, shield=True):
                 await self.pool.kill_all()
                 await self._flush()
+                await self.dispatch.abort(self.core.get_trials())
             _log.warning(
                 "experiment interrupted; every trial was stopped and the journal flushed. "
                 f"Resume it with: Tuner.restore({str(self.writer.path)!r}, trainable=...).fit()"
@@ -160,11 +171,16 @@ class Driver:
         with anyio.CancelScope(shield=True):
             await self.pool.stop_all()
             await self._flush()
+        if self.dispatch.failure is not None:  # the last get_state() failed
+            raise self.dispatch.failure
 
     def _step(self, message: Message, tg: TaskGroup) -> bool:
+        self.dispatch.step("on_step_begin", self._iteration, self.core.get_trials())
         events, commands = self.core.handle(message)
         for event in events:
             self._record(event)
+        self._iteration += 1
+        self.dispatch.step("on_step_end", self._iteration, self.core.get_trials())
         by_trial: dict[str, list[Command]] = defaultdict(list)
         finished = False
         for command in commands:
@@ -183,6 +199,9 @@ class Driver:
 
     async def _flush(self) -> None:
         self._snapshot_search()
+        callback_states = self.dispatch.snapshot(time.time())
+        if callback_states is not None:
+            self.writer.journal(encode_event(callback_states))
         await anyio.to_thread.run_sync(self.writer.flush)
 
     def _snapshot_search(self) -> None:
@@ -242,7 +261,6 @@ class Driver:
 
     # ------------------------------------------------------------------ recording
     def _record(self, event: Event) -> None:
-        self._iteration += 1
         self.writer.journal(encode_event(event))
         trials = self.core.get_trials()
         trial: Trial | None = None
@@ -267,13 +285,7 @@ class Driver:
             self.writer.params(Path(trial.path), trial.config)
         if isinstance(event, (TrialCompleted, TrialErrored)) and trial and trial.is_finished:
             self.writer.close_trial(Path(trial.path))
-        for callback in self.callbacks:
-            try:
-                _notify(callback, event, self._iteration, trials, trial)
-            except Exception as exc:
-                raise TuneError(
-                    f"callback {type(callback).__name__} raised {type(exc).__name__}: {exc}"
-                ) from exc
+        self.dispatch.event(event, self._iteration, trials, trial)
 
     # ------------------------------------------------------------------- commands
     async def _run_commands(self, trial_id: str, commands: list[Command]) -> None:
@@ -406,30 +418,3 @@ def _died(exc: WorkerDiedError) -> ErrorInfo:
         message=str(exc),
         traceback="\n\n".join(filter(None, (exc.traceback, exc.error_message))),
     )
-
-
-def _notify(
-    callback: Callback, event: Event, iteration: int, trials: list[Trial], trial: Trial | None
-) -> None:
-    callback.on_event(event)
-    if trial is None:
-        if isinstance(event, ExperimentFinished):
-            callback.on_experiment_end(trials=trials)
-        return
-    if isinstance(event, TrialStarted):
-        callback.on_trial_start(iteration=iteration, trials=trials, trial=trial)
-    elif isinstance(event, ResultReported):
-        callback.on_trial_result(
-            iteration=iteration, trials=trials, trial=trial, result=event.result
-        )
-    elif isinstance(event, CheckpointSaved):
-        checkpoint: Any = trial.checkpoint
-        callback.on_checkpoint(
-            iteration=iteration, trials=trials, trial=trial, checkpoint=checkpoint
-        )
-        callback.on_trial_save(iteration=iteration, trials=trials, trial=trial)
-    elif isinstance(event, TrialCompleted):
-        callback.on_trial_complete(iteration=iteration, trials=trials, trial=trial)
-    elif isinstance(event, TrialErrored):
-        hook = callback.on_trial_recover if event.will_retry else callback.on_trial_error
-        hook(iteration=iteration, trials=trials, trial=trial)

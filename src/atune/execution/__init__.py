@@ -30,4 +30,4 @@ __all__ = [
     "resource_dict_to_pg_factory",
 ]
 
-__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__, ("placement_groups",))

@@ -35,6 +35,7 @@ from atune.execution._host import (
     TrainOutcome,
 )
 from atune.execution.placement_groups import PlacementGroupFactory
+from atune.trainable._parameters import Parameters
 from atune.trainable._session import TrialInfo
 from atune.trainable._trainable import Trainable
 
@@ -155,33 +156,26 @@ def _launch_ended(outcome: LaunchOutcome) -> bool:
     )
 
 
-_REFS_ATTR = "_atune_parameter_refs"
-
-
 def _put_parameters(cls: type[Trainable]) -> type[Trainable]:
-    """A subclass whose ``with_parameters`` objects are replaced by object-store refs.
+    """Put the ``with_parameters`` objects into the object store, once, in the driver.
 
-    Each object is put exactly once, here, in the driver; every actor fetches it by ref.
+    The class keeps its :class:`Parameters` holder, which from then on pickles (with each
+    actor's creation) as the references only; every actor fetches the objects by ref.
     """
-    import ray
-
     parameters = cls._atune_parameters
-    if not parameters:
-        return cls
-    refs = {key: ray.put(value) for key, value in parameters.items()}
-    return type(cls.__name__, (cls,), {"_atune_parameters": refs, _REFS_ATTR: True})
+    if not isinstance(parameters, Parameters):
+        parameters = Parameters(parameters)
+        cls = type(cls.__name__, (cls,), {"_atune_parameters": parameters})
+    parameters.to_object_store()
+    return cls
 
 
 def _resolve_parameters(cls: type[Trainable]) -> type[Trainable]:
     """In the actor: fetch the objects behind the refs (zero-copy for numpy arrays)."""
-    if not cls.__dict__.get(_REFS_ATTR):
-        return cls
-    import ray
-
-    refs = cls._atune_parameters
-    values = ray.get(list(refs.values()))
-    resolved = dict(zip(refs, values, strict=True))
-    return type(cls.__name__, (cls,), {"_atune_parameters": resolved, _REFS_ATTR: False})
+    parameters = cls._atune_parameters
+    if isinstance(parameters, Parameters):
+        parameters.fetch()
+    return cls
 
 
 _remote_actor_cls: Any = None

@@ -280,7 +280,11 @@ def wrap_function(fn: Callable[..., Any], *, name: str | None = None) -> type[Fu
     Raises:
         ConfigError: ``fn`` does not take a single ``config`` parameter.
     """
-    parameters = dict(getattr(fn, "_atune_parameters", {}))
+    from atune.trainable._parameters import Parameters
+
+    parameters = getattr(fn, "_atune_parameters", None)
+    if not isinstance(parameters, Parameters):  # keep the holder: it pickles small
+        parameters = Parameters(parameters or {})
     validate_function(fn, tuple(parameters))
     namespace: dict[str, Any] = {
         "_function": staticmethod(fn),

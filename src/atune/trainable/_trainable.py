@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,7 +104,7 @@ class Trainable:
     """
 
     #: Objects handed to ``setup`` as keyword arguments (set by ``with_parameters``).
-    _atune_parameters: dict[str, Any] = {}
+    _atune_parameters: Mapping[str, Any] = {}
 
     def __init__(
         self,

@@ -3,9 +3,13 @@
 Both return a new trainable and leave the original untouched. They compose in either order.
 
 ``with_parameters(trainable, **kwargs)`` hands large objects to every trial without
-pickling them per trial: with the Ray backend each object is put into the Ray object store
-exactly once when ``fit()`` starts, and every trial's actor fetches it from there (numpy
-arrays are read zero-copy from shared memory). Functions receive the objects as keyword
+pickling them per trial: the wrapper holds them in a
+:class:`~atune.trainable._parameters.Parameters` mapping, which pickles as a small handle
+(references into the Ray object store while Ray is initialised, else a reference to the
+objects in this process). With the Ray backend each object is put into the object store
+once (when ``fit()`` starts, or at the wrapper's first pickle with Ray running), and every
+trial's actor fetches it from there (numpy arrays are read zero-copy from shared memory);
+the in-process backend hands the trials the objects themselves. Functions receive the objects as keyword
 arguments (``fn(config, **kwargs)``); classes receive them in ``setup(config, **kwargs)``.
 
 ``with_resources(trainable, resources)`` sets the resource request per trial: a dict
@@ -24,6 +28,7 @@ from typing import Any, TypeVar
 
 from atune.errors import ConfigError
 from atune.trainable._function import validate_function
+from atune.trainable._parameters import Parameters
 from atune.trainable._trainable import Trainable
 
 __all__ = ["PARAMETERS_ATTR", "RESOURCES_ATTR", "with_parameters", "with_resources"]
@@ -76,12 +81,13 @@ def with_parameters(trainable: T, **kwargs: Any) -> T:
     if _is_trainable_class(trainable):
         cls: Any = trainable
         validate_function(cls.setup.__get__(object.__new__(cls)), tuple(kwargs))
-        params = {**getattr(cls, PARAMETERS_ATTR, {}), **kwargs}
+        params = Parameters({**getattr(cls, PARAMETERS_ATTR, {}), **kwargs})
         return type(cls.__name__, (cls,), {PARAMETERS_ATTR: params, "__module__": cls.__module__})  # type: ignore[return-value]
     if callable(trainable) and not inspect.isclass(trainable):
-        validate_function(trainable, tuple(kwargs))
+        params = Parameters({**getattr(trainable, PARAMETERS_ATTR, {}), **kwargs})
+        validate_function(trainable, tuple(params))
         wrapper = _copy_function(trainable)
-        setattr(wrapper, PARAMETERS_ATTR, {**getattr(trainable, PARAMETERS_ATTR, {}), **kwargs})
+        setattr(wrapper, PARAMETERS_ATTR, params)
         return wrapper  # type: ignore[return-value]
     raise ConfigError(
         f"with_parameters() takes a function or a Trainable subclass, got {trainable!r}",

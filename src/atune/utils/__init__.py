@@ -6,6 +6,7 @@ Ray Tune.
 
 from __future__ import annotations
 
+from atune.utils import util as util  # ``tune.utils.util.validate_warmstart``
 from atune.utils._gpu import wait_for_gpu
 from atune.utils._serialization import diagnose_serialization
 from atune.utils._validate import validate_save_restore
