@@ -11,8 +11,8 @@ import types
 
 import pytest
 
-from atune.stopper import TimeoutStopper
 import atune.stopper as stopper_module
+from atune.stopper import TimeoutStopper
 
 
 class _Clock:

@@ -65,7 +65,9 @@ class _FailAfter(tune.Callback):
         self.count = count
         self.seen = 0
 
-    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: Any, **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: Any, **info: Any
+    ) -> None:
         self.seen += 1
         if self.seen == self.count:
             raise RuntimeError("driver failure injected")
@@ -161,7 +163,9 @@ def _write_in_trial_dir(config: dict[str, Any]) -> None:
 
 
 @pytest.mark.ray
-@pytest.mark.xfail(strict=True, reason="issue 9: trial cwd = trial dir on Ray (TUNE_ORIG_WORKING_DIR)")
+@pytest.mark.xfail(
+    strict=True, reason="issue 9: trial cwd = trial dir on Ray (TUNE_ORIG_WORKING_DIR)"
+)
 @pytest.mark.parametrize("chdir", [True, False], ids=["chdir", "no_chdir"])
 def test_trial_working_directory(
     storage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chdir: bool

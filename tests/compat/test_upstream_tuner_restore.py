@@ -61,7 +61,9 @@ async def _fit_within(tuner: tune.Tuner, seconds: float = 20) -> Any:
         return await tuner.fit()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: restore of a finished experiment (get_results, fit)")
+@pytest.mark.xfail(
+    strict=True, reason="issue 9: restore of a finished experiment (get_results, fit)"
+)
 async def test_restore_finished_keeps_trial_count(storage: str) -> None:
     def one(config: dict[str, Any]) -> int:
         return 1
@@ -82,8 +84,12 @@ async def test_restore_finished_keeps_trial_count(storage: str) -> None:
     assert results.get_best_result().metrics["_metric"] == 1
 
 
-@pytest.mark.parametrize(("resume", "expected"), [("resume_errored", [2, 3, 2, 3]), ("restart_errored", [2, 2, 2, 2])])
-def test_restore_errored_trials(storage: str, tmp_path: Path, resume: str, expected: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("resume", "expected"), [("resume_errored", [2, 3, 2, 3]), ("restart_errored", [2, 2, 2, 2])]
+)
+def test_restore_errored_trials(
+    storage: str, tmp_path: Path, resume: str, expected: list[int]
+) -> None:
     marker = tmp_path / "fail_marker"
     marker.write_text("")
     space = {"fail_marker": tune.grid_search([None, str(marker), None, str(marker)])}
@@ -157,7 +163,9 @@ def test_resume_errored_only(storage: str, tmp_path: Path) -> None:
     assert sorted((r.metrics or {}).get("it", 0) for r in results) == [0, 1, 2, 3]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: damaged checkpoint fallback (missing checkpoint dirs)")
+@pytest.mark.xfail(
+    strict=True, reason="issue 9: damaged checkpoint fallback (missing checkpoint dirs)"
+)
 def test_restore_falls_back_to_latest_available_checkpoint(storage: str, tmp_path: Path) -> None:
     marker = tmp_path / "fail_marker"
     marker.write_text("")
@@ -227,7 +235,9 @@ def test_failed_restore_counts_as_a_failure_without_retry(
 
 
 @pytest.mark.xfail(strict=True, reason="issue 9: TUNE_RESTORE_RETRY_NUM honoured")
-def test_restore_retry_env_var(storage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_restore_retry_env_var(
+    storage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TUNE_RESTORE_RETRY_NUM", "1")
     [result] = list(_restore_retry_run(storage, tmp_path))
     assert result.metrics["score"] == 5
@@ -256,13 +266,17 @@ class _Big:
         self.data = list(range(100_000))
 
 
-def _fn_with_data(config: dict[str, Any], data_str: str | None = None, data_obj: Any = None) -> None:
+def _fn_with_data(
+    config: dict[str, Any], data_str: str | None = None, data_obj: Any = None
+) -> None:
     assert data_str is not None and data_obj is not None
     _sometimes_failing(config)
 
 
 class _ClassWithData(tune.Trainable):
-    def setup(self, config: dict[str, Any], data_str: str | None = None, data_obj: Any = None) -> None:
+    def setup(
+        self, config: dict[str, Any], data_str: str | None = None, data_obj: Any = None
+    ) -> None:
         assert data_str is not None and data_obj is not None
         self.idx = 0
         self.marker = config["fail_marker"]
@@ -315,7 +329,9 @@ def test_restore_from_moved_experiment(tmp_path: Path) -> None:
     marker.write_text("")
     old = tmp_path / "results"
     results = _tuner(
-        str(old), "exp_dir", {"fail_marker": str(marker)},
+        str(old),
+        "exp_dir",
+        {"fail_marker": str(marker)},
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
     ).fit()
     assert len(results.errors) == 1
@@ -325,7 +341,9 @@ def test_restore_from_moved_experiment(tmp_path: Path) -> None:
     shutil.move(str(old), str(new))
     os.rename(new / "exp_dir", new / "new_exp_dir")
     marker.unlink()
-    results = tune.Tuner.restore(str(new / "new_exp_dir"), _sometimes_failing, resume_errored=True).fit()
+    results = tune.Tuner.restore(
+        str(new / "new_exp_dir"), _sometimes_failing, resume_errored=True
+    ).fit()
     assert not results.errors
     assert results[0].metrics["training_iteration"] == 3
     assert results[0].checkpoint
@@ -353,11 +371,15 @@ async def test_restore_from_relative_path(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 @pytest.mark.xfail(strict=True, reason="issue 9: num_to_keep for function trainables")
-def test_checkpoints_after_resume_continue_numbering_and_retention(storage: str, tmp_path: Path) -> None:
+def test_checkpoints_after_resume_continue_numbering_and_retention(
+    storage: str, tmp_path: Path
+) -> None:
     marker = tmp_path / "fail_marker"
     marker.write_text("")
     results = _tuner(
-        storage, "numbering", {"fail_marker": str(marker), "num_epochs": 2},
+        storage,
+        "numbering",
+        {"fail_marker": str(marker), "num_epochs": 2},
         checkpoint_config=tune.CheckpointConfig(num_to_keep=4),
     ).fit()
     assert results[0].metrics["training_iteration"] == 2
@@ -372,5 +394,7 @@ def test_checkpoints_after_resume_continue_numbering_and_retention(storage: str,
     dirs = sorted(p for p in os.listdir(results[0].path) if p.startswith("checkpoint_"))
     assert dirs[0] == first[1]  # the oldest went; the first run's names were not reused
     assert len(dirs) == 4
-    values = [_read(tune.Checkpoint.from_directory(os.path.join(results[0].path, d)))["it"] for d in dirs]
+    values = [
+        _read(tune.Checkpoint.from_directory(os.path.join(results[0].path, d)))["it"] for d in dirs
+    ]
     assert values == [2, 3, 4, 5]
