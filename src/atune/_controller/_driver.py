@@ -108,6 +108,7 @@ class Driver:
         self._trial_scopes: dict[str, anyio.CancelScope] = {}
         self._last_search_state: Any = None
         self._launches: dict[str, _Launching] = {}  # launch calls in flight, by trial
+        self._retry_waits: dict[str, anyio.CancelScope] = {}  # retries backing off
 
     # ---------------------------------------------------------------------- run
     async def run(self) -> None:
@@ -165,6 +166,9 @@ class Driver:
         events, commands = self.core.handle(message)
         for event in events:
             self._record(event)
+        for trial_id, wait in self._retry_waits.items():
+            if self.core.trials[trial_id].stop_reason is not None:
+                wait.cancel()  # stopped while backing off: it is not launched at all
         by_trial: dict[str, list[Command]] = defaultdict(list)
         finished = False
         for command in commands:
@@ -337,7 +341,21 @@ class Driver:
             return RunnerFailed(ts=time.time(), trial_id=trial.trial_id, error=_died(exc))
         raise AssertionError(f"unknown command {command!r}")  # pragma: no cover
 
+    async def _back_off(self, trial: Trial, delay_s: float) -> bool:
+        """Wait before a retry; False when the trial was stopped meanwhile (see ``_step``)."""
+        with anyio.CancelScope() as wait:
+            self._retry_waits[trial.trial_id] = wait
+            try:
+                await anyio.sleep(delay_s)
+            finally:
+                del self._retry_waits[trial.trial_id]
+        return trial.stop_reason is None
+
     async def _launch(self, trial: Trial, command: Launch) -> list[Message]:
+        if command.delay_s > 0 and not await self._back_off(trial, command.delay_s):
+            # Never launched: the core ends the trial (in ERROR, with its last error).
+            outcome = TrainOutcome(results=[])
+            return [TrainReturned(ts=time.time(), trial_id=trial.trial_id, outcome=outcome)]
         info = TrialInfo(
             trial_id=trial.trial_id,
             trial_name=trial.trial_name,
