@@ -45,7 +45,12 @@ from atune._controller._pool import RunnerPool, StartFailed
 from atune._log import get_logger
 from atune._trial import Trial
 from atune.callback import Callback
-from atune.errors import InfeasibleResourcesError, TuneError, WorkerDiedError
+from atune.errors import (
+    InfeasibleResourcesError,
+    NotSerializableError,
+    TuneError,
+    WorkerDiedError,
+)
 from atune.events import (
     ActorFreed,
     CheckpointDeleted,
@@ -371,7 +376,7 @@ class Driver:
             reused, trained = await self.pool.acquire(
                 trial, info, command.checkpoint, command.budget, after=command.after
             )
-        except InfeasibleResourcesError as exc:
+        except (InfeasibleResourcesError, NotSerializableError) as exc:  # would recur
             return [
                 RunnerFailed(
                     ts=time.time(),
