@@ -24,6 +24,7 @@ never log, do not pay for it.
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 __all__ = ["get_logger"]
@@ -55,7 +56,9 @@ def _make_logger(name: str) -> Any:
     )
 
 
-def _to_stdlib(logger: Any, method_name: str, event_dict: dict[str, Any]) -> Any:
+def _to_stdlib(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> tuple[Any, ...]:
     """structlog's last processor: the stdlib call's arguments (message, exc_info)."""
     event = str(event_dict.pop("event", ""))
     exc_info = event_dict.pop("exc_info", None)

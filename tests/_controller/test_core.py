@@ -578,7 +578,9 @@ def test_retries_resume_from_the_latest_checkpoint(tmp_path: Path) -> None:
         # first retry: no result came in between).
         assert commands == [
             Release(trial_id=trial_id, kill=True),
-            Launch(trial_id=trial_id, budget=ONE, checkpoint=checkpoint, delay_s=[0.0, 1.0][attempt]),
+            Launch(
+                trial_id=trial_id, budget=ONE, checkpoint=checkpoint, delay_s=[0.0, 1.0][attempt]
+            ),
         ]
         assert trial.status == "PENDING"
         assert trial.attempt == attempt + 1
@@ -1124,7 +1126,7 @@ def test_a_missing_metric_is_allowed_when_strict_checking_is_off(tmp_path: Path)
 
 def test_required_metrics_come_from_config_scheduler_and_searcher() -> None:
     from atune._controller._metric_check import required_metrics
-    from atune.search import ConcurrencyLimiter, SearchGenerator, Searcher
+    from atune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 
     class TwoMetrics(Searcher):
         def suggest(self, trial_id: str) -> dict[str, Any] | None:

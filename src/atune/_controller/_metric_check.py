@@ -56,9 +56,9 @@ def required_metrics(
     def add(name: Any, where: str) -> None:
         names = name if isinstance(name, (list, tuple)) else [name]
         for item in names:
-            if isinstance(item, str) and item and item != _DEFAULT_METRIC:
-                if all(item != known for known, _ in found):
-                    found.append((item, where))
+            wanted = isinstance(item, str) and item and item != _DEFAULT_METRIC
+            if wanted and all(item != known for known, _ in found):
+                found.append((item, where))
 
     add(metric, "TuneConfig(metric=...)")
     add(getattr(scheduler, "metric", None), type(scheduler).__name__)
