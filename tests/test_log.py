@@ -132,3 +132,13 @@ def test_importing_and_running_atune_configures_no_logging(tmp_path: Any) -> Non
         """,
         tmp_path,
     )
+
+
+def test_an_application_that_configures_structlog_gets_atune_events_there(
+    storage: str,
+) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        _fit_with_a_warning(storage)
+    assert [e["log_level"] for e in logs if e["event"].startswith(_DEPRECATED)] == ["warning"]

@@ -13,7 +13,9 @@ apply::
 atune never configures logging: it adds no handler (not even a ``NullHandler``), sets no
 level and calls neither ``logging.basicConfig`` nor ``structlog.configure``. Where the
 application configured nothing, Python's "last resort" handler prints warnings and errors
-to stderr and drops the rest. Nothing atune logs goes to stdout; stdout carries only the
+to stderr and drops the rest. An application that configures structlog itself
+(``structlog.configure``, or ``structlog.testing.capture_logs`` in a test) gets atune's
+events through that configuration instead, as from any other structlog user. Nothing atune logs goes to stdout; stdout carries only the
 progress output that ``RunConfig(verbose=...)`` asks for.
 
 Loggers are made on first use: structlog is imported (about 40 ms, with rich) only when a
@@ -40,6 +42,10 @@ class _LazyLogger:
         self._logger: Any = None
 
     def __getattr__(self, attr: str) -> Any:
+        import structlog
+
+        if structlog.is_configured():  # the application chose structlog's pipeline
+            return getattr(structlog.get_logger(self._name), attr)
         if self._logger is None:
             self._logger = _make_logger(self._name)
         return getattr(self._logger, attr)
