@@ -142,3 +142,16 @@ def test_an_application_that_configures_structlog_gets_atune_events_there(
     with capture_logs() as logs:
         _fit_with_a_warning(storage)
     assert [e["log_level"] for e in logs if e["event"].startswith(_DEPRECATED)] == ["warning"]
+
+
+def test_after_capture_logs_atune_goes_back_to_stdlib_logging(
+    storage: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs():  # leaves structlog "configured" with its stdout default
+        pass
+    with caplog.at_level(logging.WARNING, logger="atune"):
+        _fit_with_a_warning(storage)
+    assert [r for r in caplog.records if _DEPRECATED in r.getMessage()]
+    assert capsys.readouterr().out == ""

@@ -13,9 +13,10 @@ apply::
 atune never configures logging: it adds no handler (not even a ``NullHandler``), sets no
 level and calls neither ``logging.basicConfig`` nor ``structlog.configure``. Where the
 application configured nothing, Python's "last resort" handler prints warnings and errors
-to stderr and drops the rest. An application that configures structlog itself
-(``structlog.configure``, or ``structlog.testing.capture_logs`` in a test) gets atune's
-events through that configuration instead, as from any other structlog user. Nothing atune logs goes to stdout; stdout carries only the
+to stderr and drops the rest. An application that sends structlog's output somewhere itself
+(``structlog.configure(logger_factory=...)``, or ``structlog.testing.capture_logs`` in a
+test) gets atune's events through that configuration instead, as from any other
+structlog user. Nothing atune logs goes to stdout; stdout carries only the
 progress output that ``RunConfig(verbose=...)`` asks for.
 
 Loggers are made on first use: structlog is imported (about 40 ms, with rich) only when a
@@ -44,11 +45,25 @@ class _LazyLogger:
     def __getattr__(self, attr: str) -> Any:
         import structlog
 
-        if structlog.is_configured():  # the application chose structlog's pipeline
+        if _structlog_chosen(structlog):
             return getattr(structlog.get_logger(self._name), attr)
         if self._logger is None:
             self._logger = _make_logger(self._name)
         return getattr(self._logger, attr)
+
+
+def _structlog_chosen(structlog: Any) -> bool:
+    """Whether the application sent structlog's output somewhere of its choosing.
+
+    structlog's default prints to stdout, and it stays "configured" after a
+    ``capture_logs`` block ends, so neither the default nor ``is_configured()`` counts:
+    a logger factory other than the default printer does, and so does ``capture_logs``.
+    """
+    config = structlog.get_config()
+    if not isinstance(config["logger_factory"], structlog.PrintLoggerFactory):
+        return True
+    capture = structlog.testing.LogCapture
+    return any(isinstance(processor, capture) for processor in config["processors"])
 
 
 def _make_logger(name: str) -> Any:
