@@ -8,6 +8,7 @@ cases that reach ``fit()`` use the in-process backend.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 
 import atune as tune
 from atune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
-from atune.errors import ConfigError
+from atune.errors import ConfigError, NotSerializableError
 
 
 def train_fn(config: dict[str, Any]) -> None:
@@ -134,3 +135,116 @@ def test_stop_threshold_must_be_a_number(storage: str, threshold: Any) -> None:
 def test_callbacks_must_be_callbacks(storage: str) -> None:
     with pytest.raises(ConfigError, match="not-a-callback"):
         fit_local(storage, callbacks=["not-a-callback"])
+
+
+# ------------------------------------------------------------------------ metric check
+def _reports(config: dict[str, Any]) -> None:
+    tune.report(config["report"])
+    tune.report(config["report"])
+
+
+def _fit_metric(storage: str, reports: list[dict[str, Any]], metric: str = "loss") -> Any:
+    return Tuner(
+        _reports,
+        param_space={"report": tune.grid_search(reports)},
+        tune_config=TuneConfig(backend="local", metric=metric, mode="min"),
+        run_config=RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+
+
+def test_a_result_without_the_metric_fails_only_that_trial(storage: str) -> None:
+    from atune.errors import MetricError
+
+    results = _fit_metric(storage, [{"acc": 0.5}, {"loss": 1.0}])
+    assert results.num_errors == 1 and results.num_terminated == 1
+    (error,) = results.errors
+    assert isinstance(error, MetricError) and isinstance(error, ValueError)
+    assert "'loss'" in str(error) and "TuneConfig(metric=...)" in str(error)
+    assert "acc" in str(error) and "training_iteration" in str(error)  # what it did report
+    assert results[1].metrics["loss"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("value", "type_name"), [("low", "str"), (False, "bool"), (None, "NoneType")]
+)
+def test_a_metric_that_is_not_a_number_fails_the_trial(
+    storage: str, value: Any, type_name: str
+) -> None:
+    results = _fit_metric(storage, [{"loss": value}])
+    (error,) = results.errors
+    assert f"as {type_name} {value!r}, not a real number" in str(error)
+
+
+def test_nan_inf_and_nested_metrics_are_allowed(storage: str) -> None:
+    nested = [{"val": {"loss": v}} for v in (float("nan"), float("inf"), 2.0)]
+    results = _fit_metric(storage, nested, metric="val/loss")
+    assert results.num_errors == 0 and results.num_terminated == 3
+
+
+def test_strict_metric_checking_can_be_turned_off(
+    storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    results = _fit_metric(storage, [{"acc": 0.5}])
+    assert results.num_errors == 0
+
+
+# --------------------------------------------------------------- serialisation checks
+@pytest.mark.parametrize("backend", ["local", "ray"])
+@pytest.mark.parametrize(
+    ("space", "path"),
+    [
+        ({"opt": {"k": threading.Lock()}}, "'opt.k'"),
+        ({"layers": [1, {"lock": threading.Lock()}]}, "'layers[1].lock'"),
+        ({"opt": tune.grid_search([1, threading.Lock()])}, "'opt'"),
+        ({"opt": tune.choice([threading.Lock()])}, "'opt'"),
+    ],
+    ids=["nested", "in-list", "grid", "choice"],
+)
+def test_a_config_value_that_cannot_reach_a_trial_fails_at_tuner(
+    space: dict[str, Any], path: str, backend: str
+) -> None:
+    with pytest.raises(NotSerializableError, match=re.escape(path)) as info:
+        Tuner(train_fn, param_space=space, tune_config=TuneConfig(backend=backend))  # type: ignore[arg-type]
+    assert "_thread.lock" in str(info.value)
+    assert isinstance(info.value, ConfigError) and isinstance(info.value, TypeError)
+
+
+def test_a_trainable_that_does_not_pickle_fails_at_tuner_on_ray_only() -> None:
+    lock = threading.Lock()
+
+    def captures_a_lock(config: dict[str, Any]) -> None:  # pickled by value: a closure
+        with lock:
+            tune.report({"score": 1})
+
+    with pytest.raises(TypeError, match="was found to be non-serializable") as info:
+        Tuner(captures_a_lock, tune_config=TuneConfig(backend="ray"))
+    assert isinstance(info.value, NotSerializableError)
+    # diagnose_serialization's report names the culprit.
+    assert "[name='lock']... FAILED" in str(info.value)
+    Tuner(captures_a_lock, tune_config=TuneConfig(backend="local"))  # nothing is pickled
+
+
+def _sampled_lock(config: dict[str, Any]) -> Any:
+    return threading.Lock() if config["bad"] else 1
+
+
+def _reports_score(config: dict[str, Any]) -> None:
+    tune.report({"score": 1})
+
+
+@pytest.mark.ray
+def test_a_sampled_value_that_does_not_pickle_fails_only_its_trial_on_ray(storage: str) -> None:
+    results = Tuner(
+        _reports_score,
+        param_space={
+            "bad": tune.grid_search([True, False]),
+            "opt": {"k": tune.sample_from(_sampled_lock)},
+        },
+        tune_config=TuneConfig(backend="ray"),
+        run_config=RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    assert results.num_errors == 1 and results.num_terminated == 1
+    (error,) = results.errors
+    assert isinstance(error, NotSerializableError)
+    assert "'opt.k'" in str(error) and "_thread.lock" in str(error)

@@ -1,4 +1,5 @@
-"""Retries from checkpoints after a trial raises, on a real (shared, 2-CPU) Ray."""
+"""Retries after a trial raises: from checkpoints on a real (shared, 2-CPU) Ray, back-off
+and the errors of trials that never got past failing on both backends."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ import atune as tune
 from _checkpointing import report_with_checkpoint, resume_point
 from _events import EventLog
 from atune.events import TrialErrored
-
-pytestmark = pytest.mark.ray
 
 
 def _iterations(result: tune.Result) -> list[int]:
@@ -29,6 +28,7 @@ def _checkpointing_trainable(config: dict[str, Any]) -> None:
         report_with_checkpoint(i, {"i": i})
 
 
+@pytest.mark.ray
 def test_a_raising_trial_resumes_from_its_checkpoint(storage: str) -> None:
     events = EventLog()
     results = tune.Tuner(
@@ -70,6 +70,7 @@ class _Succeeds(tune.Trainable):
         return {"x": 1, "done": self.iteration >= 2}
 
 
+@pytest.mark.ray
 def test_a_deterministic_error_gets_max_failures_plus_one_attempts(storage: str) -> None:
     events = EventLog()
     results = tune.Tuner(
@@ -92,6 +93,7 @@ def test_a_deterministic_error_gets_max_failures_plus_one_attempts(storage: str)
     assert error_txt.count("Failure # ") == 3 and "KeyError" in error_txt
 
 
+@pytest.mark.ray
 def test_other_trials_finish_when_one_fails(storage: str) -> None:
     results = tune.Tuner(
         tune.with_resources(_Mixed, {"CPU": 0.5}),
@@ -120,6 +122,7 @@ class _NeverReturns(tune.Trainable):
         return {"x": 1}
 
 
+@pytest.mark.ray
 @pytest.mark.timeout(60)  # the property: fit() returns although step() never does
 def test_time_budget_ends_fit_even_when_a_step_never_returns(storage: str) -> None:
     from atune.events import TrialCompleted
@@ -140,3 +143,34 @@ def test_time_budget_ends_fit_even_when_a_step_never_returns(storage: str) -> No
     assert result.error is None and result.metrics["training_iteration"] == 2
     completed = [e for e in events.events if isinstance(e, TrialCompleted)]
     assert [e.reason for e in completed] == ["time_budget"]  # not mistaken for success
+
+
+def _always_fails(config: dict[str, Any]) -> None:
+    raise ValueError("fails every time")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+def test_a_trial_that_only_ever_failed_ends_in_error_when_the_budget_ends_it(
+    storage: str, backend: str
+) -> None:
+    events = EventLog()
+    results = tune.Tuner(
+        _always_fails,
+        tune_config=tune.TuneConfig(backend=backend, time_budget_s=3),  # type: ignore[arg-type]
+        run_config=tune.RunConfig(
+            storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=-1),
+            callbacks=[events],
+            verbose=0,
+        ),
+    ).fit()
+    (result,) = list(results)
+    # Ended by the budget while retrying: not a success.
+    assert isinstance(result.error, ValueError) and "fails every time" in str(result.error)
+    assert results.num_errors == 1 and results.num_terminated == 0
+    assert [type(e) for e in results.errors] == [ValueError]
+    # Retries back off (0, 1, 2, 4 s) instead of spinning (33 attempts before).
+    errored = [e for e in events.events if isinstance(e, TrialErrored)]
+    assert 1 <= len(errored) <= 5
+    assert all(e.will_retry for e in errored)

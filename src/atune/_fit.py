@@ -17,6 +17,7 @@ import anyio
 
 from atune._controller._core import ControllerCore, CorePolicy, rank_checkpoints
 from atune._controller._driver import Driver
+from atune._controller._metric_check import required_metrics, strict_metric_checking
 from atune._controller._pool import RunnerPool
 from atune._log import get_logger
 from atune._progress import ProgressReporter
@@ -246,6 +247,8 @@ async def run_experiment(
         checkpoint_score_attribute=checkpoint_config.checkpoint_score_attribute,
         checkpoint_score_order=checkpoint_config.checkpoint_score_order,
         uid=uid,
+        required_metrics=required_metrics(tune_config.metric, scheduler, search),
+        strict_metric_checking=strict_metric_checking(),
         trial_name_creator=tune_config.trial_name_creator,
         trial_dirname_creator=tune_config.trial_dirname_creator,
     )

@@ -1,23 +1,25 @@
 """Progress output for people: a status line now and then, and a table at the end.
 
 ``RunConfig(verbose=...)``: 0 prints nothing; 1 (the default) prints a one-line status at
-most every few seconds and a results table when the experiment ends; 2 also prints one
-line per finished or failed trial. Output goes through ``rich``, which renders a table in a
+most every few seconds, one line per trial that ends in error (the exception's type and
+message, and the path of its ``error.txt``), and a results table when the experiment ends;
+2 also prints one line per finished trial and per failed attempt that is retried. Output goes through ``rich``, which renders a table in a
 terminal and in Jupyter alike. Programs should subscribe to events (``Callback.on_event``)
 rather than parse this output.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from atune._trial import Trial
+from atune._trial import ERROR, Trial
 from atune.callback import Callback
-from atune.events import Event, ExperimentFinished, TrialCompleted, TrialErrored
+from atune.events import Event, ExperimentFinished, TrialErrored
 
 __all__ = ["ProgressReporter"]
 
@@ -44,22 +46,40 @@ class ProgressReporter(Callback):
         self._trials: dict[str, Trial] = {}
 
     def on_event(self, event: Event) -> None:
-        if self.verbose >= 2 and isinstance(event, (TrialCompleted, TrialErrored)):
+        if self.verbose >= 2 and isinstance(event, TrialErrored) and event.will_retry:
             trial = self._trials.get(event.trial_id)
             name = trial.trial_name if trial else event.trial_id
-            if isinstance(event, TrialCompleted):
-                self.console.print(f"Trial {name} completed ({event.reason}).")
-            else:
-                retry = " Retrying." if event.will_retry else ""
-                self.console.print(
-                    f"Trial {name} errored: {event.error_type}: {event.message}.{retry}"
-                )
+            self._say(f"Trial {name} errored: {event.error_type}: {event.message}. Retrying.")
         if isinstance(event, ExperimentFinished):
             return
         if event.ts - self._last_status >= _STATUS_EVERY_S and self._trials:
             if self._last_status:
                 self.console.print(self._status_line())
             self._last_status = event.ts
+
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self._say_failed(trial, "errored")
+
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        if trial.status == ERROR:  # stopped (time budget, ...) while its retries failed
+            self._say_failed(trial, f"ended ({trial.end_reason}) while failing")
+        elif self.verbose >= 2:
+            self._say(f"Trial {trial.trial_name} completed ({trial.end_reason}).")
+
+    def _say_failed(self, trial: Trial, what: str) -> None:
+        error = trial.error
+        cause = f"{error.type_name}: {error.message}" if error is not None else "unknown error"
+        error_file = os.path.join(trial.path, "error.txt")
+        self._say(f"Trial {trial.trial_name} {what}: {cause}. Error file: {error_file}")
+
+    def _say(self, line: str) -> None:
+        # Messages are user text: brackets in them are not rich markup; lines are not
+        # wrapped, so a path can be copied.
+        self.console.print(line, markup=False, soft_wrap=True)  # paths stay whole
 
     def on_trial_start(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any

@@ -45,6 +45,10 @@ class Trial:
         num_failures: Failed attempts so far.
         checkpoints: Checkpoints committed and still kept, oldest first.
         error: The final error event's data, for trials in ERROR.
+        pending_error: The error of the last failed attempt while a retry has not yet
+            reported a result; a trial stopped in that state (time budget, ``stop_all``)
+            ends in ERROR with it instead of looking like a success.
+        failure_streak: Failed attempts since the last result (sets the retry back-off).
     """
 
     trial_id: str
@@ -63,6 +67,8 @@ class Trial:
     checkpoints: list[CheckpointRecord] = field(default_factory=list)
     next_checkpoint_index: int = 0
     error: Any = None
+    pending_error: Any = None
+    failure_streak: int = 0
     end_reason: str | None = None
     # Controller bookkeeping (not part of the experiment's recorded state).
     busy: bool = False

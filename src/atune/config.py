@@ -156,7 +156,13 @@ class FailureConfig:
 
     Attributes:
         max_failures: Retry a failed trial up to this many times from its latest checkpoint
-            (0: never, -1: forever).
+            (0: never, -1: forever). Retries back off: the first starts at once, then
+            each waits 1, 2, 4, 8, 16 and at most 30 seconds, until a result resets the
+            count (Ray Tune retries at once every time). The wait holds no resources, and
+            a stop (time budget, ``stop_all``) ends it. A trial stopped while its retries
+            kept failing ends in ERROR with its last error, not as a success. A metric
+            check failure (:class:`~atune.errors.MetricError`) or a config that cannot be
+            serialised is not retried.
         fail_fast: ``True`` stops the experiment after the first trial error; ``"raise"``
             also re-raises that error from ``fit()``.
     """

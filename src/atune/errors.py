@@ -4,7 +4,11 @@ Every error atune raises on purpose is one of these::
 
     TuneError                       root; Ray Tune's name, so ``except tune.TuneError`` ports
     ├── ConfigError (ValueError)    bad input found before or at the start of ``fit()``
-    │   └── SearchSpaceError        a malformed search-space domain or grid
+    │   ├── SearchSpaceError        a malformed search-space domain or grid
+    │   └── NotSerializableError (TypeError)   a config value or trainable that cannot
+    │                                          be shipped to a worker; names which
+    ├── MetricError (ValueError)    a trial's first result lacks a required metric, or its
+    │                               value is not a real number (fails that trial only)
     ├── ResourceError               a resource request that cannot be served
     │   └── InfeasibleResourcesError   can never fit the cluster; names request and capacity
     ├── TrialError                  a trial failed; carries the remote type, message, traceback
@@ -30,6 +34,8 @@ __all__ = [
     "ConfigError",
     "InfeasibleResourcesError",
     "JournalCorruptError",
+    "MetricError",
+    "NotSerializableError",
     "ResourceError",
     "SearchSpaceError",
     "StorageError",
@@ -57,6 +63,42 @@ class ConfigError(TuneError, ValueError):
 
 class SearchSpaceError(ConfigError):
     """A search-space domain, grid or ``sample_from`` function is malformed."""
+
+
+class NotSerializableError(ConfigError, TypeError):
+    """A config value or the trainable cannot be serialised for the worker that runs it.
+
+    Also a :class:`TypeError`, as Ray Tune raises for an unserialisable trainable, so ported
+    ``except TypeError`` blocks keep working. The message names the key path of a config
+    value (``opt.k``) and its type, or, for a trainable, the variables it captures that
+    fail (from :func:`atune.utils.diagnose_serialization`).
+    """
+
+
+class MetricError(TuneError, ValueError):
+    """A trial's result cannot be scored: the metric is missing or is not a real number.
+
+    Checked on a trial's first result for every metric the experiment optimises
+    (``TuneConfig.metric``, the scheduler's, the searcher's). It fails that trial only
+    (without retries: the same code would report the same result); other trials go on.
+    A :class:`ValueError`, as in Ray Tune.
+
+    Attributes:
+        metric: The metric that was checked.
+        trial_id: The trial whose result failed the check.
+    """
+
+    def __init__(self, message: str, *, metric: str = "", trial_id: str = "") -> None:
+        super().__init__(message)
+        self.metric = metric
+        self.trial_id = trial_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_metric_error, (str(self), self.metric, self.trial_id))
+
+
+def _rebuild_metric_error(message: str, metric: str, trial_id: str) -> MetricError:
+    return MetricError(message, metric=metric, trial_id=trial_id)
 
 
 class ResourceError(TuneError):

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from atune._fit import run_experiment, trainable_name
 from atune._log import get_logger
+from atune._serializable import check_param_space, check_trainable
 from atune._switching import short_switch_interval
 from atune.callback import Callback
 from atune.config import RunConfig, TuneConfig
@@ -63,6 +64,9 @@ class Tuner:
         ConfigError: a trainable that is neither a function taking ``config`` nor a
             ``Trainable`` subclass, a ``param_space`` that is not a dict, a malformed
             search space, or invalid config values.
+        NotSerializableError: a ``param_space`` value that cannot reach a trial (Ray:
+            cloudpickle; in-process: ``copy.deepcopy``), or, on the Ray backend, a
+            trainable that does not pickle (a ``ConfigError`` and a ``TypeError``).
     """
 
     def __init__(
@@ -98,6 +102,9 @@ class Tuner:
         if param_space is None:
             param_space = {}
         validate_param_space(param_space, num_samples=self._tune_config.num_samples)
+        check_param_space(param_space, backend=self._tune_config.backend)
+        if self._tune_config.backend == "ray":  # in-process, nothing is serialised
+            check_trainable(self._trainable_cls)
         self._param_space = param_space
         self._check_checkpoint_config()
         if self._run_config.name is None:

@@ -7,6 +7,7 @@ carries the time stamp of the message that caused it.
 from __future__ import annotations
 
 import itertools
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -573,10 +574,13 @@ def test_retries_resume_from_the_latest_checkpoint(tmp_path: Path) -> None:
             assert trial.status == "ERROR"
             assert commands == [Release(trial_id=trial_id, kill=True)]
             break
-        # The failed runner is killed before the retry launches.
+        # The failed runner is killed before the retry launches (backing off after the
+        # first retry: no result came in between).
         assert commands == [
             Release(trial_id=trial_id, kill=True),
-            Launch(trial_id=trial_id, budget=ONE, checkpoint=checkpoint),
+            Launch(
+                trial_id=trial_id, budget=ONE, checkpoint=checkpoint, delay_s=[0.0, 1.0][attempt]
+            ),
         ]
         assert trial.status == "PENDING"
         assert trial.attempt == attempt + 1
@@ -1027,3 +1031,183 @@ def test_a_failing_host_hands_its_queued_trial_on(tmp_path: Path) -> None:
     run.returned(first, res(1), error=ERR)
     assert run.core.trials[first].status == "ERROR"
     assert run.core.trials[second].queued_on is None and run.core.trials[first].successor is None
+
+
+# ----------------------------------------------------------------------- metric check
+LOSS = (("loss", "TuneConfig(metric=...)"),)
+
+
+def _metric_error(events: list[Event]) -> TrialErrored:
+    (errored,) = of(events, TrialErrored)
+    assert errored.error_type == "atune.errors.MetricError"
+    assert not errored.will_retry  # the same code would report the same result
+    return errored
+
+
+def test_a_first_result_without_the_metric_fails_only_that_trial(tmp_path: Path) -> None:
+    search = RecordingSearch(random_state=0)
+    run = Run(
+        make_core(
+            tmp_path,
+            num_samples=2,
+            max_live_trials=2,
+            max_failures=3,
+            required_metrics=LOSS,
+            search=search,
+        )
+    )
+    run.start()
+    bad, good = run.trial_ids
+    run.started(bad)
+    events, commands = run.returned(bad, res(1, acc=0.5), res(2, acc=0.6))
+    errored = _metric_error(events)
+    assert "'loss'" in errored.message and "TuneConfig(metric=...)" in errored.message
+    assert "[acc, training_iteration]" in errored.message  # the keys it did report
+    assert "TUNE_DISABLE_STRICT_METRIC_CHECKING" in errored.message
+    assert not of(events, ResultReported)  # the bad result reaches no scheduler/searcher
+    assert commands == [Release(trial_id=bad, kill=True)]
+    assert run.core.trials[bad].status == "ERROR"
+    assert search.results == [] and search.completed == [(bad, None, True)]
+    # The other trial goes on.
+    run.started(good)
+    events, commands = run.returned(good, res(1, loss=0.5))
+    assert of(events, ResultReported) and [type(c) for c in commands] == [Train]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("0.5", "str '0.5'"), (True, "bool True"), (None, "NoneType None"), ([1.0], "list [1.0]")],
+)
+def test_a_metric_that_is_not_a_real_number_fails_the_trial(
+    tmp_path: Path, value: Any, shown: str
+) -> None:
+    run = Run(make_core(tmp_path, required_metrics=LOSS, strict_metric_checking=False))
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    events, _ = run.returned(trial_id, res(1, loss=value))
+    errored = _metric_error(events)
+    assert f"'loss' that TuneConfig(metric=...) expects as {shown}" in errored.message
+    assert "not a real number" in errored.message
+
+
+def test_nan_inf_numpy_and_nested_metrics_pass_the_check(tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    required = (("val/loss", "TuneConfig(metric=...)"), ("acc", "ASHAScheduler"))
+    values = [math.nan, math.inf, -math.inf, np.float32(1.5), np.int64(3), np.array(2.0), 7]
+    run = Run(make_core(tmp_path, num_samples=len(values), required_metrics=required,
+                        max_live_trials=len(values)))  # fmt: skip
+    run.start()
+    for trial_id, value in zip(run.trial_ids, values, strict=True):
+        run.started(trial_id)
+        events, commands = run.returned(trial_id, res(1, val={"loss": value}, acc=value))
+        assert not of(events, TrialErrored), value
+        assert [type(c) for c in commands] == [Train]
+
+
+def test_only_the_first_result_is_checked(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, required_metrics=LOSS))
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    run.returned(trial_id, res(1, loss=1.0))
+    events, _ = run.returned(trial_id, res(2, other=1), res(3, loss="late"))
+    assert len(of(events, ResultReported)) == 2 and not of(events, TrialErrored)
+
+
+def test_a_missing_metric_is_allowed_when_strict_checking_is_off(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, required_metrics=LOSS, strict_metric_checking=False))
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    events, _ = run.returned(trial_id, res(1, acc=1.0))
+    assert of(events, ResultReported) and not of(events, TrialErrored)
+
+
+def test_required_metrics_come_from_config_scheduler_and_searcher() -> None:
+    from atune._controller._metric_check import required_metrics
+    from atune.search import ConcurrencyLimiter, Searcher, SearchGenerator
+
+    class TwoMetrics(Searcher):
+        def suggest(self, trial_id: str) -> dict[str, Any] | None:
+            return None
+
+        def on_trial_complete(
+            self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+        ) -> None:
+            pass
+
+    scheduler = RecordingScheduler()
+    scheduler.set_search_properties("loss", "min")
+    search = SearchGenerator(ConcurrencyLimiter(TwoMetrics(["loss", "acc"], ["min", "max"]), 1))
+    assert required_metrics("loss", scheduler, search) == (
+        ("loss", "TuneConfig(metric=...)"),
+        ("acc", "TwoMetrics"),
+    )
+    # Ray Tune's default metric of a bare returned number is never required.
+    assert required_metrics("_metric", None, BasicVariantGenerator()) == ()
+
+
+# ------------------------------------------------------------------ retries and stops
+def test_retries_back_off_until_a_result_comes(tmp_path: Path) -> None:
+    from atune._controller._core import retry_delay
+
+    assert [retry_delay(n) for n in range(1, 9)] == [0, 1, 2, 4, 8, 16, 30, 30]
+    run = Run(make_core(tmp_path, max_failures=-1))
+    run.start()
+    (trial_id,) = run.trial_ids
+    delays = []
+    for _ in range(4):
+        run.started(trial_id)
+        _, commands = run.returned(trial_id, error=ERR)
+        (launch,) = of(commands, Launch)
+        delays.append(launch.delay_s)
+        run.freed(trial_id, "killed")
+    assert delays == [0, 1, 2, 4]
+    run.started(trial_id)
+    run.returned(trial_id, res(1), error=ERR)  # progress, then a failure: immediate again
+    (launch,) = of(run.commands[-2:], Launch)
+    assert launch.delay_s == 0
+
+
+def test_a_trial_stopped_while_failing_ends_in_error(tmp_path: Path) -> None:
+    search = RecordingSearch(random_state=0)
+    scheduler = RecordingScheduler()
+    run = Run(make_core(tmp_path, max_failures=-1, search=search, scheduler=scheduler))
+    run.start()
+    (trial_id,) = run.trial_ids
+    for _ in range(3):
+        run.started(trial_id)
+        run.returned(trial_id, error=ERR)
+        run.freed(trial_id, "killed")
+    trial = run.core.trials[trial_id]
+    assert trial.status == "PENDING" and trial.error is None
+    # The time budget ends the experiment while the retry waits or launches; the
+    # abandoned launch comes back empty.
+    run.stop_all()
+    events, _ = run.returned(trial_id)
+    assert [e.reason for e in of(events, TrialCompleted)] == ["time_budget"]
+    assert trial.status == "ERROR" and trial.error == ERR  # the last error, kept
+    assert search.completed == [(trial_id, None, True)]
+    assert scheduler.calls[-1] == ("error", trial_id)
+    (finished,) = of(run.events, ExperimentFinished)
+    assert finished.num_errors == 1
+    # The journal says the same.
+    replayed = make_core(tmp_path, max_failures=-1)
+    replayed.replay(run.events)
+    assert replayed.trials[trial_id].status == "ERROR"
+    assert replayed.trials[trial_id].error.message == "boom"
+
+
+def test_a_retry_that_reported_is_not_failing_any_more(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, max_failures=-1))
+    run.start()
+    (trial_id,) = run.trial_ids
+    run.started(trial_id)
+    run.returned(trial_id, error=ERR)
+    run.freed(trial_id, "killed")
+    run.started(trial_id, attempt=1)
+    run.stop_all()
+    events, _ = run.returned(trial_id, res(1))
+    assert [e.reason for e in of(events, TrialCompleted)] == ["time_budget"]
+    assert run.core.trials[trial_id].status == "TERMINATED"

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from atune._controller._metric_check import check_metrics
 from atune._flatten import flatten_dict
 from atune._trial import ERROR, PENDING, RUNNING, TERMINATED, CheckpointRecord, Trial
 from atune.events import (
@@ -59,6 +60,7 @@ __all__ = [
     "StopAll",
     "Train",
     "TrainReturned",
+    "retry_delay",
 ]
 
 _BATCH_RESULTS = 256
@@ -112,6 +114,10 @@ class Launch(msgspec.Struct, frozen=True, kw_only=True):
     """Queue the launch on the runner of this (running) trial: it starts there the moment
     that trial's function has returned, with no round trip in between; if the trial is
     still going, the runner declines and the launch takes a runner of its own."""
+    delay_s: float = 0.0
+    """Wait this long before acquiring resources (a retry's back-off, see
+    :func:`retry_delay`). The driver sleeps; a stop of the trial meanwhile (time budget,
+    ``stop_all``) ends the wait at once and the trial ends without being launched."""
 
 
 class Train(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,6 +166,10 @@ class CorePolicy:
     checkpoint_score_attribute: str | None = None
     checkpoint_score_order: str = "max"
     uid: str = "00000"
+    required_metrics: tuple[tuple[str, str], ...] = ()
+    """``(metric, who expects it)`` pairs checked on each trial's first result."""
+    strict_metric_checking: bool = True
+    """False (``TUNE_DISABLE_STRICT_METRIC_CHECKING=1``): a missing metric is allowed."""
     trial_name_creator: Callable[[Trial], str] | None = None
     trial_dirname_creator: Callable[[Trial], str] | None = None
 
@@ -243,6 +253,8 @@ class ControllerCore:
                         trial.last_result = {}
                     trial.status = PENDING
                     trial.error = None
+                    trial.pending_error = None
+                    trial.failure_streak = 0
                     self._to_resume.append(trial.trial_id)
             elif trial.status != TERMINATED:
                 trial.status = PENDING
@@ -312,6 +324,8 @@ class ControllerCore:
         elif isinstance(event, ResultReported):
             trial.last_result = event.result
             trial.num_results += 1
+            trial.pending_error = None  # the retry made progress: no longer failing
+            trial.failure_streak = 0
         elif isinstance(event, CheckpointSaved):
             trial.checkpoints.append(
                 CheckpointRecord(event.dir_name, event.training_iteration, event.metrics)
@@ -326,14 +340,24 @@ class ControllerCore:
         elif isinstance(event, TrialCompleted):
             trial.status = TERMINATED
             trial.end_reason = event.reason
+            if trial.pending_error is not None and event.reason != "returned":
+                # Stopped while failing (a retry that never reported): not a success.
+                trial.status = ERROR
+                trial.error = trial.pending_error
+            trial.pending_error = None
             if trial.last_result:
                 trial.last_result = _final_result(trial)
         elif isinstance(event, TrialErrored):
             trial.num_failures += 1
+            trial.failure_streak += 1
             if event.will_retry:
                 trial.status = PENDING
                 trial.attempt = event.attempt + 1
+                trial.pending_error = ErrorInfo(
+                    type_name=event.error_type, message=event.message, traceback=event.traceback
+                )
             else:
+                trial.pending_error = None
                 trial.status = ERROR
                 trial.error = ErrorInfo(
                     type_name=event.error_type, message=event.message, traceback=event.traceback
@@ -476,6 +500,16 @@ class ControllerCore:
         # Results produced before an external stop (time budget, stop_all) was carried out
         # are all kept; a stop decided on one of these results ends the batch there.
         for result in outcome.results:
+            if trial.num_results == 0 and self.policy.required_metrics:
+                problem = check_metrics(
+                    trial.trial_id,
+                    result,
+                    self.policy.required_metrics,
+                    strict=self.policy.strict_metric_checking,
+                )
+                if problem is not None:
+                    self._on_failure(message.ts, trial, problem, False)
+                    return
             if self._on_result(message.ts, trial, result):
                 break
         trial.busy = False
@@ -616,9 +650,13 @@ class ControllerCore:
             self._pipeline_pays = False
         self._hand_over(trial)
         self._emit(TrialCompleted(ts=ts, trial_id=trial.trial_id, reason=reason))
-        flat = flatten_dict(trial.last_result)
-        self.scheduler.on_trial_complete(self, trial, flat)
-        self.search.on_trial_complete(trial.trial_id, flat)
+        if trial.status == ERROR:  # stopped while failing: see ``Trial.pending_error``
+            self.scheduler.on_trial_error(self, trial)
+            self.search.on_trial_complete(trial.trial_id, None, error=True)
+        else:
+            flat = flatten_dict(trial.last_result)
+            self.scheduler.on_trial_complete(self, trial, flat)
+            self.search.on_trial_complete(trial.trial_id, flat)
         if trial.runner_alive:
             self._commands.append(Release(trial_id=trial.trial_id))
         self._fill(ts)
@@ -647,7 +685,9 @@ class ControllerCore:
             # The driver runs a trial's commands of one step in order: the kill (and its
             # ActorFreed) happens before a retry's Launch.
             self._commands.append(Release(trial_id=trial.trial_id, kill=True))
-        if not will_retry:
+        if will_retry:
+            trial.pending_error = error  # with the pickled original, as ``error`` below
+        else:
             trial.error = error  # with the pickled original, to rebuild its type in results
         self.scheduler.on_trial_error(self, trial)
         if will_retry:
@@ -659,6 +699,7 @@ class ControllerCore:
                     trial_id=trial.trial_id,
                     budget=self._budget(),
                     checkpoint=checkpoint.path if checkpoint else None,
+                    delay_s=retry_delay(trial.failure_streak),
                 )
             )
             return
@@ -692,6 +733,23 @@ class ControllerCore:
         errors = sum(1 for t in self.trials.values() if t.status == ERROR)
         self._emit(ExperimentFinished(ts=ts, num_trials=len(self.trials), num_errors=errors))
         self._commands.append(Finish())
+
+
+_RETRY_DELAY_CAP_S = 30.0
+
+
+def retry_delay(failure_streak: int) -> float:
+    """How long a retry waits after ``failure_streak`` failed attempts in a row.
+
+    The first retry starts at once (a transient fault costs nothing); after that the wait
+    doubles from one second, capped at 30 s: 0, 1, 2, 4, 8, 16, 30, 30, ... seconds. A
+    result resets the streak. Ray Tune retries at once every time; with
+    ``max_failures=-1`` and an error that always recurs, that spins as fast as trials can
+    start. The wait holds no resources: it happens before the retry asks for them.
+    """
+    if failure_streak <= 1:
+        return 0.0
+    return min(_RETRY_DELAY_CAP_S, 2.0 ** (failure_streak - 2))
 
 
 _ENDS_SEEN_BY_THE_RUNNER = frozenset({"returned", "done", "stopper"})

@@ -46,7 +46,11 @@ from atune._controller._pool import RunnerPool, StartFailed
 from atune._log import get_logger
 from atune._trial import Trial
 from atune.callback import Callback
-from atune.errors import InfeasibleResourcesError, WorkerDiedError
+from atune.errors import (
+    InfeasibleResourcesError,
+    NotSerializableError,
+    WorkerDiedError,
+)
 from atune.events import (
     ActorFreed,
     CheckpointDeleted,
@@ -113,6 +117,7 @@ class Driver:
         self._trial_scopes: dict[str, anyio.CancelScope] = {}
         self._last_search_state: Any = None
         self._launches: dict[str, _Launching] = {}  # launch calls in flight, by trial
+        self._retry_waits: dict[str, anyio.CancelScope] = {}  # retries backing off
 
     # ---------------------------------------------------------------------- run
     async def run(self) -> None:
@@ -181,6 +186,9 @@ class Driver:
             self._record(event)
         self._iteration += 1
         self.dispatch.step("on_step_end", self._iteration, self.core.get_trials())
+        for trial_id, wait in self._retry_waits.items():
+            if self.core.trials[trial_id].stop_reason is not None:
+                wait.cancel()  # stopped while backing off: it is not launched at all
         by_trial: dict[str, list[Command]] = defaultdict(list)
         finished = False
         for command in commands:
@@ -349,7 +357,21 @@ class Driver:
             return RunnerFailed(ts=time.time(), trial_id=trial.trial_id, error=_died(exc))
         raise AssertionError(f"unknown command {command!r}")  # pragma: no cover
 
+    async def _back_off(self, trial: Trial, delay_s: float) -> bool:
+        """Wait before a retry; False when the trial was stopped meanwhile (see ``_step``)."""
+        with anyio.CancelScope() as wait:
+            self._retry_waits[trial.trial_id] = wait
+            try:
+                await anyio.sleep(delay_s)
+            finally:
+                del self._retry_waits[trial.trial_id]
+        return trial.stop_reason is None
+
     async def _launch(self, trial: Trial, command: Launch) -> list[Message]:
+        if command.delay_s > 0 and not await self._back_off(trial, command.delay_s):
+            # Never launched: the core ends the trial (in ERROR, with its last error).
+            outcome = TrainOutcome(results=[])
+            return [TrainReturned(ts=time.time(), trial_id=trial.trial_id, outcome=outcome)]
         info = TrialInfo(
             trial_id=trial.trial_id,
             trial_name=trial.trial_name,
@@ -365,7 +387,7 @@ class Driver:
             reused, trained = await self.pool.acquire(
                 trial, info, command.checkpoint, command.budget, after=command.after
             )
-        except InfeasibleResourcesError as exc:
+        except (InfeasibleResourcesError, NotSerializableError) as exc:  # would recur
             return [
                 RunnerFailed(
                     ts=time.time(),

@@ -30,7 +30,7 @@ import anyio
 
 from atune._log import get_logger
 from atune._trial import Trial
-from atune.errors import WorkerDiedError
+from atune.errors import NotSerializableError, WorkerDiedError
 from atune.execution._allocator import Lease, ResourceScope
 from atune.execution._backend import Backend, Runner
 from atune.execution._host import ErrorInfo, LaunchOutcome, TrainBudget, TrainOutcome
@@ -191,6 +191,9 @@ class RunnerPool:
                 )
             except WorkerDiedError:  # the runner died under the trial it served
                 outcome = None
+            except NotSerializableError:  # never sent: the runner serves its trial on
+                del self._runners[me]
+                raise
             if outcome is not None and not (outcome.busy or outcome.declined or outcome.error):
                 return True, outcome.trained
             others_hold = self._held(entry, besides=me)

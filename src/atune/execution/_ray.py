@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import anyio
 
 from atune._log import get_logger
+from atune._serializable import unserializable_config
 from atune.errors import WorkerDiedError
 from atune.execution import _exit_record as exit_record
 from atune.execution._backend import Backend, Runner
@@ -267,9 +268,12 @@ class _RayRunner:
         # launch moves there only once the runner took it.
         if not only_if_finished:
             self._trial_dir = info.trial_dir
-        ref = self._actor.launch.remote(
-            reuse, config, info, checkpoint_path, budget, only_if_finished
-        )
+        try:
+            ref = self._actor.launch.remote(
+                reuse, config, info, checkpoint_path, budget, only_if_finished
+            )
+        except Exception as exc:  # serialising the arguments failed: a sampled config value
+            raise unserializable_config(config, exc) from exc
         outcome: LaunchOutcome = await self._await(ref)
         if only_if_finished and not outcome.busy:
             self._trial_dir = info.trial_dir

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 __all__ = ["diagnose_serialization"]
 
@@ -79,25 +79,29 @@ def _scope_of(trainable: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return globals_, nonlocals
 
 
-def _check_variables(kind: str, variables: dict[str, Any], dumps: _Dumps) -> set[str]:
+def _check_variables(
+    kind: str, variables: dict[str, Any], dumps: _Dumps, file: TextIO | None
+) -> set[str]:
     """Pickle each variable, print one PASSED/FAILED line each, return the failing names."""
     failed: set[str] = set()
     if not variables:
         return failed
-    print(f"Detected {len(variables)} {kind} variables. Checking serializability...")
+    print(f"Detected {len(variables)} {kind} variables. Checking serializability...", file=file)
     for name, value in variables.items():
         try:
             dumps(value)
         except Exception as exc:
             failed.add(name)
-            print(f"   {value!r}[name={name!r}]... FAILED")
-            print(f"      {type(exc).__name__}: {exc}")
+            print(f"   {value!r}[name={name!r}]... FAILED", file=file)
+            print(f"      {type(exc).__name__}: {exc}", file=file)
         else:
-            print(f"   {value!r}[name={name!r}]... PASSED")
+            print(f"   {value!r}[name={name!r}]... PASSED", file=file)
     return failed
 
 
-def diagnose_serialization(trainable: Any) -> Literal[True] | set[str]:
+def diagnose_serialization(
+    trainable: Any, *, print_file: TextIO | None = None
+) -> Literal[True] | set[str]:
     """Check that ``trainable`` pickles; if not, name the variables that stop it.
 
     It pickles the trainable as Ray would (``ray.cloudpickle``; ``cloudpickle`` or
@@ -119,34 +123,38 @@ def diagnose_serialization(trainable: Any) -> Literal[True] | set[str]:
     Args:
         trainable: A function, a class (for example a ``Trainable`` subclass) or another
             callable.
+        print_file: Where the report goes (default: stdout). ``Tuner(...)`` puts it into
+            the error it raises for a trainable that does not serialise.
 
     Returns:
         True if the trainable pickles; otherwise the set of names of the variables that
         failed (empty if none of them failed on its own).
     """
     dumps = _dumps_function()
-    print(f"Trying to serialize {trainable!r}...")
+    print(f"Trying to serialize {trainable!r}...", file=print_file)
     try:
         dumps(trainable)
     except Exception as exc:
-        print(f"Serialization failed: {type(exc).__name__}: {exc}")
+        print(f"Serialization failed: {type(exc).__name__}: {exc}", file=print_file)
     else:
-        print("Serialization succeeded!")
+        print("Serialization succeeded!", file=print_file)
         return True
 
-    print(f"Inspecting the variables that {trainable!r} uses...")
+    print(f"Inspecting the variables that {trainable!r} uses...", file=print_file)
     globals_, nonlocals = _scope_of(trainable)
-    failed = _check_variables("global", globals_, dumps)
-    failed |= _check_variables("nonlocal", nonlocals, dumps)
+    failed = _check_variables("global", globals_, dumps, print_file)
+    failed |= _check_variables("nonlocal", nonlocals, dumps, print_file)
     if failed:
         print(
             f"Variable(s) {sorted(failed)} cannot be serialized. Create them inside the "
             "trainable (or in setup() for a class) instead of capturing them from the "
-            "enclosing scope."
+            "enclosing scope.",
+            file=print_file,
         )
     else:
         print(
             "No single variable failed to serialize, yet the trainable did. Check its "
-            "default arguments, class attributes and decorators."
+            "default arguments, class attributes and decorators.",
+            file=print_file,
         )
     return failed
