@@ -45,7 +45,7 @@ from atune._controller._pool import RunnerPool, StartFailed
 from atune._log import get_logger
 from atune._trial import Trial
 from atune.callback import Callback
-from atune.errors import InfeasibleResourcesError, TuneError, WorkerDiedError
+from atune.errors import InfeasibleResourcesError, StorageError, TuneError, WorkerDiedError
 from atune.events import (
     ActorFreed,
     CheckpointDeleted,
@@ -108,6 +108,7 @@ class Driver:
         self._trial_scopes: dict[str, anyio.CancelScope] = {}
         self._last_search_state: Any = None
         self._launches: dict[str, _Launching] = {}  # launch calls in flight, by trial
+        self._storage_failure: StorageError | None = None
 
     # ---------------------------------------------------------------------- run
     async def run(self) -> None:
@@ -117,7 +118,7 @@ class Driver:
         failure: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._flush_periodically)
+                tg.start_soon(self._flush_periodically, tg)
                 tg.start_soon(self._notice_slow_launches, tg)
                 if self.time_budget_s is not None:
                     tg.start_soon(self._time_budget, self.time_budget_s)
@@ -139,12 +140,16 @@ class Driver:
                     # caller wrapped in an ExceptionGroup (``except TuneError`` would miss it).
                     failure = exc
                 tg.cancel_scope.cancel()
+            failure = failure or self._storage_failure
             if failure is not None:
                 raise failure
         except BaseException:
             with anyio.move_on_after(_SHUTDOWN_DEADLINE_S, shield=True):
                 await self.pool.kill_all()
-                await self._flush()
+                try:
+                    await self._flush()
+                except StorageError as exc:  # the error being raised says more
+                    _log.warning("could not flush the journal while stopping", error=str(exc))
             _log.warning(
                 "experiment interrupted; every trial was stopped and the journal flushed. "
                 f"Resume it with: Tuner.restore({str(self.writer.path)!r}, trainable=...).fit()"
@@ -176,10 +181,22 @@ class Driver:
             tg.start_soon(self._run_commands, trial_id, trial_commands)
         return finished
 
-    async def _flush_periodically(self) -> None:
+    async def _flush_periodically(self, tg: TaskGroup) -> None:
+        """Flush every ``_FLUSH_INTERVAL_S``; a write failure ends the experiment.
+
+        A ``StorageError`` (full disk, file too large) is not retried: the experiment
+        stops as if cancelled (runners killed, one last flush tried) and ``fit()`` raises
+        it. The journal holds every flush that succeeded, so ``Tuner.restore`` continues
+        from there once the disk has room.
+        """
         while True:
             await anyio.sleep(_FLUSH_INTERVAL_S)
-            await self._flush()
+            try:
+                await self._flush()
+            except StorageError as exc:
+                self._storage_failure = exc
+                tg.cancel_scope.cancel()
+                return
 
     async def _flush(self) -> None:
         self._snapshot_search()
