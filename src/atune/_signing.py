@@ -54,10 +54,8 @@ def load_or_create_key() -> bytes:
             f.write(secrets.token_bytes(_KEY_BYTES))
             f.flush()
             os.fsync(f.fileno())
-        try:
+        with contextlib.suppress(FileExistsError):
             os.link(tmp, path)  # first writer wins; the others then read its key
-        except FileExistsError:
-            pass
     except OSError as exc:
         raise StorageError(f"cannot create the signing key {path}: {exc}") from exc
     finally:

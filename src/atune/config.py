@@ -262,7 +262,7 @@ def local_storage_path(storage_path: Any, what: str = "RunConfig.storage_path") 
             host, or a value that is not a path; the message names the value.
     """
     try:
-        text = os.fspath(storage_path)
+        text: str | bytes = os.fspath(storage_path)
     except TypeError:
         raise ConfigError(
             f"{what} must be a path (str or os.PathLike), got {storage_path!r}",

@@ -138,9 +138,7 @@ class Tuner:
         from atune.storage._experiment_dir import claim_experiment_dir, default_experiment_name
         from atune.storage._writer import create_journal
 
-        name = self._run_config.name or default_experiment_name(
-            trainable_name(self._trainable_cls)
-        )
+        name = self._run_config.name or default_experiment_name(trainable_name(self._trainable_cls))
         path = claim_experiment_dir(self._storage_path, name)
         uid = uuid.uuid4().hex[:5]
         spec = spec_for(

@@ -18,6 +18,7 @@ on it once the disk has room again.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -61,10 +62,9 @@ def _append_durably(path: Path, data: bytes) -> None:
         except BaseException:
             # A short write (full disk, file size limit) must not leave a torn line that a
             # later append would bury in the middle of the journal.
-            try:
+            # If even that fails, the reader drops the torn last line, as after a crash.
+            with contextlib.suppress(OSError):
                 os.ftruncate(fd, start)
-            except OSError:  # then the reader drops the torn last line, as after a crash
-                pass
             raise
     finally:
         os.close(fd)
