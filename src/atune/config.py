@@ -11,7 +11,6 @@ import datetime as _dt
 import os
 import re
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -287,7 +286,7 @@ def local_storage_path(storage_path: Any, what: str = "RunConfig.storage_path") 
                 f"not the host {parsed.netloc!r}",
                 value=text,
             )
-        text = urllib.request.url2pathname(parsed.path)
+        text = urllib.parse.unquote(parsed.path)
     return os.path.abspath(os.path.expanduser(text))
 
 

@@ -20,11 +20,13 @@ def train_fn(config: dict[str, Any]) -> None:
         tune.report({"score": config["x"] * i})
 
 
-def _tuner(storage: str, name: str | None = "exp", **tune_kw: Any) -> tune.Tuner:
+def _tuner(
+    storage: str, name: str | None = "exp", backend: str = "local", **tune_kw: Any
+) -> tune.Tuner:
     return tune.Tuner(
         train_fn,
         param_space={"x": tune.grid_search([1, 2])},
-        tune_config=tune.TuneConfig(backend="local", **tune_kw),
+        tune_config=tune.TuneConfig(backend=backend, **tune_kw),  # type: ignore[arg-type]
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
     )
 
@@ -33,8 +35,11 @@ def _started(path: Path) -> int:
     return (path / "events.jsonl").read_text().count('"experiment_started"')
 
 
-async def test_concurrent_fits_with_one_name_never_share_a_directory(storage: str) -> None:
-    tuners = [_tuner(storage) for _ in range(4)]
+@pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+async def test_concurrent_fits_with_one_name_never_share_a_directory(
+    storage: str, backend: str
+) -> None:
+    tuners = [_tuner(storage, backend=backend) for _ in range(4)]
     results = await asyncio.gather(*(t.fit() for t in tuners))
     paths = {Path(r.experiment_path) for r in results}
     assert paths == {Path(storage, name) for name in ("exp", "exp_2", "exp_3", "exp_4")}
