@@ -85,9 +85,9 @@ class ExperimentLock:
                 os.close(fd)
             holder = f"pid {pid} on host {host}" if pid is not None else "an unknown process"
             raise ExperimentLockedError(
-                f"the experiment {self.experiment_path} is being run by {holder}; one process "
-                "at a time may run an experiment (its results can be read meanwhile: "
-                "ResultGrid.from_path). Wait for it to end, or stop it, then restore it",
+                f"the experiment {self.experiment_path} is being run by {holder}; one fit() "
+                "at a time may run an experiment (reading its results stays allowed). Wait "
+                "for it to end, or stop it, then restore it",
                 path=str(self.experiment_path),
                 pid=pid,
                 host=host,
