@@ -74,6 +74,9 @@ AT_CONSTRUCTION: dict[str, tuple[Callable[[], Any], str]] = {
     "num-samples-zero": (lambda: TuneConfig(num_samples=0), "got 0"),
     "name-escapes": (lambda: RunConfig(name="../escape"), "'../escape'"),
     "name-absolute": (lambda: RunConfig(name="/tmp/absolute"), "'/tmp/absolute'"),
+    "name-too-long": (lambda: Tuner(train_fn, run_config=RunConfig(name="n" * 300)), "n" * 300),
+    "storage-path-s3": (lambda: RunConfig(storage_path="s3://bucket/x"), "'s3://bucket/x'"),
+    "storage-path-gs": (lambda: RunConfig(storage_path="gs://bucket/x"), "'gs://bucket/x'"),
     "num-to-keep-zero": (lambda: CheckpointConfig(num_to_keep=0), "got 0"),
     "fail-fast-with-retries": (
         lambda: FailureConfig(fail_fast=True, max_failures=2),

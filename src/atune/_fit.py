@@ -7,7 +7,6 @@ import math
 import os
 import pickle
 import shutil
-import uuid
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ from atune._controller._pool import RunnerPool
 from atune._log import get_logger
 from atune._progress import ProgressReporter
 from atune._signing import load_or_create_key
-from atune._spec import spec_for, write_spec
 from atune._trial import Trial
 from atune.callback import Callback
 from atune.config import CheckpointConfig, RunConfig, TuneConfig
@@ -150,23 +148,6 @@ def _fits(capacity: dict[str, float], request: dict[str, float]) -> int:
     return min(counts) if counts else 1_000_000
 
 
-def _experiment_path(run_config: RunConfig) -> Path:
-    """A directory for a new experiment that never mixes with an existing one."""
-    base = Path(run_config.storage_path or ".") / str(run_config.name)
-    path, n = base, 1
-    while path.exists() and any(path.iterdir()):
-        n += 1
-        path = base.with_name(f"{base.name}_{n}")
-    if path != base:
-        _log.warning(
-            "experiment directory already in use; writing the new experiment next to it "
-            "(use Tuner.restore to continue the old one)",
-            existing=str(base),
-            new=str(path),
-        )
-    return path
-
-
 @dataclass(frozen=True)
 class RestorePlan:
     """What ``Tuner.restore`` hands to :func:`run_experiment`."""
@@ -184,9 +165,16 @@ async def run_experiment(
     param_space: dict[str, Any],
     tune_config: TuneConfig,
     run_config: RunConfig,
+    *,
+    experiment_path: Path,
+    uid: str,
     restore: RestorePlan | None = None,
 ) -> ResultGrid:
-    """Run a new experiment, or continue a restored one, to completion."""
+    """Run a new experiment, or continue a restored one, to completion.
+
+    ``experiment_path`` was claimed (and described in ``experiment.json``) by the
+    ``Tuner``, which holds its lock for the duration of this call.
+    """
     search = _search_algorithm(tune_config)
     search.set_search_properties(
         tune_config.metric, tune_config.mode, param_space, tune_config.num_samples
@@ -217,19 +205,6 @@ async def run_experiment(
     if tune_config.max_concurrent_trials:
         max_live = min(max_live, tune_config.max_concurrent_trials)
 
-    if restore is None:
-        experiment_path = await anyio.to_thread.run_sync(_experiment_path, run_config)
-        uid = uuid.uuid4().hex[:5]
-        spec = spec_for(
-            trainable_name=trainable_name(trainable_cls),
-            uid=uid,
-            param_space=param_space,
-            tune_config=tune_config,
-            run_config=run_config,
-        )
-        await anyio.to_thread.run_sync(write_spec, experiment_path, spec)
-    else:
-        experiment_path, uid = restore.experiment_path, restore.uid
     policy = CorePolicy(
         experiment_path=str(experiment_path),
         trainable_name=trainable_name(trainable_cls),
@@ -260,7 +235,7 @@ async def run_experiment(
         core,
         RunnerPool(backend, scope, reuse=reuse),
         ExperimentWriter(str(experiment_path)),
-        experiment_name=str(run_config.name),
+        experiment_name=experiment_path.name,
         callbacks=_callbacks(run_config, tune_config),
         num_user_callbacks=len(run_config.callbacks or ()),
         time_budget_s=tune_config.time_budget_s,  # type: ignore[arg-type]

@@ -10,11 +10,15 @@ planted or altered pickle is refused with a clear error instead of being execute
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 from pathlib import Path
+
+from atune.errors import StorageError
 
 __all__ = ["load_or_create_key", "sign", "verify"]
 
@@ -26,27 +30,48 @@ def _key_path() -> Path:
 
 
 def load_or_create_key() -> bytes:
-    """This installation's signing key, created (mode 0600) on first use. Blocking."""
+    """This installation's signing key, created (mode 0600) on first use. Blocking.
+
+    Safe under concurrency (threads and processes creating it at the same moment): each
+    caller writes its candidate key to a temporary file of its own, then links it into
+    place; the first link wins, and every caller returns the winner's key.
+
+    Raises:
+        StorageError: the key file exists with the wrong size, or cannot be written.
+    """
     path = _key_path()
     try:
-        key = path.read_bytes()
-        if len(key) == _KEY_BYTES:
-            return key
+        return _checked(path, path.read_bytes())
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(_KEY_BYTES)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
     try:
-        os.link(tmp, path)  # first writer wins; concurrent creators then read its key
-    except FileExistsError:
-        pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise StorageError(f"cannot create the signing key {path}: {exc}") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:  # mkstemp made it 0600
+            f.write(secrets.token_bytes(_KEY_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)  # first writer wins; the others then read its key
+    except OSError as exc:
+        raise StorageError(f"cannot create the signing key {path}: {exc}") from exc
     finally:
-        tmp.unlink(missing_ok=True)
-    return path.read_bytes()
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return _checked(path, path.read_bytes())
+
+
+def _checked(path: Path, key: bytes) -> bytes:
+    if len(key) != _KEY_BYTES:
+        raise StorageError(
+            f"the signing key {path} holds {len(key)} bytes, not {_KEY_BYTES}: it was changed "
+            "by something other than atune; delete it (checkpoints signed with the old key "
+            "will then be refused) or restore the original"
+        )
+    return key
 
 
 def sign(key: bytes, data: bytes) -> str:

@@ -10,6 +10,7 @@ says so, and ``param_space`` can be passed again to fill such leaves.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ class ExperimentSpec(msgspec.Struct, kw_only=True):
 
 def spec_for(
     *,
+    name: str,
     trainable_name: str,
     uid: str,
     param_space: dict[str, Any],
@@ -106,7 +108,7 @@ def spec_for(
     encoded, unrestorable = encode_space(param_space)
     not_restored.extend(f"param_space:{path}" for path in unrestorable)
     return ExperimentSpec(
-        name=str(run_config.name),
+        name=name,
         trainable_name=trainable_name,
         uid=uid,
         metric=tune_config.metric,
@@ -127,11 +129,19 @@ def spec_for(
 
 
 def write_spec(experiment_path: Path, spec: ExperimentSpec) -> None:
-    """Write ``experiment.json`` (blocking; call from a worker thread)."""
-    experiment_path.mkdir(parents=True, exist_ok=True)
+    """Write ``experiment.json`` atomically into an existing directory (blocking).
+
+    Raises:
+        StorageError: the file cannot be written; the message names it.
+    """
     tmp = experiment_path / f".{SPEC_FILE}.tmp"
-    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(spec)))
-    tmp.replace(experiment_path / SPEC_FILE)
+    try:
+        tmp.write_bytes(msgspec.json.format(msgspec.json.encode(spec)))
+        tmp.replace(experiment_path / SPEC_FILE)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {experiment_path / SPEC_FILE}: {exc}") from exc
 
 
 def read_spec(experiment_path: Path) -> ExperimentSpec:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -202,10 +204,15 @@ class RunConfig:
 
     Attributes:
         name: Experiment name; the experiment directory is ``<storage_path>/<name>``.
-            Default: ``<trainable name>_<YYYY-MM-DD_HH-MM-SS>``. It must be a plain name, not
-            a path.
+            Default: ``<trainable name>_<YYYY-MM-DD_HH-MM-SS>_<microseconds>``, chosen by
+            the ``Tuner`` (which keeps it; this object is not changed). It must be a plain
+            name, not a path, and fit the file system's name limit (checked at
+            ``Tuner(...)``).
         storage_path: Root directory of experiments (default ``~/atune_results``, or the
-            ``ATUNE_STORAGE_PATH`` environment variable).
+            ``ATUNE_STORAGE_PATH`` environment variable). A local path, or a ``file://``
+            URI (which means that local path). Remote storage URIs (``s3://``, ``gs://``,
+            ...) are refused with a ``ConfigError``: atune stores experiments on the local
+            (or a mounted) file system only, for now.
         stop: A dict (stop when any ``result[key] >= value``), a ``Stopper``, a callable
             ``(trial_id, result) -> bool``, or a list of Stoppers.
         callbacks: ``Callback`` objects notified of trial events.
@@ -236,12 +243,57 @@ class RunConfig:
             _check_plain_name("RunConfig.name", self.name)
         if self.storage_path is None:
             self.storage_path = _default_storage_path()
-        self.storage_path = os.path.abspath(os.path.expanduser(os.fspath(self.storage_path)))
+        self.storage_path = local_storage_path(self.storage_path)
         if self.verbose is not None and self.verbose not in (0, 1, 2, 3):
             raise ConfigError(
                 f"RunConfig.verbose must be 0, 1, 2 or 3, got {self.verbose!r}",
                 value=self.verbose,
             )
+
+
+_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def local_storage_path(storage_path: Any, what: str = "RunConfig.storage_path") -> str:
+    """The absolute local directory that ``storage_path`` names.
+
+    A plain path is expanded (``~``) and made absolute; ``file:///x`` means ``/x``. Any
+    other URI (``s3://``, ``gs://``, ``hdfs://``, ...) is refused: atune does not write
+    remote storage yet, and such a string must never become a local directory named
+    ``s3:``.
+
+    Raises:
+        ConfigError: a URI of another scheme than ``file``, a ``file`` URI naming another
+            host, or a value that is not a path; the message names the value.
+    """
+    try:
+        text: str | bytes = os.fspath(storage_path)
+    except TypeError:
+        raise ConfigError(
+            f"{what} must be a path (str or os.PathLike), got {storage_path!r}",
+            value=storage_path,
+        ) from None
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    match = _URI.match(text)
+    if match is not None:
+        scheme = match.group(1).lower()
+        if scheme != "file":
+            raise ConfigError(
+                f"{what}={text!r}: atune stores experiments on the local file system only; "
+                f"{scheme}:// storage is not supported yet (remote storage is planned). Use a "
+                "local path, or a mounted file system",
+                value=text,
+            )
+        parsed = urllib.parse.urlparse(text)
+        if parsed.netloc not in ("", "localhost"):
+            raise ConfigError(
+                f"{what}={text!r}: a file:// URI must name a local path (file:///path), "
+                f"not the host {parsed.netloc!r}",
+                value=text,
+            )
+        text = urllib.parse.unquote(parsed.path)
+    return os.path.abspath(os.path.expanduser(text))
 
 
 def _check_plain_name(what: str, name: Any) -> None:

@@ -14,7 +14,8 @@ Every error atune raises on purpose is one of these::
     ├── TrialError                  a trial failed; carries the remote type, message, traceback
     │   └── WorkerDiedError         the process hosting the trial died (exit code or signal)
     └── StorageError                the experiment directory cannot be read or written
-        └── JournalCorruptError     the event journal is damaged beyond its torn last line
+        ├── JournalCorruptError     the event journal is damaged beyond its torn last line
+        └── ExperimentLockedError   another process (or fit()) is running the experiment
 
 ``ConfigError`` derives from :class:`ValueError` so that Ray Tune programs that catch
 ``ValueError`` around ``Tuner(...)`` keep working after the port.
@@ -32,6 +33,7 @@ from typing import Any
 
 __all__ = [
     "ConfigError",
+    "ExperimentLockedError",
     "InfeasibleResourcesError",
     "JournalCorruptError",
     "MetricError",
@@ -169,3 +171,24 @@ class JournalCorruptError(StorageError):
         super().__init__(message)
         self.path = path
         self.line = line
+
+
+class ExperimentLockedError(StorageError):
+    """Another ``fit()`` is running the experiment: one process at a time may run it.
+
+    Raised at the start of ``fit()`` (or ``Tuner.restore(...).fit()``) when the experiment's
+    lock is held, by another process or by another ``fit()`` of this one. Reading the
+    experiment (``ResultGrid.from_path``, ``Tuner.restore(...)`` itself) never needs the
+    lock. The operating system releases the lock when its holder exits, however it exits.
+
+    Attributes:
+        path: The experiment directory.
+        pid: The holder's process id, or None when it could not be read.
+        host: The holder's host name, or None when it could not be read.
+    """
+
+    def __init__(self, message: str, *, path: str, pid: int | None, host: str | None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.pid = pid
+        self.host = host

@@ -19,9 +19,11 @@ start of ``fit()``.
 from __future__ import annotations
 
 import asyncio
-import datetime as _dt
+import dataclasses
 import inspect
 import os
+import shutil
+import uuid
 import warnings
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from pathlib import Path
@@ -30,10 +32,11 @@ from typing import TYPE_CHECKING, Any
 from atune._fit import run_experiment, trainable_name
 from atune._log import get_logger
 from atune._serializable import check_param_space, check_trainable
+from atune._spec import spec_for
 from atune._switching import short_switch_interval
 from atune.callback import Callback
-from atune.config import RunConfig, TuneConfig
-from atune.errors import ConfigError
+from atune.config import RunConfig, TuneConfig, local_storage_path
+from atune.errors import ConfigError, StorageError
 from atune.result import ResultGrid
 from atune.search import validate_param_space
 from atune.stopper import make_stopper
@@ -42,6 +45,7 @@ from atune.trainable._trainable import Trainable
 
 if TYPE_CHECKING:
     from atune._fit import RestorePlan
+    from atune.storage._lock import ExperimentLock
 
 __all__ = ["Tuner"]
 
@@ -60,13 +64,20 @@ class Tuner:
         tune_config: How to search (metric, mode, samples, concurrency, ...).
         run_config: Where and how to run (name, storage, stop criteria, callbacks, ...).
 
+    The experiment's directory (``<storage_path>/<name>``, or ``<name>_2``, ... when that
+    exists) is created here, with ``experiment.json`` and an empty journal, as Ray Tune's
+    ``Tuner`` creates it: ``Tuner.can_restore`` is true for it from now on. The ``Tuner``
+    keeps the experiment's name (``run_config`` is not changed).
+
     Raises:
         ConfigError: a trainable that is neither a function taking ``config`` nor a
             ``Trainable`` subclass, a ``param_space`` that is not a dict, a malformed
-            search space, or invalid config values.
+            search space, invalid config values, a ``storage_path`` URI that atune does
+            not support, or a name longer than the file system allows.
         NotSerializableError: a ``param_space`` value that cannot reach a trial (Ray:
             cloudpickle; in-process: ``copy.deepcopy``), or, on the Ray backend, a
             trainable that does not pickle (a ``ConfigError`` and a ``TypeError``).
+        StorageError: the experiment directory cannot be created or written.
     """
 
     def __init__(
@@ -77,6 +88,17 @@ class Tuner:
         tune_config: TuneConfig | None = None,
         run_config: RunConfig | None = None,
     ) -> None:
+        self._setup(trainable, param_space, tune_config, run_config)
+        self._experiment_path, self._uid = self._claim()
+
+    def _setup(
+        self,
+        trainable: Callable[..., Any] | type[Trainable] | None,
+        param_space: dict[str, Any] | None,
+        tune_config: TuneConfig | None,
+        run_config: RunConfig | None,
+    ) -> None:
+        """Validate and keep the arguments (no I/O)."""
         if trainable is None:
             raise ConfigError("Tuner needs a trainable (a function or a Trainable subclass)")
         self._trainable_cls = as_trainable_class(trainable)
@@ -99,6 +121,7 @@ class Tuner:
                     value=callback,
                 )
         make_stopper(self._run_config.stop)  # validates the stop criteria now
+        _check_search_and_scheduler(self._tune_config)
         if param_space is None:
             param_space = {}
         validate_param_space(param_space, num_samples=self._tune_config.num_samples)
@@ -107,11 +130,49 @@ class Tuner:
             check_trainable(self._trainable_cls)
         self._param_space = param_space
         self._check_checkpoint_config()
-        if self._run_config.name is None:
-            stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-            self._run_config.name = f"{trainable_name(self._trainable_cls)}_{stamp}"
         self._results: ResultGrid | None = None
         self._restore: RestorePlan | None = None
+        self._ran = False  # a fit() took the experiment's lock
+        self._storage_path = local_storage_path(self._run_config.storage_path)
+
+    def _claim(self) -> tuple[Path, str]:
+        """Claim a new experiment directory and describe the experiment in it (blocking).
+
+        The directory holds ``experiment.json`` and an empty journal as soon as this
+        returns, so ``Tuner.can_restore`` is true for it, as in Ray Tune; a ``Tuner`` that
+        is never fit leaves an experiment whose restore runs it from the start.
+        """
+        from atune._spec import write_spec
+        from atune.storage._experiment_dir import claim_experiment_dir, default_experiment_name
+        from atune.storage._writer import create_journal
+
+        name = self._run_config.name or default_experiment_name(trainable_name(self._trainable_cls))
+        path = claim_experiment_dir(self._storage_path, name)
+        uid = uuid.uuid4().hex[:5]
+        spec = spec_for(
+            name=path.name,
+            trainable_name=trainable_name(self._trainable_cls),
+            uid=uid,
+            param_space=self._param_space,
+            tune_config=self._tune_config,
+            run_config=self._run_config,
+        )
+        try:
+            write_spec(path, spec)
+            create_journal(path)
+        except StorageError:
+            shutil.rmtree(path, ignore_errors=True)  # leave no half-made experiment
+            raise
+        return path, uid
+
+    @property
+    def experiment_path(self) -> str:
+        """The experiment directory this ``Tuner`` runs in (claimed at construction).
+
+        atune addition. A ``fit()`` after a completed or interrupted one starts a new
+        experiment in a new directory; this property then names the newest.
+        """
+        return str(self._experiment_path)
 
     def _check_checkpoint_config(self) -> None:
         from atune.trainable._function import FunctionTrainable
@@ -176,13 +237,14 @@ class Tuner:
         from atune._fit import RestorePlan
         from atune._spec import read_spec
         from atune.search._codec import has_unrestorable, merge_space
-        from atune.storage._journal import read_journal, repair_journal
+        from atune.storage._journal import read_journal
         from atune.storage._writer import JOURNAL_FILE
 
-        experiment_path = Path(os.fspath(path)).expanduser().resolve()
+        experiment_path = Path(local_storage_path(path, "Tuner.restore path")).resolve()
         spec = read_spec(experiment_path)
+        # Only read here: a torn last line is cut off by fit(), under the experiment lock,
+        # so restoring an experiment that another process is running changes nothing.
         contents = read_journal(experiment_path / JOURNAL_FILE)
-        repair_journal(experiment_path / JOURNAL_FILE, contents)
         space = spec.space()
         if param_space is not None:
             space = merge_space(space, param_space)
@@ -208,7 +270,9 @@ class Tuner:
         run_config.name = experiment_path.name
         if callbacks:
             run_config.callbacks = list(callbacks)
-        tuner = cls(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
+        tuner = cls.__new__(cls)  # the experiment's directory exists: claim none
+        tuner._setup(trainable, space, tune_config, run_config)
+        tuner._experiment_path, tuner._uid = experiment_path, spec.uid
         if trainable_name(tuner._trainable_cls) != spec.trainable_name:
             _log.warning(
                 "restoring with a trainable of another name than the original",
@@ -227,11 +291,15 @@ class Tuner:
 
     @classmethod
     def can_restore(cls, path: str | os.PathLike[str], storage_filesystem: Any = None) -> bool:
-        """True when ``path`` holds an atune experiment that ``restore`` can read."""
+        """True when ``path`` holds an atune experiment that ``restore`` can read.
+
+        That is the case from the moment ``Tuner(...)`` created the experiment directory
+        (as in Ray Tune), also while another process runs it.
+        """
         from atune._spec import SPEC_FILE
         from atune.storage._writer import JOURNAL_FILE
 
-        experiment_path = Path(os.fspath(path)).expanduser()
+        experiment_path = Path(local_storage_path(path, "Tuner.can_restore path"))
         return (experiment_path / SPEC_FILE).is_file() and (
             experiment_path / JOURNAL_FILE
         ).is_file()
@@ -239,28 +307,79 @@ class Tuner:
     def fit(self) -> Any:
         """Run the experiment; see the module docstring for sync versus ``await`` use.
 
+        While it runs, ``fit()`` holds the experiment's lock (:mod:`atune.storage._lock`):
+        a second ``fit()`` of the same experiment, from this process or another (also
+        through ``Tuner.restore``), fails at once. The lock is released however ``fit()``
+        ends (cancellation included), and by the operating system if the process dies.
+        Calling ``fit()`` again after a first one ended runs a new experiment in a new
+        directory (a ``Tuner.restore`` tuner resumes its experiment again instead).
+
         Returns:
             The ``ResultGrid`` (no running loop), or a coroutine of it (inside a loop).
+
+        Raises:
+            ExperimentLockedError: another ``fit()`` runs this experiment; the message
+                names its pid and host.
+            StorageError: the experiment cannot be written (full disk, file too large,
+                permissions); the journal stays restorable up to its last good write.
         """
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             import anyio
 
-            if self._tune_config.backend == "ray":
-                from atune.execution._ray import ensure_ray
+            lock = self._lock_experiment()  # fail at once when someone else runs it
+            try:
+                if self._tune_config.backend == "ray":
+                    from atune.execution._ray import ensure_ray
 
-                ensure_ray()  # from the main thread, where Ray can install its handlers
-            return anyio.run(self._fit)
+                    ensure_ray()  # from the main thread, where Ray can install its handlers
+                return anyio.run(self._fit_locked, lock)
+            finally:
+                lock.release()
         return _FitCall(self._fit())
 
+    def _lock_experiment(self) -> ExperimentLock:
+        """Take the experiment's lock (blocking); a new experiment after the first fit.
+
+        Raises:
+            ExperimentLockedError: another ``fit()`` (in this or another process) runs it.
+        """
+        from atune.storage._lock import ExperimentLock
+
+        if self._ran and self._restore is None:
+            self._experiment_path, self._uid = self._claim()
+        lock = ExperimentLock(self._experiment_path)
+        lock.acquire()
+        self._ran = True
+        return lock
+
     async def _fit(self) -> ResultGrid:
+        import anyio
+
+        lock = await anyio.to_thread.run_sync(self._lock_experiment)
+        try:
+            return await self._fit_locked(lock)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(lock.release)
+
+    async def _fit_locked(self, lock: ExperimentLock) -> ResultGrid:
+        import anyio
+
+        assert lock.held
+        if self._restore is not None:
+            # Read the journal again now that no one else can append to it, and cut a
+            # torn last line off before this run appends.
+            self._restore = await anyio.to_thread.run_sync(_reread_journal, self._restore)
         with short_switch_interval():
             self._results = await run_experiment(
                 self._trainable_cls,
                 self._param_space,
                 self._tune_config,
                 self._run_config,
+                experiment_path=self._experiment_path,
+                uid=self._uid,
                 restore=self._restore,
             )
         return self._results
@@ -274,6 +393,38 @@ class Tuner:
         if self._results is None:
             raise RuntimeError("no results yet: call Tuner.fit() (or Tuner.restore) first")
         return self._results
+
+
+def _check_search_and_scheduler(tune_config: TuneConfig) -> None:
+    """Refuse a search algorithm or scheduler of the wrong type before claiming a directory.
+
+    Only the types: whether their metric/mode agree is checked at the start of ``fit()``.
+    """
+    from atune.schedulers import TrialScheduler
+    from atune.search import SearchAlgorithm, Searcher
+
+    alg = tune_config.search_alg
+    if alg is not None and not isinstance(alg, (SearchAlgorithm, Searcher)):
+        raise ConfigError(
+            f"TuneConfig.search_alg must be a Searcher or a search algorithm, got {alg!r}",
+            value=alg,
+        )
+    scheduler = tune_config.scheduler
+    if scheduler is not None and not isinstance(scheduler, TrialScheduler):
+        raise ConfigError(
+            f"TuneConfig.scheduler must be a TrialScheduler, got {scheduler!r}", value=scheduler
+        )
+
+
+def _reread_journal(plan: RestorePlan) -> RestorePlan:
+    """``plan`` with the journal as it is now, its torn last line (if any) cut off."""
+    from atune.storage._journal import read_journal, repair_journal
+    from atune.storage._writer import JOURNAL_FILE
+
+    journal = plan.experiment_path / JOURNAL_FILE
+    contents = read_journal(journal)
+    repair_journal(journal, contents)
+    return dataclasses.replace(plan, events=contents.events)
 
 
 class _FitCall(Coroutine[Any, Any, ResultGrid]):

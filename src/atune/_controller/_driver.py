@@ -49,6 +49,7 @@ from atune.callback import Callback
 from atune.errors import (
     InfeasibleResourcesError,
     NotSerializableError,
+    StorageError,
     WorkerDiedError,
 )
 from atune.events import (
@@ -118,6 +119,7 @@ class Driver:
         self._last_search_state: Any = None
         self._launches: dict[str, _Launching] = {}  # launch calls in flight, by trial
         self._retry_waits: dict[str, anyio.CancelScope] = {}  # retries backing off
+        self._storage_failure: StorageError | None = None
 
     # ---------------------------------------------------------------------- run
     async def run(self) -> None:
@@ -128,7 +130,7 @@ class Driver:
         try:
             async with anyio.create_task_group() as tg:
                 self.dispatch.start(tg, tg.cancel_scope.cancel)
-                tg.start_soon(self._flush_periodically)
+                tg.start_soon(self._flush_periodically, tg)
                 tg.start_soon(self._notice_slow_launches, tg)
                 if self.time_budget_s is not None:
                     tg.start_soon(self._time_budget, self.time_budget_s)
@@ -153,13 +155,16 @@ class Driver:
                     # caller wrapped in an ExceptionGroup (``except TuneError`` would miss it).
                     failure = exc
                 tg.cancel_scope.cancel()
-            failure = failure or self.dispatch.failure
+            failure = failure or self.dispatch.failure or self._storage_failure
             if failure is not None:
                 raise failure
         except BaseException:
             with anyio.move_on_after(_SHUTDOWN_DEADLINE_S, shield=True):
                 await self.pool.kill_all()
-                await self._flush()
+                try:
+                    await self._flush()
+                except StorageError as exc:  # the error being raised says more
+                    _log.warning("could not flush the journal while stopping", error=str(exc))
                 await self.dispatch.abort(self.core.get_trials())
             _log.warning(
                 "experiment interrupted; every trial was stopped and the journal flushed. "
@@ -200,10 +205,22 @@ class Driver:
             tg.start_soon(self._run_commands, trial_id, trial_commands)
         return finished
 
-    async def _flush_periodically(self) -> None:
+    async def _flush_periodically(self, tg: TaskGroup) -> None:
+        """Flush every ``_FLUSH_INTERVAL_S``; a write failure ends the experiment.
+
+        A ``StorageError`` (full disk, file too large) is not retried: the experiment
+        stops as if cancelled (runners killed, one last flush tried) and ``fit()`` raises
+        it. The journal holds every flush that succeeded, so ``Tuner.restore`` continues
+        from there once the disk has room.
+        """
         while True:
             await anyio.sleep(_FLUSH_INTERVAL_S)
-            await self._flush()
+            try:
+                await self._flush()
+            except StorageError as exc:
+                self._storage_failure = exc
+                tg.cancel_scope.cancel()
+                return
 
     async def _flush(self) -> None:
         self._snapshot_search()

@@ -7,10 +7,19 @@ result costs one list append, however many arrive.
 
 The journal (``events.jsonl``) is appended and flushed in event order, before the result
 files of the same batch: whatever ``result.json`` shows, the journal already knows.
+
+Write failures (a full disk, ``EFBIG``, permissions) are a
+:class:`~atune.errors.StorageError` naming the file, never a bare ``OSError``, and never
+leave a torn journal behind: a failed append is cut back to the end of the last good
+flush, and its lines (with everything else of that flush) stay buffered for the next one.
+So the journal on disk is always a whole number of flushes, and ``Tuner.restore`` works
+on it once the disk has room again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import threading
@@ -18,11 +27,53 @@ import time
 from pathlib import Path
 from typing import Any
 
+from atune.errors import StorageError
 from atune.storage._trial_files import ResultFiles, write_params
 
-__all__ = ["JOURNAL_FILE", "ExperimentWriter"]
+__all__ = ["JOURNAL_FILE", "ExperimentWriter", "create_journal"]
 
 JOURNAL_FILE = "events.jsonl"
+
+
+def create_journal(experiment_path: Path) -> None:
+    """Create the empty journal of a new experiment (blocking).
+
+    Raises:
+        StorageError: it exists already, or cannot be created; the message names it.
+    """
+    path = experiment_path / JOURNAL_FILE
+    try:
+        with open(path, "xb"):
+            pass
+    except OSError as exc:
+        raise StorageError(f"cannot create the journal {path}: {exc}") from exc
+
+
+def _append_durably(path: Path, data: bytes) -> None:
+    """Append ``data`` to ``path`` and fsync; on failure, cut the file back to its old end."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except BaseException:
+            # A short write (full disk, file size limit) must not leave a torn line that a
+            # later append would bury in the middle of the journal.
+            # If even that fails, the reader drops the torn last line, as after a crash.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)
+
+
+def _storage_error(path: Path, exc: OSError) -> StorageError:
+    code = errno.errorcode.get(exc.errno or 0)
+    reason = exc.strerror or str(exc)
+    return StorageError(f"cannot write {path}: {reason}" + (f" ({code})" if code else ""))
 
 
 class ExperimentWriter:
@@ -73,29 +124,58 @@ class ExperimentWriter:
 
     # -------------------------------------------------------------- thread side
     def flush(self) -> None:
-        """Write everything buffered so far (call from a worker thread)."""
+        """Write everything buffered so far (call from a worker thread).
+
+        Raises:
+            StorageError: a file cannot be written; the message names it. When the
+                journal could not be appended, nothing of this flush was written and all
+                of it stays buffered (the journal is cut back to its previous end); a
+                failure after that (result files, ``params.json``, ``error.txt``) loses
+                only those files' part of this flush.
+        """
         with self._flush_lock:
             with self._lock:
                 journal, self._journal = self._journal, []
                 params, self._params = self._params, []
                 errors, self._errors = self._errors, []
                 deletions, self._deletions = self._deletions, []
-            self.path.mkdir(parents=True, exist_ok=True)
-            if journal:
-                with open(self.path / JOURNAL_FILE, "ab") as f:
-                    f.write(b"\n".join(journal) + b"\n")
-                    f.flush()
-                    os.fsync(f.fileno())
+            journal_path = self.path / JOURNAL_FILE
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+                if journal:
+                    _append_durably(journal_path, b"\n".join(journal) + b"\n")
+            except OSError as exc:
+                with self._lock:  # keep all of it for the next flush, in order
+                    self._journal[:0] = journal
+                    self._params[:0] = params
+                    self._errors[:0] = errors
+                    self._deletions[:0] = deletions
+                raise _storage_error(journal_path, exc) from exc
             # Only now that the journal holds the newer checkpoint (fsynced above) may older
             # ones go: a crash at any point leaves the journal's latest checkpoint on disk.
             for checkpoint_dir in deletions:
                 shutil.rmtree(checkpoint_dir, ignore_errors=True)
+            # The rest goes on past a failure (one file's trouble must not lose the
+            # others'); the first failure is raised at the end.
+            failure: StorageError | None = None
             for trial_dir, config in params:
                 time.sleep(0)  # let the event loop thread take the GIL (see ResultFiles.flush)
-                trial_dir.mkdir(parents=True, exist_ok=True)
-                write_params(trial_dir, config)
-            self._results.flush()
+                try:
+                    write_params(trial_dir, config)  # creates trial_dir
+                except StorageError as exc:
+                    failure = failure or exc
+            try:
+                self._results.flush()
+            except StorageError as exc:
+                failure = failure or exc
             for trial_dir, text in errors:
-                trial_dir.mkdir(parents=True, exist_ok=True)
-                with open(trial_dir / "error.txt", "a") as f:
-                    f.write(text)
+                try:
+                    trial_dir.mkdir(parents=True, exist_ok=True)
+                    with open(trial_dir / "error.txt", "a") as f:
+                        f.write(text)
+                except OSError as exc:
+                    if failure is None:
+                        failure = _storage_error(trial_dir / "error.txt", exc)
+                        failure.__cause__ = exc
+            if failure is not None:
+                raise failure
