@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import tempfile
 from typing import Any
 
@@ -137,12 +136,12 @@ def _report_length(config: dict[str, Any], data: Any = None) -> None:
     tune.report({"metric": len(data)})
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: with_parameters pickles small")
 def test_with_parameters_wrapper_pickles_small() -> None:
     import numpy as np
+    from ray import cloudpickle  # what ships a trainable to Ray's workers
 
     trainable = tune.with_parameters(_report_length, data=np.random.rand(2 * 1024 * 1024))
-    assert len(pickle.dumps(trainable)) < 100 * 1024
+    assert len(cloudpickle.dumps(trainable)) < 100 * 1024
 
 
 def test_returned_value_becomes_the_default_metric(storage: str) -> None:

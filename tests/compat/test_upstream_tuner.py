@@ -142,7 +142,6 @@ def test_function_trainable_accepts_checkpoint_at_end_false_or_none(
     ).fit()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: non-serialisable trainable fails at Tuner(...)")
 def test_non_serializable_trainable_fails_at_tuner() -> None:
     lock = threading.Lock()
     with pytest.raises(TypeError, match="non-serializable"):
