@@ -233,3 +233,36 @@ def test_ctrl_c_in_a_script_leaves_a_restorable_experiment(storage: str) -> None
     assert results.num_errors == 0
     for result in results:
         assert _rows(result) == list(range(1, ITERATIONS + 1))
+
+
+# ------------------------------------------------------------ finished experiments
+def _counting_trainable(config: dict[str, Any]) -> None:
+    """Reports three results; appends a line to ``config["runs"]`` every time it starts."""
+    with open(config["runs"], "a") as f:
+        f.write("run\n")
+    for i in range(1, 4):
+        tune.report({"score": config["x"] * i})
+
+
+def _finished_experiment(storage: str, backend: str, runs: Path) -> tune.ResultGrid:
+    return tune.Tuner(
+        _counting_trainable,
+        param_space={"x": tune.grid_search([1, 2]), "runs": str(runs)},
+        tune_config=tune.TuneConfig(backend=backend, metric="score", mode="max"),
+        run_config=tune.RunConfig(name="done", storage_path=storage, verbose=0),
+    ).fit()
+
+
+@pytest.mark.timeout(90)  # the defect was a hang: restoring a finished experiment never returned
+@pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+def test_restoring_a_finished_experiment_returns_its_results_and_runs_nothing(
+    storage: str, tmp_path: Path, backend: str
+) -> None:
+    runs = tmp_path / "runs.txt"
+    first = _finished_experiment(storage, backend, runs)
+    assert runs.read_text().count("run") == 2
+    restored = tune.Tuner.restore(str(Path(storage, "done")), _counting_trainable).fit()
+    assert runs.read_text().count("run") == 2  # nothing ran again
+    assert [r.metrics["score"] for r in restored] == [r.metrics["score"] for r in first] == [3, 6]
+    assert restored.num_terminated == 2 and restored.num_errors == 0
+    assert restored.get_best_result().config["x"] == 2  # type: ignore[index]

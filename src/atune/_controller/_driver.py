@@ -130,10 +130,12 @@ class Driver:
                     resumed=self.resumed,
                 )
                 try:
-                    self._step(started, tg)
-                    async for message in receive:
-                        if self._step(message, tg):
-                            break
+                    # The first step may finish the experiment already (a restored one
+                    # with nothing left to run): then no message will ever arrive.
+                    if not self._step(started, tg):
+                        async for message in receive:
+                            if self._step(message, tg):
+                                break
                 except Exception as exc:
                     # Raised after the task group, as it is: inside it, it would reach the
                     # caller wrapped in an ExceptionGroup (``except TuneError`` would miss it).
