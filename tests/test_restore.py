@@ -266,3 +266,136 @@ def test_restoring_a_finished_experiment_returns_its_results_and_runs_nothing(
     assert [r.metrics["score"] for r in restored] == [r.metrics["score"] for r in first] == [3, 6]
     assert restored.num_terminated == 2 and restored.num_errors == 0
     assert restored.get_best_result().config["x"] == 2  # type: ignore[index]
+
+
+def _snapshot(path: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``path`` with its bytes and modification time."""
+    return {
+        str(p.relative_to(path)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_get_results_of_a_restored_tuner_returns_the_stored_grid_without_running(
+    storage: str, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs.txt"
+    first = _finished_experiment(storage, "local", runs)
+    path = Path(storage, "done")
+    before = _snapshot(path)
+    results = tune.Tuner.restore(str(path), _counting_trainable).get_results()
+    assert _snapshot(path) == before  # restoring and reading wrote nothing
+    assert runs.read_text().count("run") == 2
+    assert len(results) == 2 and results.num_terminated == 2
+    assert [r.metrics["score"] for r in results] == [r.metrics["score"] for r in first]
+    assert [r.config for r in results] == [r.config for r in first]
+    assert results.get_best_result().metrics["score"] == 6  # metric/mode came along
+    assert list(results[1].metrics_dataframe["score"]) == [2, 4, 6]
+
+
+def test_load_results_needs_no_trainable_and_writes_nothing(storage: str, tmp_path: Path) -> None:
+    _finished_experiment(storage, "local", tmp_path / "runs.txt")
+    path = Path(storage, "done")
+    journal = path / "events.jsonl"
+    journal.write_bytes(journal.read_bytes() + b'{"type":"result_reported","tri')  # torn
+    before = _snapshot(path)
+    with capture_logs() as logs:
+        loaded = tune.load_results(path)
+        again = tune.ResultGrid.from_path(str(path))
+    assert _snapshot(path) == before  # the torn tail was not cut, nothing was written
+    assert not [entry for entry in logs if entry["log_level"] == "warning"]
+    for grid in (loaded, again):
+        assert [r.metrics["score"] for r in grid] == [3, 6]
+        assert grid.num_terminated == 2 and grid.num_errors == 0
+        assert grid.get_best_result().config["x"] == 2  # type: ignore[index]
+        assert Path(grid.experiment_path) == path.resolve()
+
+
+def test_load_results_of_something_that_is_no_experiment(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="not an atune experiment"):
+        tune.load_results(tmp_path)
+
+
+LIVE_SCRIPT = """
+import sys
+sys.path.insert(0, {tests_dir!r})
+import atune as tune
+from test_restore import _gated_trainable
+
+tune.Tuner(
+    _gated_trainable,
+    param_space={{"x": tune.grid_search([1, 2]), "gate": {gate!r}}},
+    tune_config=tune.TuneConfig(backend="local"),
+    # A function stopper sees every result: each one is delivered (and flushed) at once.
+    run_config=tune.RunConfig(
+        name="live", storage_path={storage!r}, verbose=0, stop=lambda trial_id, result: False
+    ),
+).fit()
+"""
+
+
+def _gated_trainable(config: dict[str, Any]) -> None:
+    """Reports 3 results, waits until the file ``config["gate"]`` exists, reports 3 more."""
+    for i in range(1, 7):
+        tune.report({"i": i})
+        while i == 3 and not os.path.exists(config["gate"]):
+            time.sleep(0.01)
+
+
+def _journaled_results(journal: Path) -> int:
+    return journal.read_text().count('"result_reported"') if journal.exists() else 0
+
+
+def test_load_results_reads_an_experiment_another_process_is_running(
+    storage: str, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    gate = tmp_path / "gate"
+    script = LIVE_SCRIPT.format(
+        tests_dir=str(Path(__file__).parent), storage=storage, gate=str(gate)
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    path = Path(storage, "live")
+    journal = path / "events.jsonl"
+    try:
+        deadline = time.monotonic() + 60
+        while _journaled_results(journal) < 6:  # both trials wait at the gate
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        snapshot = tune.load_results(path)
+        gate.touch()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert snapshot._statuses == ["RUNNING", "RUNNING"]
+    assert snapshot.num_terminated == 0 and snapshot.num_errors == 0
+    for result in snapshot:
+        assert result.metrics["i"] == 3
+        # Read after the trials went on: the rows written since the snapshot are left out.
+        assert list(result.metrics_dataframe["i"]) == [1, 2, 3]
+    final = tune.load_results(path)
+    assert final.num_terminated == 2
+    for result in final:
+        assert list(result.metrics_dataframe["i"]) == [1, 2, 3, 4, 5, 6]
+
+
+def test_restore_refuses_a_trainable_of_another_name_or_kind(storage: str, tmp_path: Path) -> None:
+    _finished_experiment(storage, "local", tmp_path / "runs.txt")
+    path = str(Path(storage, "done"))
+
+    def other_function(config: dict[str, Any]) -> None:
+        pass
+
+    same_name_class = type("_counting_trainable", (tune.Trainable,), {})
+    with pytest.raises(ValueError, match=r"'_counting_trainable'.*'other_function'"):
+        tune.Tuner.restore(path, other_function)
+    with pytest.raises(ValueError, match=r"function trainable '_counting_trainable'.*class"):
+        tune.Tuner.restore(path, same_name_class)
+    with pytest.raises(ValueError):
+        tune.Tuner.restore(path, "abcd")  # type: ignore[arg-type]
+    # Changed code under the same name is allowed (as in Ray Tune).
+    tune.Tuner.restore(path, tune.with_parameters(_counting_trainable))

@@ -35,7 +35,8 @@ from atune.result import Result, ResultGrid
 from atune.schedulers import FIFOScheduler, TrialScheduler
 from atune.search import BasicVariantGenerator, SearchAlgorithm, Searcher, SearchGenerator
 from atune.stopper import make_stopper
-from atune.storage._writer import ExperimentWriter
+from atune.storage._journal import JournalContents, repair_journal
+from atune.storage._writer import JOURNAL_FILE, ExperimentWriter
 from atune.trainable._function import FunctionTrainable
 from atune.trainable._trainable import Trainable
 
@@ -44,6 +45,7 @@ __all__ = [
     "rebuild_error",
     "resources_for",
     "run_experiment",
+    "trainable_kind",
     "trainable_name",
 ]
 
@@ -59,6 +61,11 @@ _allocators: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Allo
 def trainable_name(cls: type[Trainable]) -> str:
     """The name trials of ``cls`` are named after (the function's or class's name)."""
     return cls.__name__
+
+
+def trainable_kind(cls: type[Trainable]) -> str:
+    """``"function"`` for a wrapped function, ``"class"`` for a ``Trainable`` subclass."""
+    return "function" if issubclass(cls, FunctionTrainable) else "class"
 
 
 def resources_for(cls: type[Trainable], config: dict[str, Any]) -> PlacementGroupFactory:
@@ -173,6 +180,8 @@ class RestorePlan:
     experiment_path: Path
     uid: str
     events: list[Event]
+    journal: JournalContents | None = None
+    """What was read of the journal: a torn tail is cut just before the run appends."""
     resume_unfinished: bool = True
     resume_errored: bool = False
     restart_errored: bool = False
@@ -221,6 +230,7 @@ async def run_experiment(
         uid = uuid.uuid4().hex[:5]
         spec = spec_for(
             trainable_name=trainable_name(trainable_cls),
+            trainable_kind=trainable_kind(trainable_cls),
             uid=uid,
             param_space=param_space,
             tune_config=tune_config,
@@ -229,6 +239,12 @@ async def run_experiment(
         await anyio.to_thread.run_sync(write_spec, experiment_path, spec)
     else:
         experiment_path, uid = restore.experiment_path, restore.uid
+        if restore.journal is not None:
+            # Only now, as the run is about to append: Tuner.restore itself writes nothing.
+            journal = restore.journal
+            await anyio.to_thread.run_sync(
+                lambda: repair_journal(experiment_path / JOURNAL_FILE, journal)
+            )
     policy = CorePolicy(
         experiment_path=str(experiment_path),
         trainable_name=trainable_name(trainable_cls),
@@ -365,15 +381,15 @@ def build_result_grid(
             checkpoint_config.checkpoint_score_order,
         )
         best = [(_checkpoint(trial, record.dir_name), record.metrics) for record in ranked]
-        results.append(
-            Result(
-                metrics=metrics,
-                checkpoint=trial.checkpoint,
-                error=error,
-                path=trial.path,
-                best_checkpoints=best,
-            )
+        result = Result(
+            metrics=metrics,
+            checkpoint=trial.checkpoint,
+            error=error,
+            path=trial.path,
+            best_checkpoints=best,
         )
+        result._row_limit = trial.num_results  # one row per journaled ResultReported
+        results.append(result)
     return ResultGrid(
         results,
         experiment_path=experiment_path,

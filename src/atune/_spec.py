@@ -34,6 +34,8 @@ class ExperimentSpec(msgspec.Struct, kw_only=True):
     name: str
     trainable_name: str
     uid: str
+    trainable_kind: str = ""
+    """``"function"`` or ``"class"``; empty in specs written before it was recorded."""
     metric: str | None = None
     mode: str | None = None
     num_samples: int = 1
@@ -80,6 +82,7 @@ class ExperimentSpec(msgspec.Struct, kw_only=True):
 def spec_for(
     *,
     trainable_name: str,
+    trainable_kind: str = "",
     uid: str,
     param_space: dict[str, Any],
     tune_config: TuneConfig,
@@ -108,6 +111,7 @@ def spec_for(
     return ExperimentSpec(
         name=str(run_config.name),
         trainable_name=trainable_name,
+        trainable_kind=trainable_kind,
         uid=uid,
         metric=tune_config.metric,
         mode=tune_config.mode,

@@ -142,10 +142,15 @@ class Tuner:
         journal ``events.jsonl``); no pickle in the directory is ever loaded. Finished trials
         are not run again; unfinished ones resume from their latest committed checkpoint
         (from scratch if they had none); the search goes on with the samples it had not
-        started. What is code rather than data (a ``sample_from`` function, a custom
+        started. ``fit()`` on an experiment with nothing left to run returns its stored
+        results at once, and :meth:`get_results` returns them without running anything.
+        What is code rather than data (a ``sample_from`` function, a custom
         searcher, scheduler, stopper, or callbacks) is not restored: ``param_space`` may be
         passed again to supply such leaves (its keys must match), and a warning names
         everything else.
+
+        Restoring writes nothing: a torn last journal line is cut only when ``fit()``
+        is about to append.
 
         Args:
             path: The experiment directory (``<storage_path>/<name>``).
@@ -160,17 +165,20 @@ class Tuner:
             StorageError: ``path`` is not an atune experiment.
             JournalCorruptError: the journal is damaged (a torn last line is only dropped).
             ConfigError: the space has code leaves and no ``param_space`` was passed.
+            ValueError: ``trainable`` is not the original one: another name, or a function
+                where the original was a class (or the reverse), as in Ray Tune (a
+                :class:`~atune.errors.ConfigError`).
         """
         from atune._fit import RestorePlan
         from atune._spec import read_spec
         from atune.search._codec import has_unrestorable, merge_space
-        from atune.storage._journal import read_journal, repair_journal
+        from atune.storage._journal import read_journal
         from atune.storage._writer import JOURNAL_FILE
 
         experiment_path = Path(os.fspath(path)).expanduser().resolve()
         spec = read_spec(experiment_path)
+        _check_same_trainable(spec.trainable_name, spec.trainable_kind, trainable)
         contents = read_journal(experiment_path / JOURNAL_FILE)
-        repair_journal(experiment_path / JOURNAL_FILE, contents)
         space = spec.space()
         if param_space is not None:
             space = merge_space(space, param_space)
@@ -191,16 +199,11 @@ class Tuner:
         tune_config, run_config = spec.configs(storage_path=str(experiment_path.parent))
         run_config.name = experiment_path.name
         tuner = cls(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
-        if trainable_name(tuner._trainable_cls) != spec.trainable_name:
-            _log.warning(
-                "restoring with a trainable of another name than the original",
-                original=spec.trainable_name,
-                given=trainable_name(tuner._trainable_cls),
-            )
         tuner._restore = RestorePlan(
             experiment_path=experiment_path,
             uid=spec.uid,
             events=contents.events,
+            journal=contents,
             resume_unfinished=resume_unfinished,
             resume_errored=resume_errored,
             restart_errored=restart_errored,
@@ -248,11 +251,25 @@ class Tuner:
         return self._results
 
     def get_results(self) -> ResultGrid:
-        """The results of the last ``fit()``.
+        """The results of the last ``fit()``; for a restored tuner, the stored results.
+
+        A tuner from :meth:`restore` that has not been fitted returns the results the
+        journal recorded, without running anything (Ray Tune's way to analyse a past run;
+        :func:`atune.load_results` does the same without a trainable).
 
         Raises:
-            RuntimeError: ``fit()`` has not completed yet.
+            RuntimeError: ``fit()`` has not completed yet (and the tuner was not restored).
         """
+        if self._results is None and self._restore is not None:
+            from atune._load import stored_result_grid
+
+            self._results = stored_result_grid(
+                self._restore.experiment_path,
+                self._restore.events,
+                trainable_name=trainable_name(self._trainable_cls),
+                tune_config=self._tune_config,
+                checkpoint_config=self._run_config.checkpoint_config,
+            )
         if self._results is None:
             raise RuntimeError("no results yet: call Tuner.fit() (or Tuner.restore) first")
         return self._results
@@ -291,6 +308,33 @@ class _FitCall:
 
     def __repr__(self) -> str:
         return "<pending Tuner.fit(): await it>"
+
+
+def _check_same_trainable(original_name: str, original_kind: str, trainable: Any) -> None:
+    """Refuse a trainable that is not the one the experiment ran (Ray Tune does too).
+
+    The name and the kind (function or class) must match; the code may change.
+
+    Raises:
+        ConfigError: (a ``ValueError``) the name or the kind differs, or ``trainable`` is
+            not a trainable at all.
+    """
+    from atune._fit import trainable_kind
+
+    cls = as_trainable_class(trainable)
+    name, kind = trainable_name(cls), trainable_kind(cls)
+    if original_kind and kind != original_kind:
+        raise ConfigError(
+            f"Tuner.restore needs the experiment's own trainable: it ran a {original_kind} "
+            f"trainable {original_name!r}, got the {kind} {name!r}",
+            value=trainable,
+        )
+    if name != original_name:
+        raise ConfigError(
+            f"Tuner.restore needs the experiment's own trainable: it ran {original_name!r}, "
+            f"got {name!r} (the code may change, the name may not)",
+            value=trainable,
+        )
 
 
 def as_trainable_class(trainable: Any) -> type[Trainable]:

@@ -228,8 +228,7 @@ class ControllerCore:
         checkpoint) or ``restart_errored`` (start over without a checkpoint). The search
         algorithm's state must be restored by the caller.
         """
-        for event in events:
-            self._apply(event)
+        self.apply_journal(events)
         self._counter = len(self.trials)
         for trial in self.trials.values():
             trial.busy = False
@@ -248,6 +247,17 @@ class ControllerCore:
                 target = self._to_resume if resume_unfinished else self._to_skip
                 target.append(trial.trial_id)
         self._open = {t.trial_id: t for t in self.trials.values() if not t.is_finished}
+
+    def apply_journal(self, events: list[Event]) -> None:
+        """Rebuild the recorded state from journaled events, deciding nothing.
+
+        Each event goes through :meth:`_apply`, exactly as it did live, so the trials end
+        up as the run that wrote the journal last knew them: a trial still running there
+        is RUNNING here, with its last journaled result. :meth:`replay` builds on this to
+        resume a run; reading past results (``atune.load_results``) uses it alone.
+        """
+        for event in events:
+            self._apply(event)
 
     def handle(self, message: Message) -> tuple[list[Event], list[Command]]:
         """Process one message; return the events it produced and the commands to run."""
