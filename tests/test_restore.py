@@ -52,11 +52,13 @@ class _CancelAfter(tune.Callback):
             self.scope.cancel()
 
 
-async def _interrupted_experiment(storage: str, num_samples: int = 3) -> Path:
+async def _interrupted_experiment(
+    storage: str, num_samples: int = 3, param_space: dict[str, Any] | None = None
+) -> Path:
     with anyio.CancelScope() as scope:
         await tune.Tuner(
             _trainable,
-            param_space={"x": tune.randint(1, 100)},
+            param_space=param_space or {"x": tune.randint(1, 100)},
             tune_config=tune.TuneConfig(
                 backend="local", num_samples=num_samples, max_concurrent_trials=2
             ),
@@ -399,3 +401,36 @@ def test_restore_refuses_a_trainable_of_another_name_or_kind(storage: str, tmp_p
         tune.Tuner.restore(path, "abcd")  # type: ignore[arg-type]
     # Changed code under the same name is allowed (as in Ray Tune).
     tune.Tuner.restore(path, tune.with_parameters(_counting_trainable))
+
+
+# ------------------------------------------------------------- code in the search space
+async def test_restore_without_param_space_when_the_space_holds_code(storage: str) -> None:
+    space = {"x": tune.randint(1, 100), "y": tune.sample_from(lambda spec: spec.config.x + 1)}
+    path = await _interrupted_experiment(storage, num_samples=4, param_space=space)
+    results = await tune.Tuner.restore(str(path), _trainable).fit()  # no param_space
+    assert len(results) == 4 and results.num_errors == 0
+    for result in results:
+        assert result.config["y"] == result.config["x"] + 1  # type: ignore[index]
+        assert result.metrics["training_iteration"] == ITERATIONS
+
+
+async def test_restore_refuses_a_tampered_code_leaf_and_never_runs_it(
+    storage: str, tmp_path: Path
+) -> None:
+    import base64
+
+    space = {"x": tune.randint(1, 100), "y": tune.sample_from(lambda spec: 1)}
+    path = await _interrupted_experiment(storage, param_space=space)
+    marker = tmp_path / "pwned"
+    spec_file = path / "experiment.json"
+    spec = json.loads(spec_file.read_text())
+    stored = spec["param_space"]["y"]
+    assert stored["__atune_value__"] == "pickle"
+    stored["data"] = base64.b64encode(pickle.dumps(_Planted(str(marker)))).decode()
+    spec_file.write_text(json.dumps(spec))
+    with pytest.raises(StorageError, match=r"refusing to unpickle .*'y'"):
+        tune.Tuner.restore(str(path), _trainable)
+    assert not marker.exists()
+    # Passing the space again supplies the value; nothing stored is unpickled.
+    results = await tune.Tuner.restore(str(path), _trainable, param_space=space).fit()
+    assert results.num_errors == 0 and not marker.exists()

@@ -225,16 +225,21 @@ async def run_experiment(
     if tune_config.max_concurrent_trials:
         max_live = min(max_live, tune_config.max_concurrent_trials)
 
+    signing_key = await anyio.to_thread.run_sync(load_or_create_key)
     if restore is None:
         experiment_path = await anyio.to_thread.run_sync(_experiment_path, run_config)
         uid = uuid.uuid4().hex[:5]
-        spec = spec_for(
-            trainable_name=trainable_name(trainable_cls),
-            trainable_kind=trainable_kind(trainable_cls),
-            uid=uid,
-            param_space=param_space,
-            tune_config=tune_config,
-            run_config=run_config,
+        # In a worker thread: code in the space is pickled (and Ray imported) for it.
+        spec = await anyio.to_thread.run_sync(
+            lambda: spec_for(
+                trainable_name=trainable_name(trainable_cls),
+                trainable_kind=trainable_kind(trainable_cls),
+                uid=uid,
+                param_space=param_space,
+                tune_config=tune_config,
+                run_config=run_config,
+                signing_key=signing_key,
+            )
         )
         await anyio.to_thread.run_sync(write_spec, experiment_path, spec)
     else:
@@ -277,7 +282,7 @@ async def run_experiment(
         callbacks=_callbacks(run_config, tune_config),
         time_budget_s=tune_config.time_budget_s,  # type: ignore[arg-type]
         resumed=restore is not None,
-        signing_key=await anyio.to_thread.run_sync(load_or_create_key),
+        signing_key=signing_key,
     )
     for callback in driver.callbacks:
         callback.setup(stop=run_config.stop, num_samples=tune_config.num_samples)

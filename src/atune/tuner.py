@@ -144,10 +144,15 @@ class Tuner:
         (from scratch if they had none); the search goes on with the samples it had not
         started. ``fit()`` on an experiment with nothing left to run returns its stored
         results at once, and :meth:`get_results` returns them without running anything.
-        What is code rather than data (a ``sample_from`` function, a custom
-        searcher, scheduler, stopper, or callbacks) is not restored: ``param_space`` may be
-        passed again to supply such leaves (its keys must match), and a warning names
-        everything else.
+
+        Search-space values that are code or objects (``sample_from`` functions, model
+        instances) were stored pickled and HMAC-signed with this installation's key
+        (``~/.atune/signing_key``); they are loaded only if the signature verifies, so a
+        directory from elsewhere (or an altered one) is refused, never executed. Pass
+        ``param_space`` again to supply such values instead (its keys must match; then
+        nothing stored is unpickled), and for values that could not be pickled at all.
+        Other code (a custom searcher, scheduler, stopper, or callbacks) is not restored;
+        a warning names it.
 
         Restoring writes nothing: a torn last journal line is cut only when ``fit()``
         is about to append.
@@ -164,7 +169,10 @@ class Tuner:
         Raises:
             StorageError: ``path`` is not an atune experiment.
             JournalCorruptError: the journal is damaged (a torn last line is only dropped).
-            ConfigError: the space has code leaves and no ``param_space`` was passed.
+            StorageError: a stored search-space value is unsigned or its signature does not
+                verify (and no ``param_space`` was passed).
+            ConfigError: the space has values that could not be stored and no
+                ``param_space`` was passed.
             ValueError: ``trainable`` is not the original one: another name, or a function
                 where the original was a class (or the reverse), as in Ray Tune (a
                 :class:`~atune.errors.ConfigError`).
@@ -179,13 +187,18 @@ class Tuner:
         spec = read_spec(experiment_path)
         _check_same_trainable(spec.trainable_name, spec.trainable_kind, trainable)
         contents = read_journal(experiment_path / JOURNAL_FILE)
-        space = spec.space()
         if param_space is not None:
-            space = merge_space(space, param_space)
+            # Values passed again replace what is stored: nothing stored is unpickled.
+            space = merge_space(spec.space(), param_space)
+        else:
+            from atune._signing import load_or_create_key
+
+            space = spec.space(key=load_or_create_key)
         missing = has_unrestorable(space)
         if missing:
             raise ConfigError(
-                "the search space has leaves that are code, which atune does not store: "
+                "the search space has values that could not be stored with the experiment "
+                "(they do not pickle): "
                 f"{', '.join(missing)}; pass the original space: "
                 "Tuner.restore(path, trainable, param_space=...)",
                 value=missing,
