@@ -13,6 +13,7 @@ import pytest
 import atune.events
 from atune.events import (
     ActorFreed,
+    CheckpointDamaged,
     CheckpointDeleted,
     CheckpointSaved,
     Event,
@@ -62,6 +63,7 @@ EXAMPLES: list[Event] = [
     ),
     ActorFreed(ts=8.0, trial_id="t", action="cached", reason="kept for reuse"),
     CheckpointDeleted(ts=8.5, trial_id="t", dir_name="checkpoint_000001"),
+    CheckpointDamaged(ts=8.6, trial_id="t", dir_name="checkpoint_000002", message="truncated"),
     SearcherStateSaved(ts=8.75, state={"handed_out": 3, "rng": [1, 2], "finished": False}),
     ExperimentFinished(ts=9.0, num_trials=3, num_errors=1),
 ]

@@ -434,3 +434,145 @@ async def test_restore_refuses_a_tampered_code_leaf_and_never_runs_it(
     # Passing the space again supplies the value; nothing stored is unpickled.
     results = await tune.Tuner.restore(str(path), _trainable, param_space=space).fit()
     assert results.num_errors == 0 and not marker.exists()
+
+
+# ------------------------------------------------------------ damaged checkpoints
+class _Counter(tune.Trainable):
+    """Counts to 6 with a JSON dict checkpoint each step; fails at 4 while ``fail`` exists."""
+
+    def setup(self, config: dict[str, Any]) -> None:
+        self.n = 0
+
+    def step(self) -> dict[str, Any]:
+        self.n += 1
+        if self.n == 4 and os.path.exists(self.config["fail"]):
+            raise RuntimeError("failing at 4")
+        return {"n": self.n, "done": self.n >= 6}
+
+    def save_checkpoint(self, checkpoint_dir: str) -> dict[str, Any]:  # type: ignore[override]
+        return {"n": self.n}
+
+    def load_checkpoint(self, checkpoint: Any) -> None:
+        self.n = checkpoint["n"]
+
+
+def _failed_counters(storage: str, tmp_path: Path) -> Path:
+    fail = tmp_path / "fail"
+    fail.touch()
+    results = tune.Tuner(
+        _Counter,
+        param_space={"x": tune.grid_search([1, 2]), "fail": str(fail)},
+        tune_config=tune.TuneConfig(backend="local"),
+        run_config=tune.RunConfig(
+            name="counters",
+            storage_path=storage,
+            verbose=0,
+            checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1),
+        ),
+    ).fit()
+    assert results.num_errors == 2
+    fail.unlink()
+    return Path(storage, "counters")
+
+
+def _truncate(file: Path) -> None:
+    file.write_bytes(file.read_bytes()[:5])
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_newest_intact_one(
+    storage: str, tmp_path: Path
+) -> None:
+    path = _failed_counters(storage, tmp_path)
+    first, second = sorted(p for p in path.iterdir() if p.is_dir())
+    damaged = first / "checkpoint_000002"
+    _truncate(damaged / "_dict_checkpoint.json")
+    with capture_logs() as logs:
+        results = tune.Tuner.restore(str(path), _Counter, resume_errored=True).fit()
+    warnings = [e for e in logs if e["log_level"] == "warning" and "damaged" in e["event"]]
+    assert [w["damaged"] for w in warnings] == [str(damaged)]
+    assert "checkpoint_000001" in warnings[0]["event"]
+    assert results.num_errors == 0 and results.num_terminated == 2
+    by_dir = {Path(r.path).name: r for r in results}
+    # Resumed from checkpoint_000001 (n=2): the restored run reported 3, 4, 5, 6.
+    assert list(by_dir[first.name].metrics_dataframe["n"]) == [1, 2, 3, 3, 4, 5, 6]
+    assert list(by_dir[second.name].metrics_dataframe["n"]) == [1, 2, 3, 4, 5, 6]
+    kept = [c.path for c, _ in by_dir[first.name].best_checkpoints]  # type: ignore[union-attr]
+    assert str(damaged) not in kept
+    # The journal says so: a second restore does not try the damaged checkpoint again.
+    assert tune.load_results(path)[0].checkpoint.path != str(damaged)  # type: ignore[union-attr]
+
+
+def test_a_trial_without_an_intact_checkpoint_fails_naming_the_path(
+    storage: str, tmp_path: Path
+) -> None:
+    from atune.errors import CheckpointCorruptError
+
+    path = _failed_counters(storage, tmp_path)
+    first = sorted(p for p in path.iterdir() if p.is_dir())[0]
+    for checkpoint in first.glob("checkpoint_*"):
+        _truncate(checkpoint / "_dict_checkpoint.json")
+    results = tune.Tuner.restore(str(path), _Counter, resume_errored=True).fit()
+    assert results.num_errors == 1 and results.num_terminated == 1  # the other trial went on
+    error = next(r.error for r in results if r.error is not None)
+    assert isinstance(error, CheckpointCorruptError)
+    assert error.path == str(first / "checkpoint_000000" / "_dict_checkpoint.json")
+    assert error.path in str(error)
+
+
+class _FlakyRestore(tune.Trainable):
+    """Fails at step 3 on its first run; its first two restores raise (counted in a file)."""
+
+    def setup(self, config: dict[str, Any]) -> None:
+        self.n = 0
+        self.restored = False
+
+    def step(self) -> dict[str, Any]:
+        self.n += 1
+        if self.n == 3 and not self.restored:
+            raise RuntimeError("first run fails at 3")
+        return {"n": self.n}
+
+    def save_checkpoint(self, checkpoint_dir: str) -> dict[str, Any]:  # type: ignore[override]
+        return {"n": self.n}
+
+    def load_checkpoint(self, checkpoint: Any) -> None:
+        counter = Path(self.config["restores"])
+        attempts = int(counter.read_text() or 0) if counter.exists() else 0
+        counter.write_text(str(attempts + 1))
+        if attempts < 2:
+            raise RuntimeError(f"restore attempt {attempts + 1} fails")
+        self.n = checkpoint["n"]
+        self.restored = True
+
+
+@pytest.mark.parametrize(("retries", "errors"), [("0", 1), ("2", 0)])
+def test_restore_retry_num_retries_failed_restores_uncounted(
+    storage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, retries: str, errors: int
+) -> None:
+    monkeypatch.setenv("TUNE_RESTORE_RETRY_NUM", retries)
+    [result] = tune.Tuner(
+        _FlakyRestore,
+        param_space={"restores": str(tmp_path / "restores")},
+        tune_config=tune.TuneConfig(backend="local"),
+        run_config=tune.RunConfig(
+            storage_path=storage,
+            verbose=0,
+            stop={"training_iteration": 5},
+            failure_config=tune.FailureConfig(max_failures=1),
+            checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1),
+        ),
+    ).fit()
+    assert (result.error is not None) == bool(errors)
+    assert result.metrics["n"] == (2 if errors else 5)
+
+
+def test_restore_retry_num_must_be_a_count(storage: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from atune.errors import ConfigError
+
+    monkeypatch.setenv("TUNE_RESTORE_RETRY_NUM", "two")
+    with pytest.raises(ConfigError, match=r"TUNE_RESTORE_RETRY_NUM.*'two'"):
+        tune.Tuner(
+            _counting_trainable,
+            tune_config=tune.TuneConfig(backend="local"),
+            run_config=tune.RunConfig(storage_path=storage, verbose=0),
+        ).fit()

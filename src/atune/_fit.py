@@ -156,6 +156,30 @@ def _fits(capacity: dict[str, float], request: dict[str, float]) -> int:
     return min(counts) if counts else 1_000_000
 
 
+def _restore_retries() -> int:
+    """``TUNE_RESTORE_RETRY_NUM``: failed restores a trial retries uncounted (default 0).
+
+    As in Ray Tune: while a trial's failed checkpoint restores number fewer than this,
+    each is retried (from the same checkpoint) without counting against
+    ``FailureConfig.max_failures``; later ones count as failures.
+
+    Raises:
+        ConfigError: the variable is set to something other than a whole number >= 0.
+    """
+    raw = os.environ.get("TUNE_RESTORE_RETRY_NUM", "").strip()
+    if not raw:
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(
+            f"TUNE_RESTORE_RETRY_NUM must be a whole number >= 0, got {raw!r}", value=raw
+        )
+    return value
+
+
 def _experiment_path(run_config: RunConfig) -> Path:
     """A directory for a new experiment that never mixes with an existing one."""
     base = Path(run_config.storage_path or ".") / str(run_config.name)
@@ -269,6 +293,7 @@ async def run_experiment(
         uid=uid,
         trial_name_creator=tune_config.trial_name_creator,
         trial_dirname_creator=tune_config.trial_dirname_creator,
+        restore_retries=_restore_retries(),
     )
     core = ControllerCore(policy, search, scheduler=scheduler, stopper=stopper)
     if restore is not None:

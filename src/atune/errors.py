@@ -10,7 +10,8 @@ Every error atune raises on purpose is one of these::
     ├── TrialError                  a trial failed; carries the remote type, message, traceback
     │   └── WorkerDiedError         the process hosting the trial died (exit code or signal)
     └── StorageError                the experiment directory cannot be read or written
-        └── JournalCorruptError     the event journal is damaged beyond its torn last line
+        ├── JournalCorruptError     the event journal is damaged beyond its torn last line
+        └── CheckpointCorruptError  a committed checkpoint cannot be read back (``.path``)
 
 ``ConfigError`` derives from :class:`ValueError` so that Ray Tune programs that catch
 ``ValueError`` around ``Tuner(...)`` keep working after the port.
@@ -27,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CheckpointCorruptError",
     "ConfigError",
     "InfeasibleResourcesError",
     "JournalCorruptError",
@@ -127,3 +129,22 @@ class JournalCorruptError(StorageError):
         super().__init__(message)
         self.path = path
         self.line = line
+
+
+class CheckpointCorruptError(StorageError):
+    """A committed checkpoint cannot be read back: atune's own files in it are damaged.
+
+    Raised when restoring from a checkpoint whose directory is gone, whose
+    ``.atune_state.json`` or ``_dict_checkpoint.json`` does not parse (a truncated
+    write, a full disk), or whose pickled dict is not signed by this installation's key.
+    Errors raised by the user's ``load_checkpoint`` are not this. During ``fit()`` a
+    trial then falls back to its newest intact checkpoint (with a warning); with none
+    left, the trial fails with this error.
+
+    Attributes:
+        path: The damaged file or checkpoint directory.
+    """
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)  # ``path`` has a default so that the error pickles
+        self.path = path

@@ -48,6 +48,7 @@ from atune.callback import Callback
 from atune.errors import InfeasibleResourcesError, TuneError, WorkerDiedError
 from atune.events import (
     ActorFreed,
+    CheckpointDamaged,
     CheckpointDeleted,
     CheckpointSaved,
     Event,
@@ -264,6 +265,20 @@ class Driver:
         elif isinstance(event, CheckpointDeleted):
             assert trial is not None
             self.writer.delete_checkpoint(Path(trial.path) / event.dir_name)
+        elif isinstance(event, CheckpointDamaged):
+            assert trial is not None
+            fallback = trial.checkpoint
+            _log.warning(
+                "checkpoint is damaged; "
+                + (
+                    f"restoring the trial from {fallback.path} instead"
+                    if fallback is not None
+                    else "the trial has no other checkpoint to restore from"
+                ),
+                trial_id=trial.trial_id,
+                damaged=str(Path(trial.path) / event.dir_name),
+                reason=event.message,
+            )
         elif isinstance(event, TrialCreated):
             assert trial is not None
             self.writer.params(Path(trial.path), trial.config)
@@ -365,6 +380,17 @@ class Driver:
                 )
             ]
         except StartFailed as exc:
+            if exc.restore_failed:
+                return [
+                    RunnerFailed(
+                        ts=time.time(),
+                        trial_id=trial.trial_id,
+                        error=exc.error,
+                        restore_failed=True,
+                        checkpoint_corrupt=exc.checkpoint_corrupt,
+                        checkpoint=command.checkpoint,
+                    )
+                ]
             failed = exc.error
         except WorkerDiedError as exc:
             failed = _died(exc)
