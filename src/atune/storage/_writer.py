@@ -80,6 +80,11 @@ class ExperimentWriter:
                 params, self._params = self._params, []
                 errors, self._errors = self._errors, []
                 deletions, self._deletions = self._deletions, []
+                # Cut the result rows at the same point as the journal: a row buffered
+                # after this cut waits for the next flush, so result.json never holds a
+                # row whose ResultReported is not in the journal (the driver journals an
+                # event before it buffers its row).
+                rows = self._results.take()
             self.path.mkdir(parents=True, exist_ok=True)
             if journal:
                 with open(self.path / JOURNAL_FILE, "ab") as f:
@@ -94,7 +99,7 @@ class ExperimentWriter:
                 time.sleep(0)  # let the event loop thread take the GIL (see ResultFiles.flush)
                 trial_dir.mkdir(parents=True, exist_ok=True)
                 write_params(trial_dir, config)
-            self._results.flush()
+            self._results.write(rows)
             for trial_dir, text in errors:
                 trial_dir.mkdir(parents=True, exist_ok=True)
                 with open(trial_dir / "error.txt", "a") as f:
