@@ -14,6 +14,7 @@ import atune.events
 from atune.events import (
     ActorFreed,
     CallbackStateSaved,
+    CheckpointDamaged,
     CheckpointDeleted,
     CheckpointSaved,
     Event,
@@ -63,6 +64,7 @@ EXAMPLES: list[Event] = [
     ),
     ActorFreed(ts=8.0, trial_id="t", action="cached", reason="kept for reuse"),
     CheckpointDeleted(ts=8.5, trial_id="t", dir_name="checkpoint_000001"),
+    CheckpointDamaged(ts=8.6, trial_id="t", dir_name="checkpoint_000002", message="truncated"),
     SearcherStateSaved(ts=8.75, state={"handed_out": 3, "rng": [1, 2], "finished": False}),
     CallbackStateSaved(ts=8.8, states=[{"index": 0, "type": "mod.Counter", "state": {"seen": 4}}]),
     ExperimentFinished(ts=9.0, num_trials=3, num_errors=1),

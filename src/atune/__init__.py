@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "get_checkpoint": "atune.trainable",
     "get_context": "atune.trainable",
     "grid_search": "atune.search.sample",
+    "load_results": "atune._load",
     "lograndint": "atune.search.sample",
     "loguniform": "atune.search.sample",
     "qlograndint": "atune.search.sample",
@@ -50,6 +51,7 @@ _LAZY: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
+    from atune._load import load_results
     from atune.callback import Callback
     from atune.config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
     from atune.errors import TuneError
@@ -104,6 +106,7 @@ __all__ = [
     "get_checkpoint",
     "get_context",
     "grid_search",
+    "load_results",
     "lograndint",
     "loguniform",
     "qlograndint",

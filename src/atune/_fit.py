@@ -43,6 +43,7 @@ __all__ = [
     "rebuild_error",
     "resources_for",
     "run_experiment",
+    "trainable_kind",
     "trainable_name",
 ]
 
@@ -58,6 +59,11 @@ _allocators: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Allo
 def trainable_name(cls: type[Trainable]) -> str:
     """The name trials of ``cls`` are named after (the function's or class's name)."""
     return cls.__name__
+
+
+def trainable_kind(cls: type[Trainable]) -> str:
+    """``"function"`` for a wrapped function, ``"class"`` for a ``Trainable`` subclass."""
+    return "function" if issubclass(cls, FunctionTrainable) else "class"
 
 
 def resources_for(cls: type[Trainable], config: dict[str, Any]) -> PlacementGroupFactory:
@@ -148,6 +154,30 @@ def _fits(capacity: dict[str, float], request: dict[str, float]) -> int:
     return min(counts) if counts else 1_000_000
 
 
+def _restore_retries() -> int:
+    """``TUNE_RESTORE_RETRY_NUM``: failed restores a trial retries uncounted (default 0).
+
+    As in Ray Tune: while a trial's failed checkpoint restores number fewer than this,
+    each is retried (from the same checkpoint) without counting against
+    ``FailureConfig.max_failures``; later ones count as failures.
+
+    Raises:
+        ConfigError: the variable is set to something other than a whole number >= 0.
+    """
+    raw = os.environ.get("TUNE_RESTORE_RETRY_NUM", "").strip()
+    if not raw:
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(
+            f"TUNE_RESTORE_RETRY_NUM must be a whole number >= 0, got {raw!r}", value=raw
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class RestorePlan:
     """What ``Tuner.restore`` hands to :func:`run_experiment`."""
@@ -205,6 +235,7 @@ async def run_experiment(
     if tune_config.max_concurrent_trials:
         max_live = min(max_live, tune_config.max_concurrent_trials)
 
+    signing_key = await anyio.to_thread.run_sync(load_or_create_key)
     policy = CorePolicy(
         experiment_path=str(experiment_path),
         trainable_name=trainable_name(trainable_cls),
@@ -226,6 +257,7 @@ async def run_experiment(
         strict_metric_checking=strict_metric_checking(),
         trial_name_creator=tune_config.trial_name_creator,
         trial_dirname_creator=tune_config.trial_dirname_creator,
+        restore_retries=_restore_retries(),
     )
     core = ControllerCore(policy, search, scheduler=scheduler, stopper=stopper)
     if restore is not None:
@@ -240,7 +272,7 @@ async def run_experiment(
         num_user_callbacks=len(run_config.callbacks or ()),
         time_budget_s=tune_config.time_budget_s,  # type: ignore[arg-type]
         resumed=restore is not None,
-        signing_key=await anyio.to_thread.run_sync(load_or_create_key),
+        signing_key=signing_key,
     )
     if restore is not None:
         await driver.dispatch.restore(restore.events)
@@ -350,15 +382,15 @@ def build_result_grid(
             checkpoint_config.checkpoint_score_order,
         )
         best = [(_checkpoint(trial, record.dir_name), record.metrics) for record in ranked]
-        results.append(
-            Result(
-                metrics=metrics,
-                checkpoint=trial.checkpoint,
-                error=error,
-                path=trial.path,
-                best_checkpoints=best,
-            )
+        result = Result(
+            metrics=metrics,
+            checkpoint=trial.checkpoint,
+            error=error,
+            path=trial.path,
+            best_checkpoints=best,
         )
+        result._row_limit = trial.num_results  # one row per journaled ResultReported
+        results.append(result)
     return ResultGrid(
         results,
         experiment_path=experiment_path,

@@ -3,15 +3,18 @@
 Ray Tune pickles the whole tuner (``tuner.pkl``) and unpickles it on restore, which runs
 whatever code a file in the experiment directory holds. atune writes only data: the
 fields of ``TuneConfig``/``RunConfig`` that are data, and the search space through the
-JSON codec of :mod:`atune.search._codec`. What is code (a ``sample_from`` function, a
-custom searcher, scheduler, stopper or callback) cannot be restored from data: restore
-says so, and ``param_space`` can be passed again to fill such leaves.
+JSON codec of :mod:`atune.search._codec`. Search-space values that are code (a
+``sample_from`` function) or objects are stored pickled and HMAC-signed with the
+installation's key, and loaded only when the signature verifies. Other code (a custom
+searcher, scheduler, stopper or callback) is not restored: restore says so, and
+``param_space`` can be passed again to fill leaves that could not be stored.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,8 @@ class ExperimentSpec(msgspec.Struct, kw_only=True):
     name: str
     trainable_name: str
     uid: str
+    trainable_kind: str = ""
+    """``"function"`` or ``"class"``; empty in specs written before it was recorded."""
     metric: str | None = None
     mode: str | None = None
     num_samples: int = 1
@@ -73,21 +78,33 @@ class ExperimentSpec(msgspec.Struct, kw_only=True):
         )
         return tune_config, run_config
 
-    def space(self) -> Any:
-        """The decoded search space (unrestorable leaves are markers)."""
-        return decode_space(self.param_space)
+    def space(self, key: Callable[[], bytes] | None = None) -> Any:
+        """The decoded search space (unrestorable leaves are markers).
+
+        Args:
+            key: Returns the signing key: values stored pickled and signed are then
+                loaded (after their HMAC verifies); without it they are markers too.
+        """
+        return decode_space(self.param_space, key=key)
 
 
 def spec_for(
     *,
     name: str,
     trainable_name: str,
+    trainable_kind: str = "",
     uid: str,
     param_space: dict[str, Any],
     tune_config: TuneConfig,
     run_config: RunConfig,
+    signing_key: bytes | None = None,
 ) -> ExperimentSpec:
-    """Describe a new experiment as data (what is code is listed, not stored)."""
+    """Describe a new experiment as data (what is code is listed, not stored).
+
+    With ``signing_key``, values of the search space that are code or objects (a
+    ``sample_from`` function, a model instance) are stored pickled and signed, so that
+    ``Tuner.restore`` needs no ``param_space``; only values that do not pickle are listed.
+    """
     not_restored: list[str] = []
     search = tune_config.search_alg
     search_args: dict[str, Any] = {}
@@ -105,11 +122,12 @@ def spec_for(
         stop = None
     if run_config.callbacks:
         not_restored.append("callbacks")
-    encoded, unrestorable = encode_space(param_space)
+    encoded, unrestorable = encode_space(param_space, key=signing_key)
     not_restored.extend(f"param_space:{path}" for path in unrestorable)
     return ExperimentSpec(
         name=name,
         trainable_name=trainable_name,
+        trainable_kind=trainable_kind,
         uid=uid,
         metric=tune_config.metric,
         mode=tune_config.mode,

@@ -63,6 +63,7 @@ class Trial:
     last_result: dict[str, Any] = field(default_factory=dict)
     num_results: int = 0
     num_failures: int = 0
+    restore_failures: int = 0  # failed restores retried uncounted (TUNE_RESTORE_RETRY_NUM)
     attempt: int = 0
     checkpoints: list[CheckpointRecord] = field(default_factory=list)
     next_checkpoint_index: int = 0

@@ -15,7 +15,8 @@ Every error atune raises on purpose is one of these::
     │   └── WorkerDiedError         the process hosting the trial died (exit code or signal)
     └── StorageError                the experiment directory cannot be read or written
         ├── JournalCorruptError     the event journal is damaged beyond its torn last line
-        └── ExperimentLockedError   another process (or fit()) is running the experiment
+        ├── ExperimentLockedError   another process (or fit()) is running the experiment
+        └── CheckpointCorruptError  a committed checkpoint cannot be read back (``.path``)
 
 ``ConfigError`` derives from :class:`ValueError` so that Ray Tune programs that catch
 ``ValueError`` around ``Tuner(...)`` keep working after the port.
@@ -32,6 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CheckpointCorruptError",
     "ConfigError",
     "ExperimentLockedError",
     "InfeasibleResourcesError",
@@ -192,3 +194,22 @@ class ExperimentLockedError(StorageError):
         self.path = path
         self.pid = pid
         self.host = host
+
+
+class CheckpointCorruptError(StorageError):
+    """A committed checkpoint cannot be read back: atune's own files in it are damaged.
+
+    Raised when restoring from a checkpoint whose directory is gone, whose
+    ``.atune_state.json`` or ``_dict_checkpoint.json`` does not parse (a truncated
+    write, a full disk), or whose pickled dict is not signed by this installation's key.
+    Errors raised by the user's ``load_checkpoint`` are not this. During ``fit()`` a
+    trial then falls back to its newest intact checkpoint (with a warning); with none
+    left, the trial fails with this error.
+
+    Attributes:
+        path: The damaged file or checkpoint directory.
+    """
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)  # ``path`` has a default so that the error pickles
+        self.path = path

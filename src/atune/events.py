@@ -29,6 +29,7 @@ import msgspec
 __all__ = [
     "ActorFreed",
     "CallbackStateSaved",
+    "CheckpointDamaged",
     "CheckpointDeleted",
     "CheckpointSaved",
     "Event",
@@ -139,6 +140,23 @@ class CheckpointDeleted(_EventBase, tag="checkpoint_deleted", frozen=True, kw_on
     dir_name: str
 
 
+class CheckpointDamaged(_EventBase, tag="checkpoint_damaged", frozen=True, kw_only=True):
+    """A committed checkpoint could not be read back, so the trial no longer uses it.
+
+    Restoring from it failed because it is gone or atune's own files in it are damaged
+    (:class:`~atune.errors.CheckpointCorruptError`). The trial falls back to its newest
+    checkpoint still kept, or fails when it has none. The directory is left as it is.
+
+    Attributes:
+        dir_name: The damaged checkpoint's directory name inside the trial directory.
+        message: What was wrong with it.
+    """
+
+    trial_id: str
+    dir_name: str
+    message: str = ""
+
+
 class SearcherStateSaved(_EventBase, tag="searcher_state_saved", frozen=True, kw_only=True):
     """A snapshot of the search algorithm's state (JSON data), for ``Tuner.restore``.
 
@@ -197,6 +215,8 @@ class TrialErrored(_EventBase, tag="trial_errored", frozen=True, kw_only=True):
         traceback: The formatted remote traceback.
         attempt: Which attempt failed (0 is the first).
         will_retry: True when ``FailureConfig.max_failures`` allows another attempt.
+        counted: False for a failed checkpoint restore retried under
+            ``TUNE_RESTORE_RETRY_NUM``, which does not count against ``max_failures``.
     """
 
     trial_id: str
@@ -205,6 +225,7 @@ class TrialErrored(_EventBase, tag="trial_errored", frozen=True, kw_only=True):
     traceback: str = ""
     attempt: int = 0
     will_retry: bool = False
+    counted: bool = True
 
 
 class ActorFreed(_EventBase, tag="actor_freed", frozen=True, kw_only=True):
@@ -236,6 +257,7 @@ Event = (
     | ResultReported
     | CheckpointSaved
     | CheckpointDeleted
+    | CheckpointDamaged
     | TrialCompleted
     | TrialErrored
     | ActorFreed

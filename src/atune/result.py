@@ -108,6 +108,9 @@ class Result:
         self._metrics_dataframe = metrics_dataframe
         self._history: list[dict[str, Any]] | None = None
         self._dataframe_loaded = metrics_dataframe is not None
+        # How many results the journal knew of when this result was built: rows the trial
+        # files gained since (a trial still running in another process) are left out.
+        self._row_limit: int | None = None
 
     @property
     def config(self) -> dict[str, Any] | None:
@@ -128,7 +131,8 @@ class Result:
 
         Read on first access from ``<path>/result.json`` (or ``progress.csv``, which has
         no ``config`` columns) and cached. None when the trial has neither file or wrote
-        no row.
+        no row. A result of a grid holds no row newer than its ``metrics``: rows a trial
+        still running elsewhere wrote after the grid was built are left out.
         """
         if not self._dataframe_loaded:
             import pandas as pd
@@ -150,6 +154,8 @@ class Result:
         """
         if self._history is None:
             rows = read_result_rows(Path(self.path))
+            if rows is not None and self._row_limit is not None:
+                rows = rows[: self._row_limit]
             if rows is not None:
                 self._history = [flatten_dict(row, delimiter="/") for row in rows]
             elif self._metrics_dataframe is not None:
@@ -368,6 +374,22 @@ class ResultGrid:
                         f"unknown trial status {status!r}; expected one of {sorted(_STATUSES)}",
                         value=status,
                     )
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str]) -> ResultGrid:
+        """The results of the experiment in ``path``, read from its journal.
+
+        Same as :func:`atune.load_results`: works on finished, interrupted and still
+        running experiments (a consistent snapshot), needs no trainable, takes no lock
+        and writes nothing.
+
+        Raises:
+            StorageError: ``path`` is not an atune experiment.
+            JournalCorruptError: the journal is damaged before its last line.
+        """
+        from atune._load import load_results
+
+        return load_results(path)
 
     @property
     def experiment_path(self) -> str:

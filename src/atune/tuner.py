@@ -29,7 +29,7 @@ from collections.abc import Callable, Coroutine, Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from atune._fit import run_experiment, trainable_name
+from atune._fit import run_experiment, trainable_kind, trainable_name
 from atune._log import get_logger
 from atune._serializable import check_param_space, check_trainable
 from atune._spec import spec_for
@@ -142,6 +142,7 @@ class Tuner:
         returns, so ``Tuner.can_restore`` is true for it, as in Ray Tune; a ``Tuner`` that
         is never fit leaves an experiment whose restore runs it from the start.
         """
+        from atune._signing import load_or_create_key
         from atune._spec import write_spec
         from atune.storage._experiment_dir import claim_experiment_dir, default_experiment_name
         from atune.storage._writer import create_journal
@@ -152,10 +153,12 @@ class Tuner:
         spec = spec_for(
             name=path.name,
             trainable_name=trainable_name(self._trainable_cls),
+            trainable_kind=trainable_kind(self._trainable_cls),
             uid=uid,
             param_space=self._param_space,
             tune_config=self._tune_config,
             run_config=self._run_config,
+            signing_key=load_or_create_key(),  # code in the space is stored signed
         )
         try:
             write_spec(path, spec)
@@ -212,10 +215,20 @@ class Tuner:
         journal ``events.jsonl``); no pickle in the directory is ever loaded. Finished trials
         are not run again; unfinished ones resume from their latest committed checkpoint
         (from scratch if they had none); the search goes on with the samples it had not
-        started. What is code rather than data (a ``sample_from`` function, a custom
-        searcher, scheduler, stopper, or callbacks) is not restored: ``param_space`` may be
-        passed again to supply such leaves (its keys must match), and a warning names
-        everything else.
+        started. ``fit()`` on an experiment with nothing left to run returns its stored
+        results at once, and :meth:`get_results` returns them without running anything.
+
+        Search-space values that are code or objects (``sample_from`` functions, model
+        instances) were stored pickled and HMAC-signed with this installation's key
+        (``~/.atune/signing_key``); they are loaded only if the signature verifies, so a
+        directory from elsewhere (or an altered one) is refused, never executed. Pass
+        ``param_space`` again to supply such values instead (its keys must match; then
+        nothing stored is unpickled), and for values that could not be pickled at all.
+        Other code (a custom searcher, scheduler, stopper, or callbacks) is not restored;
+        a warning names it.
+
+        Restoring writes nothing: a torn last journal line is cut only when ``fit()``
+        is about to append.
 
         Args:
             path: The experiment directory (``<storage_path>/<name>``).
@@ -232,7 +245,13 @@ class Tuner:
         Raises:
             StorageError: ``path`` is not an atune experiment.
             JournalCorruptError: the journal is damaged (a torn last line is only dropped).
-            ConfigError: the space has code leaves and no ``param_space`` was passed.
+            StorageError: a stored search-space value is unsigned or its signature does not
+                verify (and no ``param_space`` was passed).
+            ConfigError: the space has values that could not be stored and no
+                ``param_space`` was passed.
+            ValueError: ``trainable`` is not the original one: another name, or a function
+                where the original was a class (or the reverse), as in Ray Tune (a
+                :class:`~atune.errors.ConfigError`).
         """
         from atune._fit import RestorePlan
         from atune._spec import read_spec
@@ -242,16 +261,22 @@ class Tuner:
 
         experiment_path = Path(local_storage_path(path, "Tuner.restore path")).resolve()
         spec = read_spec(experiment_path)
+        _check_same_trainable(spec.trainable_name, spec.trainable_kind, trainable)
         # Only read here: a torn last line is cut off by fit(), under the experiment lock,
         # so restoring an experiment that another process is running changes nothing.
         contents = read_journal(experiment_path / JOURNAL_FILE)
-        space = spec.space()
         if param_space is not None:
-            space = merge_space(space, param_space)
+            # Values passed again replace what is stored: nothing stored is unpickled.
+            space = merge_space(spec.space(), param_space)
+        else:
+            from atune._signing import load_or_create_key
+
+            space = spec.space(key=load_or_create_key)
         missing = has_unrestorable(space)
         if missing:
             raise ConfigError(
-                "the search space has leaves that are code, which atune does not store: "
+                "the search space has values that could not be stored with the experiment "
+                "(they do not pickle): "
                 f"{', '.join(missing)}; pass the original space: "
                 "Tuner.restore(path, trainable, param_space=...)",
                 value=missing,
@@ -273,12 +298,6 @@ class Tuner:
         tuner = cls.__new__(cls)  # the experiment's directory exists: claim none
         tuner._setup(trainable, space, tune_config, run_config)
         tuner._experiment_path, tuner._uid = experiment_path, spec.uid
-        if trainable_name(tuner._trainable_cls) != spec.trainable_name:
-            _log.warning(
-                "restoring with a trainable of another name than the original",
-                original=spec.trainable_name,
-                given=trainable_name(tuner._trainable_cls),
-            )
         tuner._restore = RestorePlan(
             experiment_path=experiment_path,
             uid=spec.uid,
@@ -385,11 +404,25 @@ class Tuner:
         return self._results
 
     def get_results(self) -> ResultGrid:
-        """The results of the last ``fit()``.
+        """The results of the last ``fit()``; for a restored tuner, the stored results.
+
+        A tuner from :meth:`restore` that has not been fitted returns the results the
+        journal recorded, without running anything (Ray Tune's way to analyse a past run;
+        :func:`atune.load_results` does the same without a trainable).
 
         Raises:
-            RuntimeError: ``fit()`` has not completed yet.
+            RuntimeError: ``fit()`` has not completed yet (and the tuner was not restored).
         """
+        if self._results is None and self._restore is not None:
+            from atune._load import stored_result_grid
+
+            self._results = stored_result_grid(
+                self._restore.experiment_path,
+                self._restore.events,
+                trainable_name=trainable_name(self._trainable_cls),
+                tune_config=self._tune_config,
+                checkpoint_config=self._run_config.checkpoint_config,
+            )
         if self._results is None:
             raise RuntimeError("no results yet: call Tuner.fit() (or Tuner.restore) first")
         return self._results
@@ -506,6 +539,33 @@ class _FitCall(Coroutine[Any, Any, ResultGrid]):
 
     def __repr__(self) -> str:
         return "<pending Tuner.fit(): await it>"
+
+
+def _check_same_trainable(original_name: str, original_kind: str, trainable: Any) -> None:
+    """Refuse a trainable that is not the one the experiment ran (Ray Tune does too).
+
+    The name and the kind (function or class) must match; the code may change.
+
+    Raises:
+        ConfigError: (a ``ValueError``) the name or the kind differs, or ``trainable`` is
+            not a trainable at all.
+    """
+    from atune._fit import trainable_kind
+
+    cls = as_trainable_class(trainable)
+    name, kind = trainable_name(cls), trainable_kind(cls)
+    if original_kind and kind != original_kind:
+        raise ConfigError(
+            f"Tuner.restore needs the experiment's own trainable: it ran a {original_kind} "
+            f"trainable {original_name!r}, got the {kind} {name!r}",
+            value=trainable,
+        )
+    if name != original_name:
+        raise ConfigError(
+            f"Tuner.restore needs the experiment's own trainable: it ran {original_name!r}, "
+            f"got {name!r} (the code may change, the name may not)",
+            value=trainable,
+        )
 
 
 def as_trainable_class(trainable: Any) -> type[Trainable]:

@@ -401,3 +401,114 @@ def test_decode_rejects_data_it_did_not_write(data: Any, fragment: str) -> None:
     with pytest.raises(StorageError, match=fragment) as info:
         decode_space(data)
     assert "at x" in str(info.value)
+
+
+# --------------------------------------------------------- signed pickles of code leaves
+KEY = b"k" * 32
+
+
+class _Model:
+    """An object in a search space (pickled by reference to this module)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Model) and other.size == self.size
+
+    def __hash__(self) -> int:
+        return self.size
+
+
+class _Planted:
+    """Unpickling this creates a file: it must never happen."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        return (open, (self.marker, "w"))
+
+
+def _through_json(data: Any) -> Any:
+    return json.loads(json.dumps(data, allow_nan=False))
+
+
+def test_code_and_objects_are_stored_signed_and_come_back_with_the_key() -> None:
+    import threading
+
+    space = {
+        "double": sample_from(lambda spec: spec.config.x * 2),
+        "x": uniform(0, 1),
+        "model": _Model(3),
+        "models": choice([_Model(1), _Model(2)]),  # a leaf holding objects: stored whole
+        "nested": {"fn": len, "keys": {1: "a"}},
+        "lock": threading.Lock(),  # does not pickle: stays unrestorable
+    }
+    data, failed = encode_space(space, key=KEY)
+    assert failed == ["lock"]
+    decoded = decode_space(_through_json(data), key=lambda: KEY)
+    assert isinstance(decoded["lock"], Unrestorable)
+    assert decoded["model"] == _Model(3)
+    assert decoded["models"].categories == [_Model(1), _Model(2)]
+    assert decoded["nested"] == {"fn": len, "keys": {1: "a"}}
+    assert type(decoded["double"]).__name__ == "Function"
+    # The restored sample_from samples as the original does.
+    configs = []
+    for candidate in (space, decoded):
+        candidate = {k: v for k, v in candidate.items() if k != "lock"}
+        generator = BasicVariantGenerator(random_state=7)
+        generator.set_search_properties(None, None, candidate, 2)
+        suggestion = generator.next_trial("t0")
+        assert isinstance(suggestion, Suggestion)
+        configs.append(suggestion.config)
+    assert configs[0]["double"] == configs[1]["double"] == configs[0]["x"] * 2
+    assert configs[0]["model"] == configs[1]["model"]
+
+
+def test_without_the_key_signed_values_are_markers_and_nothing_is_unpickled(
+    tmp_path: Any,
+) -> None:
+    data, _ = encode_space({"fn": sample_from(lambda spec: 1)}, key=KEY)
+    marker = tmp_path / "pwned"
+    data["fn"]["data"] = (
+        __import__("base64").b64encode(__import__("pickle").dumps(_Planted(str(marker)))).decode()
+    )
+    decoded = decode_space(_through_json(data))
+    assert decoded["fn"] == Unrestorable("fn", "sample_from")
+    assert has_unrestorable(decoded) == ["fn"]
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["planted", "unsigned", "other_key"])
+def test_unsigned_or_tampered_values_are_refused_never_executed(tmp_path: Any, damage: str) -> None:
+    import base64
+    import pickle
+
+    from atune._signing import sign
+
+    marker = tmp_path / "pwned"
+    data, _ = encode_space({"a": {"fn": sample_from(lambda spec: 1)}}, key=KEY)
+    stored = data["a"]["fn"]
+    if damage == "planted":  # a payload swapped in, the old signature kept
+        stored["data"] = base64.b64encode(pickle.dumps(_Planted(str(marker)))).decode()
+    elif damage == "unsigned":
+        blob = pickle.dumps(_Planted(str(marker)))
+        stored["data"] = base64.b64encode(blob).decode()
+        del stored["sig"]
+    else:  # signed, but by another installation's key
+        blob = pickle.dumps(_Planted(str(marker)))
+        stored["data"] = base64.b64encode(blob).decode()
+        stored["sig"] = sign(b"x" * 32, blob)
+    with pytest.raises(StorageError, match=r"refusing to unpickle .*'a/fn'.*param_space="):
+        decode_space(_through_json(data), key=lambda: KEY)
+    assert not marker.exists()
+
+
+def test_the_key_is_read_only_when_a_signed_value_needs_it() -> None:
+    data, _ = encode_space({"x": uniform(0, 1)}, key=KEY)
+
+    def no_key() -> bytes:
+        raise AssertionError("the key was read for a space without pickles")
+
+    assert isinstance(decode_space(data, key=no_key)["x"], Float)

@@ -15,6 +15,7 @@ the journal records and users see; every event is applied to the state by
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from atune._trial import ERROR, PENDING, RUNNING, TERMINATED, CheckpointRecord, 
 from atune.events import (
     ActorFreed,
     CallbackStateSaved,
+    CheckpointDamaged,
     CheckpointDeleted,
     CheckpointSaved,
     Event,
@@ -81,12 +83,19 @@ class TrainReturned(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RunnerFailed(msgspec.Struct, frozen=True, kw_only=True):
-    """Starting, training or saving a trial failed (user error or lost worker)."""
+    """Starting, training or saving a trial failed (user error or lost worker).
+
+    ``restore_failed`` says the launch failed restoring ``checkpoint`` (its path), and
+    ``checkpoint_corrupt`` that the checkpoint itself is damaged, not the user's code.
+    """
 
     ts: float
     trial_id: str
     error: ErrorInfo
     retryable: bool = True
+    restore_failed: bool = False
+    checkpoint_corrupt: bool = False
+    checkpoint: str | None = None
 
 
 class StopAll(msgspec.Struct, frozen=True, kw_only=True):
@@ -172,6 +181,9 @@ class CorePolicy:
     """False (``TUNE_DISABLE_STRICT_METRIC_CHECKING=1``): a missing metric is allowed."""
     trial_name_creator: Callable[[Trial], str] | None = None
     trial_dirname_creator: Callable[[Trial], str] | None = None
+    restore_retries: int = 0
+    """Failed checkpoint restores a trial retries before they count as failures
+    (``TUNE_RESTORE_RETRY_NUM``)."""
 
 
 class ControllerCore:
@@ -239,8 +251,7 @@ class ControllerCore:
         checkpoint) or ``restart_errored`` (start over without a checkpoint). The search
         algorithm's state must be restored by the caller.
         """
-        for event in events:
-            self._apply(event)
+        self.apply_journal(events)
         self._counter = len(self.trials)
         for trial in self.trials.values():
             trial.busy = False
@@ -262,6 +273,17 @@ class ControllerCore:
                 target.append(trial.trial_id)
         self._open = {t.trial_id: t for t in self.trials.values() if not t.is_finished}
 
+    def apply_journal(self, events: list[Event]) -> None:
+        """Rebuild the recorded state from journaled events, deciding nothing.
+
+        Each event goes through :meth:`_apply`, exactly as it did live, so the trials end
+        up as the run that wrote the journal last knew them: a trial still running there
+        is RUNNING here, with its last journaled result. :meth:`replay` builds on this to
+        resume a run; reading past results (``atune.load_results``) uses it alone.
+        """
+        for event in events:
+            self._apply(event)
+
     def handle(self, message: Message) -> tuple[list[Event], list[Command]]:
         """Process one message; return the events it produced and the commands to run."""
         self._events, self._commands = [], []
@@ -276,9 +298,9 @@ class ControllerCore:
         elif isinstance(message, CheckpointSaved):
             self._on_checkpoint(message)
         elif isinstance(message, RunnerFailed):
-            self._on_failure(
-                message.ts, self.trials[message.trial_id], message.error, message.retryable
-            )
+            trial = self.trials[message.trial_id]
+            if not self._on_restore_failure(message, trial):
+                self._on_failure(message.ts, trial, message.error, message.retryable)
         elif isinstance(message, ActorFreed):
             self._emit(message)
             self._fill(message.ts)
@@ -335,7 +357,7 @@ class ControllerCore:
                 trial.next_checkpoint_index = max(
                     trial.next_checkpoint_index, int(match.group(1)) + 1
                 )
-        elif isinstance(event, CheckpointDeleted):
+        elif isinstance(event, (CheckpointDeleted, CheckpointDamaged)):
             trial.checkpoints = [c for c in trial.checkpoints if c.dir_name != event.dir_name]
         elif isinstance(event, TrialCompleted):
             trial.status = TERMINATED
@@ -348,8 +370,11 @@ class ControllerCore:
             if trial.last_result:
                 trial.last_result = _final_result(trial)
         elif isinstance(event, TrialErrored):
-            trial.num_failures += 1
-            trial.failure_streak += 1
+            if event.counted:
+                trial.num_failures += 1
+                trial.failure_streak += 1
+            else:
+                trial.restore_failures += 1
             if event.will_retry:
                 trial.status = PENDING
                 trial.attempt = event.attempt + 1
@@ -660,6 +685,71 @@ class ControllerCore:
         if trial.runner_alive:
             self._commands.append(Release(trial_id=trial.trial_id))
         self._fill(ts)
+
+    def _on_restore_failure(self, message: RunnerFailed, trial: Trial) -> bool:
+        """A launch failed restoring its checkpoint; False when that is a plain failure.
+
+        A damaged checkpoint (gone, or atune's files in it unreadable) is dropped with a
+        ``CheckpointDamaged`` and the trial relaunches from its newest remaining
+        checkpoint, which costs no failure; with none left, the trial fails for good,
+        naming the damaged path. A restore that raised otherwise (the user's
+        ``load_checkpoint``) is retried from the same checkpoint without counting against
+        ``max_failures`` up to ``restore_retries`` times (Ray Tune's
+        ``TUNE_RESTORE_RETRY_NUM``); after that it is a failure like any other.
+        """
+        if not message.restore_failed or message.checkpoint is None:
+            return False
+        if trial.stop_reason is not None:
+            return False
+        dir_name = os.path.basename(message.checkpoint)  # a string operation, no I/O
+        error = message.error
+        if message.checkpoint_corrupt and any(c.dir_name == dir_name for c in trial.checkpoints):
+            self._emit(
+                CheckpointDamaged(
+                    ts=message.ts, trial_id=trial.trial_id, dir_name=dir_name, message=error.message
+                )
+            )
+            if trial.checkpoints:
+                self._relaunch(trial)
+            else:
+                final = ErrorInfo(
+                    type_name=error.type_name,
+                    message=f"trial {trial.trial_id} has no intact checkpoint left to restore "
+                    f"from: {error.message}",
+                    traceback=error.traceback,
+                    payload=error.payload,
+                )
+                self._on_failure(message.ts, trial, final, retryable=False)
+            return True
+        if trial.restore_failures >= self.policy.restore_retries:
+            return False
+        self._hand_over(trial)
+        self._emit(
+            TrialErrored(
+                ts=message.ts,
+                trial_id=trial.trial_id,
+                error_type=error.type_name,
+                message=error.message,
+                traceback=error.traceback,
+                attempt=trial.attempt,
+                will_retry=True,
+                counted=False,
+            )
+        )
+        self._relaunch(trial)
+        return True
+
+    def _relaunch(self, trial: Trial) -> None:
+        """Launch the trial again from its latest checkpoint (none: from scratch)."""
+        trial.busy = True
+        checkpoint = trial.checkpoint
+        self._commands.append(
+            Launch(
+                trial_id=trial.trial_id,
+                budget=self._budget(),
+                checkpoint=checkpoint.path if checkpoint else None,
+            )
+        )
 
     def _on_failure(self, ts: float, trial: Trial, error: ErrorInfo, retryable: bool) -> None:
         self._hand_over(trial)

@@ -54,6 +54,7 @@ from atune.errors import (
 )
 from atune.events import (
     ActorFreed,
+    CheckpointDamaged,
     CheckpointDeleted,
     CheckpointSaved,
     Event,
@@ -143,12 +144,14 @@ class Driver:
                     resumed=self.resumed,
                 )
                 try:
-                    self._step(started, tg)
-                    async for message in receive:
-                        if self._step(message, tg):
-                            break
-                        if self.dispatch.backlogged:
-                            await self.dispatch.relieve()
+                    # The first step may finish the experiment already (a restored one
+                    # with nothing left to run): then no message will ever arrive.
+                    if not self._step(started, tg):
+                        async for message in receive:
+                            if self._step(message, tg):
+                                break
+                            if self.dispatch.backlogged:
+                                await self.dispatch.relieve()
                     await self.dispatch.drain()
                 except Exception as exc:
                     # Raised after the task group, as it is: inside it, it would reach the
@@ -305,6 +308,20 @@ class Driver:
         elif isinstance(event, CheckpointDeleted):
             assert trial is not None
             self.writer.delete_checkpoint(Path(trial.path) / event.dir_name)
+        elif isinstance(event, CheckpointDamaged):
+            assert trial is not None
+            fallback = trial.checkpoint
+            _log.warning(
+                "checkpoint is damaged; "
+                + (
+                    f"restoring the trial from {fallback.path} instead"
+                    if fallback is not None
+                    else "the trial has no other checkpoint to restore from"
+                ),
+                trial_id=trial.trial_id,
+                damaged=str(Path(trial.path) / event.dir_name),
+                reason=event.message,
+            )
         elif isinstance(event, TrialCreated):
             assert trial is not None
             self.writer.params(Path(trial.path), trial.config)
@@ -414,6 +431,17 @@ class Driver:
                 )
             ]
         except StartFailed as exc:
+            if exc.restore_failed:
+                return [
+                    RunnerFailed(
+                        ts=time.time(),
+                        trial_id=trial.trial_id,
+                        error=exc.error,
+                        restore_failed=True,
+                        checkpoint_corrupt=exc.checkpoint_corrupt,
+                        checkpoint=command.checkpoint,
+                    )
+                ]
             failed = exc.error
         except WorkerDiedError as exc:
             failed = _died(exc)

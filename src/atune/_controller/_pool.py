@@ -43,11 +43,31 @@ _REQUEUE_DELAY_S = 0.005
 
 
 class StartFailed(Exception):
-    """The trainable could not be constructed or restored (user code raised)."""
+    """The trainable could not be constructed or restored (user code raised).
 
-    def __init__(self, error: ErrorInfo) -> None:
+    Attributes:
+        error: What was raised.
+        restore_failed: It was raised restoring the checkpoint.
+        checkpoint_corrupt: The checkpoint itself is damaged (see ``LaunchOutcome``).
+    """
+
+    def __init__(
+        self, error: ErrorInfo, *, restore_failed: bool = False, checkpoint_corrupt: bool = False
+    ) -> None:
         super().__init__(error.message)
         self.error = error
+        self.restore_failed = restore_failed
+        self.checkpoint_corrupt = checkpoint_corrupt
+
+    @classmethod
+    def of(cls, outcome: LaunchOutcome) -> StartFailed:
+        """The failure a launch outcome with an ``error`` reports."""
+        assert outcome.error is not None
+        return cls(
+            outcome.error,
+            restore_failed=outcome.restore_failed,
+            checkpoint_corrupt=outcome.checkpoint_corrupt,
+        )
 
 
 class RunnerPool:
@@ -129,13 +149,15 @@ class RunnerPool:
                         if outcome.declined
                         else f"resetting raised {outcome.error.type_name}: {outcome.error.message}"  # type: ignore[union-attr]
                     )
+                    self._runners.pop(trial.trial_id, None)
+                    await self._discard(*entry)
+                    if outcome.restore_failed:  # the checkpoint's fault, not the runner's
+                        raise StartFailed.of(outcome)
                     _log.info(
                         "not reusing actor; starting a fresh one",
                         trial_id=trial.trial_id,
                         reason=why,
                     )
-                    self._runners.pop(trial.trial_id, None)
-                    await self._discard(*entry)
         await self._evict_cache()
         self._waiting += 1
         try:
@@ -153,7 +175,7 @@ class RunnerPool:
         if started.error is not None:
             self._runners.pop(trial.trial_id, None)
             await self._discard(runner, lease)
-            raise StartFailed(started.error)
+            raise StartFailed.of(started)
         return False, started.trained
 
     async def _launch_after(

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from atune.errors import WorkerDiedError
+from atune.errors import CheckpointCorruptError, WorkerDiedError
 from atune.stopper import dict_criteria_met, flatten_for_criteria
 from atune.trainable._function import TrainableReturned, format_exception
 from atune.trainable._session import TrialInfo
@@ -126,12 +126,19 @@ class LaunchOutcome(msgspec.Struct, kw_only=True):
         declined: ``reset_config`` returned False (reuse only).
         busy: a queued launch found the current trial still going; nothing was touched.
         trained: The first ``train`` outcome, when a budget was given.
+        restore_failed: ``error`` was raised restoring the checkpoint (the trainable
+            itself was constructed or reset).
+        checkpoint_corrupt: ... because the checkpoint is damaged (gone, or atune's own
+            files in it unreadable: :class:`~atune.errors.CheckpointCorruptError`), not
+            because the user's ``load_checkpoint`` raised.
     """
 
     error: ErrorInfo | None = None
     declined: bool = False
     busy: bool = False
     trained: TrainOutcome | None = None
+    restore_failed: bool = False
+    checkpoint_corrupt: bool = False
 
 
 class SaveOutcome(msgspec.Struct, kw_only=True):
@@ -285,11 +292,21 @@ class TrainableHost:
                 assert self._trainable is not None, "reset() before start()"
                 if not self._trainable.reset(config, info):
                     return LaunchOutcome(declined=True)
-            if checkpoint_path is not None:
-                assert self._trainable is not None
-                self._trainable.restore(checkpoint_path)
         except BaseException as exc:
             return LaunchOutcome(error=ErrorInfo.from_exception(exc))
+        if checkpoint_path is not None:
+            assert self._trainable is not None
+            try:
+                self._trainable.restore(checkpoint_path)
+            except BaseException as exc:
+                corrupt = isinstance(exc, CheckpointCorruptError) or not os.path.isdir(
+                    checkpoint_path
+                )
+                return LaunchOutcome(
+                    error=ErrorInfo.from_exception(exc),
+                    restore_failed=True,
+                    checkpoint_corrupt=corrupt,
+                )
         self._set_started((info.trial_id, reuse))
         return LaunchOutcome(trained=None if budget is None else self.train_sync(budget))
 

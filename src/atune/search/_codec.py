@@ -23,8 +23,16 @@ Encoding, value by value:
 * A grid marker ``{"grid_search": [...]}`` stays a plain dict.
 
 Only exact types are encoded (an ``OrderedDict``, an ``IntEnum`` or a ``Float`` subclass is
-not). Anything else cannot be stored: ``sample_from`` functions, callables, arbitrary
-objects, dicts with non-``str`` keys. Such a value is recorded by its ``"/"``-joined path
+not). Anything else is code or an object, not data: ``sample_from`` functions, callables,
+arbitrary objects, dicts with non-``str`` keys. Given the installation's signing key
+(:mod:`atune._signing`), such a value is stored *signed*: pickled with Ray's cloudpickle
+(functions defined in ``__main__`` or a notebook by value, others by reference), as
+``{"__atune_value__": "pickle", "v": 1, "type": ..., "data": <base64>, "sig": <HMAC>}``.
+:func:`decode_space` loads it only when it is given the key and the HMAC verifies; an
+unsigned or altered value is refused with a :class:`~atune.errors.StorageError` and never
+unpickled, and without a key it decodes to an :class:`Unrestorable` marker (nothing is
+loaded). A value that does not pickle either (a lock, an open file), or any such value
+when no key is given, is recorded by its ``"/"``-joined path
 and decodes to an :class:`Unrestorable` marker. A domain or grid leaf that *holds* such a
 value (``choice([MyModel(), 1])``) is unrestorable as a whole, at the leaf's path, so a
 marker only ever sits where dicts, lists and tuples lead. :func:`merge_space` fills the
@@ -33,13 +41,16 @@ markers from the ``param_space`` the user passes again to ``Tuner.restore``.
 
 from __future__ import annotations
 
+import base64
 import math
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import numpy as np
 
+from atune._signing import sign, verify
 from atune.errors import ConfigError, StorageError
 from atune.search._domain import (
     Categorical,
@@ -58,7 +69,15 @@ from atune.search._domain import (
 __all__ = ["Unrestorable", "decode_space", "encode_space", "has_unrestorable", "merge_space"]
 
 _Path: TypeAlias = tuple[Any, ...]
-_Failures: TypeAlias = list[tuple[str, str]]  # (path, type name)
+
+
+class _Failures(list[tuple[str, str]]):
+    """The (path, type name) of every value not stored as data; ``key`` signs pickles."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        super().__init__()
+        self.key = key
+
 
 _DOMAIN = "__atune_domain__"
 _VALUE = "__atune_value__"
@@ -91,17 +110,19 @@ class Unrestorable:
 # --------------------------------------------------------------------------- encoding
 
 
-def encode_space(space: Any) -> tuple[Any, list[str]]:
+def encode_space(space: Any, *, key: bytes | None = None) -> tuple[Any, list[str]]:
     """Return the JSON-able form of ``space`` and the paths of values it could not store.
 
     Args:
         space: A ``param_space`` (usually a dict) or any value in one.
+        key: The signing key; with it, values that are not data are stored pickled and
+            signed (see the module docstring), without it they are not stored.
 
     Returns:
         ``(data, paths)``: ``data`` passes ``json.dumps(data, allow_nan=False)``; ``paths``
         lists, in walk order, the ``"/"``-joined paths that decode to :class:`Unrestorable`.
     """
-    failures: _Failures = []
+    failures = _Failures(key)
     data = _encode(space, (), failures)
     return data, [path for path, _ in failures]
 
@@ -117,7 +138,21 @@ def _type_name(value: object) -> str:
     )
 
 
-def _fail(path: _Path, type_name: str, failures: _Failures) -> dict[str, Any]:
+_NOTHING = object()
+
+
+def _fail(path: _Path, type_name: str, failures: _Failures, value: Any = _NOTHING) -> Any:
+    """Store ``value`` pickled and signed when there is a key and it pickles, else a marker."""
+    if failures.key is not None and value is not _NOTHING:
+        import ray.cloudpickle
+
+        try:
+            blob: bytes = ray.cloudpickle.dumps(value)  # type: ignore[no-untyped-call]
+        except Exception:  # not picklable either: stays unrestorable
+            pass
+        else:
+            data = base64.b64encode(blob).decode("ascii")
+            return _tag("pickle", type=type_name, data=data, sig=sign(failures.key, blob))
     failures.append((_fmt(path), type_name))
     return _tag("unrestorable", type=type_name)
 
@@ -141,16 +176,17 @@ def _encode(value: Any, path: _Path, failures: _Failures) -> Any:
         if isinstance(value, np.generic):
             return _tag("numpy", dtype=value.dtype.str, value=data)
         return _tag("ndarray", dtype=value.dtype.str, shape=list(value.shape), data=data)
-    return _fail(path, _type_name(value), failures)
+    return _fail(path, _type_name(value), failures, value)
 
 
 def _encode_dict(value: dict[Any, Any], path: _Path, failures: _Failures) -> Any:
     if any(type(key) is not str for key in value):
-        return _fail(path, "dict with non-str keys", failures)
+        return _fail(path, "dict with non-str keys", failures, value)
     if len(value) == 1 and "grid_search" in value:
         return _atomic(
             path,
             "grid_search",
+            value,
             failures,
             lambda inner: {"grid_search": _encode(value["grid_search"], path, inner)},
         )
@@ -158,21 +194,26 @@ def _encode_dict(value: dict[Any, Any], path: _Path, failures: _Failures) -> Any
     return _tag("dict", items=items) if any(k.startswith(_RESERVED) for k in value) else items
 
 
-def _atomic(path: _Path, leaf: str, failures: _Failures, encode: Callable[[_Failures], Any]) -> Any:
-    """Encode a domain or grid leaf whole: if any part of it fails, the leaf fails."""
-    inner: _Failures = []
+def _atomic(
+    path: _Path, leaf: str, value: Any, failures: _Failures, encode: Callable[[_Failures], Any]
+) -> Any:
+    """Encode a domain or grid leaf whole: if any part of it fails, the leaf fails.
+
+    A failed leaf is stored (pickled and signed) or marked as a whole, never in parts.
+    """
+    inner = _Failures()
     data = encode(inner)
     if inner:
-        return _fail(path, f"{leaf} holding {inner[0][1]}", failures)
+        return _fail(path, f"{leaf} holding {inner[0][1]}", failures, value)
     return data
 
 
 def _encode_domain(domain: Domain, path: _Path, failures: _Failures) -> Any:
     if isinstance(domain, Function):
-        return _fail(path, "sample_from", failures)
+        return _fail(path, "sample_from", failures, domain)
     kind = {Float: "float", Integer: "integer", Categorical: "categorical"}.get(type(domain))
     if kind is None:
-        return _fail(path, _type_name(domain), failures)
+        return _fail(path, _type_name(domain), failures, domain)
 
     def encode(inner: _Failures) -> dict[str, Any]:
         out: dict[str, Any] = {_DOMAIN: kind, "v": _VERSION}
@@ -184,7 +225,7 @@ def _encode_domain(domain: Domain, path: _Path, failures: _Failures) -> Any:
         out["sampler"] = _encode_sampler(domain.sampler, path, inner)
         return out
 
-    return _atomic(path, kind, failures, encode)
+    return _atomic(path, kind, domain, failures, encode)
 
 
 def _encode_sampler(sampler: Sampler | None, path: _Path, inner: _Failures) -> Any:
@@ -213,18 +254,42 @@ def _encode_sampler(sampler: Sampler | None, path: _Path, inner: _Failures) -> A
 # --------------------------------------------------------------------------- decoding
 
 
-def decode_space(data: Any) -> Any:
+def decode_space(data: Any, *, key: Callable[[], bytes] | None = None) -> Any:
     """Rebuild the space that :func:`encode_space` encoded.
 
     Values that could not be encoded come back as :class:`Unrestorable` markers; see
     :func:`has_unrestorable` and :func:`merge_space`.
 
+    Args:
+        data: What :func:`encode_space` returned (after a trip through JSON).
+        key: Returns the signing key; called at the first signed pickle. With it, a
+            signed value whose HMAC verifies is unpickled; without it, every signed
+            value decodes to an :class:`Unrestorable` marker and nothing is unpickled.
+
     Raises:
         StorageError: ``data`` is not something :func:`encode_space` wrote (an unknown
-            tag, another format version, a missing field, an invalid domain); the message
-            names the path.
+            tag, another format version, a missing field, an invalid domain), or a
+            pickled value is unsigned or its signature does not verify (it is never
+            unpickled); the message names the path.
     """
-    return _decode(data, (), in_leaf=False)
+    return _decode(data, (), in_leaf=False, keys=_Keys(key))
+
+
+class _Keys:
+    """The signing key for one decode, read at the first signed pickle (or never)."""
+
+    def __init__(self, source: Callable[[], bytes] | None) -> None:
+        self.source = source
+        self._key: bytes | None = None
+
+    def get(self) -> bytes:
+        assert self.source is not None
+        if self._key is None:
+            self._key = self.source()
+        return self._key
+
+
+_NO_KEYS = _Keys(None)
 
 
 def _bad(path: _Path, why: str, data: Any) -> StorageError:
@@ -232,21 +297,21 @@ def _bad(path: _Path, why: str, data: Any) -> StorageError:
     return StorageError(f"cannot decode the stored param_space at {where}: {why}: {data!r}")
 
 
-def _decode(data: Any, path: _Path, *, in_leaf: bool) -> Any:
+def _decode(data: Any, path: _Path, *, in_leaf: bool, keys: _Keys = _NO_KEYS) -> Any:
     kind = type(data)
     if data is None or kind in (bool, int, float, str):
         return data
     if kind is list:
-        return [_decode(v, (*path, i), in_leaf=in_leaf) for i, v in enumerate(data)]
+        return [_decode(v, (*path, i), in_leaf=in_leaf, keys=keys) for i, v in enumerate(data)]
     if kind is not dict:
         raise _bad(path, "not JSON data", data)
     if _DOMAIN in data:
         return _decode_domain(data, path)
     if _VALUE in data:
-        return _decode_value(data, path, in_leaf=in_leaf)
+        return _decode_value(data, path, in_leaf=in_leaf, keys=keys)
     if len(data) == 1 and "grid_search" in data:
         return {"grid_search": _decode(data["grid_search"], path, in_leaf=True)}
-    return {key: _decode(v, (*path, key), in_leaf=in_leaf) for key, v in data.items()}
+    return {key: _decode(v, (*path, key), in_leaf=in_leaf, keys=keys) for key, v in data.items()}
 
 
 def _field(data: dict[str, Any], key: str, path: _Path) -> Any:
@@ -257,7 +322,7 @@ def _field(data: dict[str, Any], key: str, path: _Path) -> Any:
     return data[key]
 
 
-def _decode_value(data: dict[str, Any], path: _Path, *, in_leaf: bool) -> Any:
+def _decode_value(data: dict[str, Any], path: _Path, *, in_leaf: bool, keys: _Keys) -> Any:
     tag = data[_VALUE]
     if tag == "float":
         text = _field(data, "value", path)
@@ -268,20 +333,48 @@ def _decode_value(data: dict[str, Any], path: _Path, *, in_leaf: bool) -> Any:
         items = _field(data, "items", path)
         if type(items) is not list:
             raise _bad(path, "tuple items must be a list", data)
-        return tuple(_decode(v, (*path, i), in_leaf=in_leaf) for i, v in enumerate(items))
+        return tuple(
+            _decode(v, (*path, i), in_leaf=in_leaf, keys=keys) for i, v in enumerate(items)
+        )
     if tag == "dict":
         items = _field(data, "items", path)
         if type(items) is not dict:
             raise _bad(path, "dict items must be a dict", data)
-        return {key: _decode(v, (*path, key), in_leaf=in_leaf) for key, v in items.items()}
+        return {
+            key: _decode(v, (*path, key), in_leaf=in_leaf, keys=keys) for key, v in items.items()
+        }
     if tag in ("numpy", "ndarray"):
         return _decode_numpy(data, path)
+    if tag == "pickle":
+        if in_leaf:
+            raise _bad(path, "a pickled value inside a domain or grid", data)
+        return _unpickle(data, path, keys)
     if tag == "unrestorable":
         type_name = str(_field(data, "type", path))
         if in_leaf:
             raise _bad(path, "an unrestorable value inside a domain or grid", data)
         return Unrestorable(_fmt(path), type_name)
     raise _bad(path, f"unknown value tag {tag!r}", data)
+
+
+def _unpickle(data: dict[str, Any], path: _Path, keys: _Keys) -> Any:
+    """A signed pickled value: loaded only with the key and a valid HMAC (else refused)."""
+    type_name = str(_field(data, "type", path))
+    if keys.source is None:
+        return Unrestorable(_fmt(path), type_name)
+    try:
+        blob = base64.b64decode(str(_field(data, "data", path)), validate=True)
+    except ValueError as exc:
+        raise _bad(path, f"invalid pickled data ({exc})", data) from exc
+    signature = data.get("sig")
+    if not isinstance(signature, str) or not verify(keys.get(), blob, signature):
+        raise StorageError(
+            f"refusing to unpickle the stored param_space value at {_fmt(path)!r} "
+            f"({type_name}): it is not signed by this installation's key (atune never "
+            "loads a pickle it did not write itself); pass the original space with "
+            "Tuner.restore(..., param_space=...) to supply it"
+        )
+    return pickle.loads(blob)
 
 
 def _decode_numpy(data: dict[str, Any], path: _Path) -> Any:

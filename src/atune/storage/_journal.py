@@ -39,8 +39,14 @@ class JournalContents:
     torn_line: bytes | None = None
 
 
-def read_journal(path: str | os.PathLike[str]) -> JournalContents:
-    """Read and decode every event of a journal.
+def read_journal(path: str | os.PathLike[str], *, live: bool = False) -> JournalContents:
+    """Read and decode every event of a journal; never writes.
+
+    Args:
+        path: The journal file.
+        live: The journal may belong to an experiment that another process is running:
+            a partial last line is then the write in progress, not damage, and is
+            dropped without a warning.
 
     Raises:
         StorageError: The file does not exist.
@@ -62,6 +68,8 @@ def read_journal(path: str | os.PathLike[str]) -> JournalContents:
         try:
             events.append(decode_event(line))
         except msgspec.DecodeError as exc:
+            if is_last and live:  # the writer is appending this line right now
+                return JournalContents(events, offset, line)
             if is_last:  # no trailing newline: the write was torn by a crash
                 _log.warning(
                     "dropping a torn last line of the journal (the previous run was "

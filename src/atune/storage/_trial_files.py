@@ -205,7 +205,7 @@ class ResultFiles:
     def __init__(self) -> None:
         """Creates an empty writer; no file is touched until :meth:`flush`."""
         self._lock = threading.Lock()
-        self._flush_lock = threading.Lock()
+        self._flush_lock = threading.RLock()  # held across take() and write() by flush()
         self._pending: dict[Path, list[dict[str, Any]]] = {}
         self._closing: set[Path] = set()
         self._columns: dict[Path, _CsvColumns] = {}
@@ -257,9 +257,37 @@ class ResultFiles:
                 message names them. Their rows of this flush are lost.
         """
         with self._flush_lock:
-            with self._lock:
-                pending, self._pending = self._pending, {}
-                closing, self._closing = self._closing, set()
+            self.write(self.take())
+
+    def take(self) -> tuple[dict[Path, list[dict[str, Any]]], set[Path]]:
+        """Takes every buffered row (and close) out of the buffer, for :meth:`write`; no I/O.
+
+        Lets a caller cut the buffer at a point of its choosing (``ExperimentWriter`` cuts
+        it together with the journal) and write it later, in another thread.
+        """
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            closing, self._closing = self._closing, set()
+        return pending, closing
+
+    def untake(self, taken: tuple[dict[Path, list[dict[str, Any]]], set[Path]]) -> None:
+        """Puts what :meth:`take` returned back in front of the buffer (its write failed
+        before it began: the journal could not be appended), keeping every trial's order."""
+        pending, closing = taken
+        with self._lock:
+            for trial_dir, rows in self._pending.items():
+                pending.setdefault(trial_dir, []).extend(rows)
+            self._pending = pending
+            self._closing |= closing
+
+    def write(self, taken: tuple[dict[Path, list[dict[str, Any]]], set[Path]]) -> None:
+        """Writes what :meth:`take` returned (blocking); see :meth:`flush`.
+
+        Raises:
+            StorageError: as :meth:`flush`.
+        """
+        pending, closing = taken
+        with self._flush_lock:
             failures: list[str] = []
             first_error: Exception | None = None
             for trial_dir, rows in pending.items():

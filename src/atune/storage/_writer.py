@@ -139,6 +139,11 @@ class ExperimentWriter:
                 params, self._params = self._params, []
                 errors, self._errors = self._errors, []
                 deletions, self._deletions = self._deletions, []
+                # Cut the result rows at the same point as the journal: a row buffered
+                # after this cut waits for the next flush, so result.json never holds a
+                # row whose ResultReported is not in the journal (the driver journals an
+                # event before it buffers its row).
+                rows = self._results.take()
             journal_path = self.path / JOURNAL_FILE
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
@@ -150,6 +155,7 @@ class ExperimentWriter:
                     self._params[:0] = params
                     self._errors[:0] = errors
                     self._deletions[:0] = deletions
+                self._results.untake(rows)
                 raise _storage_error(journal_path, exc) from exc
             # Only now that the journal holds the newer checkpoint (fsynced above) may older
             # ones go: a crash at any point leaves the journal's latest checkpoint on disk.
@@ -165,7 +171,7 @@ class ExperimentWriter:
                 except StorageError as exc:
                     failure = failure or exc
             try:
-                self._results.flush()
+                self._results.write(rows)
             except StorageError as exc:
                 failure = failure or exc
             for trial_dir, text in errors:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from atune._signing import sign, verify
-from atune.errors import StorageError
+from atune.errors import CheckpointCorruptError
 from atune.trainable._checkpoint import Checkpoint
 from atune.trainable._session import TrialInfo
 
@@ -75,12 +75,26 @@ def read_checkpoint_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The counters saved with a checkpoint (``training_iteration``, ``time_total_s``, ...).
 
     Returns an empty dict for a checkpoint not written by atune.
+
+    Raises:
+        CheckpointCorruptError: the state file exists but does not parse.
     """
     state_file = Path(path) / _STATE_FILE
     if not state_file.is_file():
         return {}
-    data = json.loads(state_file.read_text())
+    data = _load_json(str(state_file))
     return data if isinstance(data, dict) else {}
+
+
+def _load_json(path: str) -> Any:
+    """Parse one of atune's own checkpoint files; damage is a CheckpointCorruptError."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError included
+        raise CheckpointCorruptError(
+            f"checkpoint file {path} is damaged ({type(exc).__name__}: {exc})", path=path
+        ) from exc
 
 
 def _write_checkpoint_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
@@ -320,6 +334,8 @@ class Trainable:
 
         Raises:
             ValueError: the checkpoint directory does not exist.
+            CheckpointCorruptError: atune's files in the checkpoint are damaged (a state or
+                dict file that does not parse, a pickled dict that is not signed).
         """
         path = checkpoint.path if isinstance(checkpoint, Checkpoint) else os.fspath(checkpoint)
         if not os.path.isdir(path):
@@ -392,8 +408,7 @@ def _write_dict_checkpoint(target: str, data: dict[str, Any], key: bytes) -> Non
 def _read_dict_checkpoint(path: str, key: bytes) -> dict[str, Any] | None:
     json_file = os.path.join(path, _DICT_JSON)
     if os.path.isfile(json_file):
-        with open(json_file) as f:
-            data = json.load(f)
+        data = _load_json(json_file)
         return data if isinstance(data, dict) else None
     pickle_file = os.path.join(path, _DICT_PICKLE)
     if os.path.isfile(pickle_file):
@@ -407,9 +422,10 @@ def _read_dict_checkpoint(path: str, key: bytes) -> dict[str, Any] | None:
         except FileNotFoundError:
             signature = ""
         if not verify(key, blob, signature):
-            raise StorageError(
+            raise CheckpointCorruptError(
                 f"refusing to unpickle {pickle_file}: it is not signed by this installation's "
-                "key (atune never loads a pickle it did not write itself)"
+                "key (atune never loads a pickle it did not write itself)",
+                path=pickle_file,
             )
         data = pickle.loads(blob)
         return data if isinstance(data, dict) else None

@@ -1,0 +1,109 @@
+"""Reading an experiment's results from its directory, without its trainable.
+
+``atune.load_results(path)`` (also ``ResultGrid.from_path(path)``) returns the
+:class:`~atune.result.ResultGrid` of a finished, interrupted or still running experiment.
+It replays the experiment's journal through the controller's own state transition
+(:meth:`ControllerCore.apply_journal <atune._controller._core.ControllerCore.apply_journal>`,
+the same code ``Tuner.restore`` resumes from), so there is one reader of the journal, and
+the grid says what the run that wrote it knew:
+
+* a finished trial is complete: its last result, status, kept checkpoints and error;
+* a trial still running elsewhere shows up to its last *flushed* result (the writer
+  flushes a few times a second), and its ``metrics_dataframe`` stops at that same result,
+  even if ``result.json`` has grown since the journal was read;
+* a partial last journal line (a write in progress, or torn by a crash) is left out.
+
+Reading takes no lock and writes nothing: not the journal (a torn tail is not cut), not
+any trial file. No pickle is loaded: errors come back as
+:class:`~atune.errors.TrialError` (type name, message, traceback), and the stored search
+space is not decoded at all.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from atune._controller._core import ControllerCore, CorePolicy
+from atune._spec import read_spec
+from atune._trial import Trial
+from atune.config import CheckpointConfig, TuneConfig
+from atune.errors import StorageError
+from atune.events import Event
+from atune.execution.placement_groups import PlacementGroupFactory
+from atune.result import ResultGrid
+from atune.search import BasicVariantGenerator
+from atune.storage._journal import read_journal
+from atune.storage._writer import JOURNAL_FILE
+
+__all__ = ["load_results", "replayed_trials", "stored_result_grid"]
+
+
+def load_results(path: str | os.PathLike[str]) -> ResultGrid:
+    """The results of the experiment in ``path``, as its journal records them now.
+
+    Works on a finished experiment, an interrupted one, and one that another process is
+    still running (a consistent snapshot; see the module docstring). Needs no trainable;
+    takes no lock and writes nothing.
+
+    Args:
+        path: The experiment directory (``<storage_path>/<name>``).
+
+    Returns:
+        One result per trial, in creation order, with the experiment's ``metric`` and
+        ``mode`` as the defaults of ``get_best_result``.
+
+    Raises:
+        StorageError: ``path`` is not an atune experiment (no ``experiment.json`` or no
+            journal).
+        JournalCorruptError: the journal is damaged before its last line.
+    """
+    experiment_path = Path(os.fspath(path)).expanduser().resolve()
+    spec = read_spec(experiment_path)
+    journal = experiment_path / JOURNAL_FILE
+    if not journal.is_file():
+        raise StorageError(f"{experiment_path} has no journal ({JOURNAL_FILE}) to read")
+    contents = read_journal(journal, live=True)
+    return stored_result_grid(
+        experiment_path,
+        contents.events,
+        trainable_name=spec.trainable_name,
+        tune_config=TuneConfig(metric=spec.metric, mode=spec.mode),  # type: ignore[arg-type]
+        checkpoint_config=CheckpointConfig(**spec.checkpoint_config),
+    )
+
+
+def replayed_trials(
+    experiment_path: Path, events: list[Event], *, trainable_name: str = ""
+) -> list[Trial]:
+    """The trials as ``events`` leave them (nothing decided, nothing resumed)."""
+    policy = CorePolicy(
+        experiment_path=str(experiment_path),
+        trainable_name=trainable_name,
+        is_function=False,
+        resources_for=_no_request,
+        max_live_trials=1,
+    )
+    core = ControllerCore(policy, BasicVariantGenerator())
+    core.apply_journal(events)
+    return core.get_trials()
+
+
+def stored_result_grid(
+    experiment_path: Path,
+    events: list[Event],
+    *,
+    trainable_name: str,
+    tune_config: TuneConfig,
+    checkpoint_config: CheckpointConfig,
+) -> ResultGrid:
+    """The ``ResultGrid`` that ``events`` (an experiment's journal) describe."""
+    from atune._fit import build_result_grid
+
+    trials = replayed_trials(experiment_path, events, trainable_name=trainable_name)
+    return build_result_grid(trials, str(experiment_path), tune_config, checkpoint_config)
+
+
+def _no_request(config: dict[str, Any]) -> PlacementGroupFactory:  # pragma: no cover
+    raise AssertionError("replaying a journal creates no trial of its own")
