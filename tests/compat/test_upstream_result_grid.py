@@ -201,7 +201,6 @@ def _count_until_stopped(config: dict[str, Any]) -> None:
         tune.report(dict(data), checkpoint=_checkpoint(data) if due else None)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: ResultGrid.from_path / atune.load_results")
 @pytest.mark.parametrize("checkpoint_interval", [1, 2])
 def test_results_read_from_a_moved_experiment(tmp_path: Path, checkpoint_interval: int) -> None:
     total = 6

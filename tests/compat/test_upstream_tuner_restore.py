@@ -61,9 +61,6 @@ async def _fit_within(tuner: tune.Tuner, seconds: float = 20) -> Any:
         return await tuner.fit()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 9: restore of a finished experiment (get_results, fit)"
-)
 async def test_restore_finished_keeps_trial_count(storage: str) -> None:
     def one(config: dict[str, Any]) -> int:
         return 1
@@ -163,9 +160,6 @@ def test_resume_errored_only(storage: str, tmp_path: Path) -> None:
     assert sorted((r.metrics or {}).get("it", 0) for r in results) == [0, 1, 2, 3]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 9: damaged checkpoint fallback (missing checkpoint dirs)"
-)
 def test_restore_falls_back_to_latest_available_checkpoint(storage: str, tmp_path: Path) -> None:
     marker = tmp_path / "fail_marker"
     marker.write_text("")
@@ -234,7 +228,6 @@ def test_failed_restore_counts_as_a_failure_without_retry(
     assert result.metrics["score"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: TUNE_RESTORE_RETRY_NUM honoured")
 def test_restore_retry_env_var(
     storage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -243,7 +236,6 @@ def test_restore_retry_env_var(
     assert result.metrics["score"] == 5
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: restore checks the trainable (ValueError)")
 def test_restore_with_another_trainable_raises(storage: str, tmp_path: Path) -> None:
     def train_func_1(config: dict[str, Any]) -> None:
         tune.report({"data": 1}, checkpoint=_checkpoint({"data": 1}))
@@ -353,7 +345,6 @@ def test_restore_from_moved_experiment(tmp_path: Path) -> None:
     assert not old.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: restore of a finished experiment (fit hangs)")
 async def test_restore_from_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
