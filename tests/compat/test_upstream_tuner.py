@@ -78,12 +78,6 @@ def _three_steps(config: dict[str, Any]) -> None:
         tune.report({"step": step})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not in issue 9: when a callback fails the driver, the searcher snapshot in the "
-    "journal already counts a trial whose trial_created line was never written, so the "
-    "restored run never creates that trial (3 of 4 results)",
-)
 def test_driver_failure_then_restore_finishes_every_trial(storage: str) -> None:
     tuner = tune.Tuner(
         _three_steps,

@@ -190,8 +190,16 @@ class Driver:
     def _step(self, message: Message, tg: TaskGroup) -> bool:
         self.dispatch.step("on_step_begin", self._iteration, self.core.get_trials())
         events, commands = self.core.handle(message)
+        # Every event of the step reaches the journal before any callback sees one: a
+        # callback that fails the experiment must not leave events that the core applied
+        # (a trial it created, which the searcher's snapshot counts) out of the journal.
         for event in events:
             self._record(event)
+        trials = self.core.get_trials()
+        for event in events:
+            trial_id = getattr(event, "trial_id", None)
+            trial = None if trial_id is None else self.core.trials[trial_id]
+            self.dispatch.event(event, self._iteration, trials, trial)
         self._iteration += 1
         self.dispatch.step("on_step_end", self._iteration, self.core.get_trials())
         for trial_id, wait in self._retry_waits.items():
@@ -289,8 +297,8 @@ class Driver:
 
     # ------------------------------------------------------------------ recording
     def _record(self, event: Event) -> None:
+        """Journal the event and buffer the files it changes."""
         self.writer.journal(encode_event(event))
-        trials = self.core.get_trials()
         trial: Trial | None = None
         trial_id = getattr(event, "trial_id", None)
         if trial_id is not None:
@@ -327,7 +335,6 @@ class Driver:
             self.writer.params(Path(trial.path), trial.config)
         if isinstance(event, (TrialCompleted, TrialErrored)) and trial and trial.is_finished:
             self.writer.close_trial(Path(trial.path))
-        self.dispatch.event(event, self._iteration, trials, trial)
 
     # ------------------------------------------------------------------- commands
     async def _run_commands(self, trial_id: str, commands: list[Command]) -> None:
