@@ -381,7 +381,10 @@ def build_result_grid(
             checkpoint_config.checkpoint_score_attribute,
             checkpoint_config.checkpoint_score_order,
         )
-        best = [(_checkpoint(trial, record.dir_name), record.metrics) for record in ranked]
+        # Ray Tune's order: worst first, best last (oldest first without a score attribute).
+        best = [
+            (_checkpoint(trial, record.dir_name), record.metrics) for record in reversed(ranked)
+        ]
         result = Result(
             metrics=metrics,
             checkpoint=trial.checkpoint,

@@ -86,8 +86,9 @@ class Result:
             user's own type when it could be rebuilt, else a
             :class:`~atune.errors.TrialError`).
         path: The trial directory.
-        best_checkpoints: ``(checkpoint, metrics)`` for every checkpoint still kept, in
-            the checkpoint manager's order (by score, or by recency); None when unknown.
+        best_checkpoints: ``(checkpoint, metrics)`` for every checkpoint still kept, as
+            Ray Tune orders them: by ``checkpoint_score_attribute``, worst first and best
+            last (oldest first without one); None when unknown.
     """
 
     def __init__(

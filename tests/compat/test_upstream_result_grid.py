@@ -97,11 +97,6 @@ def test_best_result_by_metric(storage: str) -> None:
     assert best.metrics["x"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not in issue 9: Result.best_checkpoints lists best first (newest first without a "
-    "score attribute); Ray Tune lists them worst to best (oldest to newest)",
-)
 def test_best_result_keeps_its_checkpoint_history(storage: str) -> None:
     def with_history(config: dict[str, Any]) -> None:
         for step in range(2):
