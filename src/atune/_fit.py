@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import pickle
-import shutil
 import weakref
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +14,9 @@ import anyio
 from atune._controller._core import ControllerCore, CorePolicy, rank_checkpoints
 from atune._controller._driver import Driver
 from atune._controller._metric_check import required_metrics, strict_metric_checking
+from atune._controller._policy import execution_defaults
 from atune._controller._pool import RunnerPool
+from atune._controller._restore import RestorePlan, reconcile_disk, replay
 from atune._log import get_logger
 from atune._progress import ProgressReporter
 from atune._signing import load_or_create_key
@@ -25,11 +24,11 @@ from atune._trial import Trial
 from atune.callback import Callback
 from atune.config import CheckpointConfig, RunConfig, TuneConfig
 from atune.errors import ConfigError, TrialError, WorkerDiedError
-from atune.events import Event, SearcherStateSaved, TrialCreated
 from atune.execution._allocator import Allocator
 from atune.execution._backend import Backend, LocalBackend
 from atune.execution._host import ErrorInfo
-from atune.execution.placement_groups import PlacementGroupFactory, resource_dict_to_pg_factory
+from atune.execution._request import resources_for, static_resources
+from atune.execution._resources import normalize_resources, to_units
 from atune.result import Result, ResultGrid
 from atune.schedulers import FIFOScheduler, TrialScheduler
 from atune.search import BasicVariantGenerator, SearchAlgorithm, Searcher, SearchGenerator
@@ -39,9 +38,8 @@ from atune.trainable._function import FunctionTrainable
 from atune.trainable._trainable import Trainable
 
 __all__ = [
-    "RestorePlan",
+    "build_result_grid",
     "rebuild_error",
-    "resources_for",
     "run_experiment",
     "trainable_kind",
     "trainable_name",
@@ -64,35 +62,6 @@ def trainable_name(cls: type[Trainable]) -> str:
 def trainable_kind(cls: type[Trainable]) -> str:
     """``"function"`` for a wrapped function, ``"class"`` for a ``Trainable`` subclass."""
     return "function" if issubclass(cls, FunctionTrainable) else "class"
-
-
-def resources_for(cls: type[Trainable], config: dict[str, Any]) -> PlacementGroupFactory:
-    """The resource request of a trial of ``cls`` with ``config`` (default: 1 CPU).
-
-    ``with_resources`` wins over ``Trainable.default_resource_request``.
-    """
-    request: Any = getattr(cls, "_atune_resources", None)
-    if request is None:
-        request = cls.default_resource_request(config)
-    elif callable(request) and not isinstance(request, PlacementGroupFactory):
-        request = request(config)
-    if request is None:
-        return resource_dict_to_pg_factory(None)
-    if isinstance(request, PlacementGroupFactory):
-        return request
-    if isinstance(request, dict):
-        return resource_dict_to_pg_factory(request)
-    raise ConfigError(
-        f"resource request of {cls.__name__} must be a dict or a PlacementGroupFactory, "
-        f"got {request!r}",
-        value=request,
-    )
-
-
-def _static_resources(cls: type[Trainable]) -> bool:
-    """Whether every trial of ``cls`` asks for the same resources (no per-config callable)."""
-    request = getattr(cls, "_atune_resources", None)
-    return request is None or isinstance(request, (dict, PlacementGroupFactory))
 
 
 def _shared_allocator(kind: str, capacity: dict[str, float]) -> Allocator:
@@ -144,16 +113,6 @@ def _scheduler(tune_config: TuneConfig) -> TrialScheduler:
     return scheduler
 
 
-def _fits(capacity: dict[str, float], request: dict[str, float]) -> int:
-    """How many copies of ``request`` fit in ``capacity`` at once."""
-    counts = [
-        math.floor(capacity.get(key, 0.0) / amount + 1e-9)
-        for key, amount in request.items()
-        if amount > 0
-    ]
-    return min(counts) if counts else 1_000_000
-
-
 def _restore_retries() -> int:
     """``TUNE_RESTORE_RETRY_NUM``: failed restores a trial retries uncounted (default 0).
 
@@ -178,18 +137,6 @@ def _restore_retries() -> int:
     return value
 
 
-@dataclass(frozen=True)
-class RestorePlan:
-    """What ``Tuner.restore`` hands to :func:`run_experiment`."""
-
-    experiment_path: Path
-    uid: str
-    events: list[Event]
-    resume_unfinished: bool = True
-    resume_errored: bool = False
-    restart_errored: bool = False
-
-
 async def run_experiment(
     trainable_cls: type[Trainable],
     param_space: dict[str, Any],
@@ -212,13 +159,7 @@ async def run_experiment(
     scheduler = _scheduler(tune_config)
     stopper = make_stopper(run_config.stop)
     is_function = issubclass(trainable_cls, FunctionTrainable)
-    reuse = tune_config.reuse_actors
-    if reuse is None:
-        reuse = is_function
     checkpoint_config = run_config.checkpoint_config
-    checkpoint_at_end = checkpoint_config.checkpoint_at_end
-    if checkpoint_at_end is None:
-        checkpoint_at_end = not is_function
 
     backend = _make_backend(tune_config)
     await backend.setup()
@@ -228,12 +169,19 @@ async def run_experiment(
     await backend.prepare(trainable_cls)
 
     try:
-        default_request = resources_for(trainable_cls, {}).required_resources
-    except Exception:  # a callable request that needs a real config
-        default_request = {"CPU": 1.0}
-    max_live = max(1, _fits(capacity, default_request))
-    if tune_config.max_concurrent_trials:
-        max_live = min(max_live, tune_config.max_concurrent_trials)
+        trial_request = resources_for(trainable_cls, {}).required_resources
+    except Exception:  # a callable request that needs a real config: count 1 CPU
+        trial_request = {"CPU": 1.0}
+    request_units = to_units(trial_request)
+    defaults = execution_defaults(
+        is_function=is_function,
+        reuse_actors=tune_config.reuse_actors,
+        checkpoint_at_end=checkpoint_config.checkpoint_at_end,
+        static_resources=static_resources(trainable_cls),
+        capacity=to_units(normalize_resources(capacity)),
+        trial_request=request_units,
+        max_concurrent=tune_config.max_concurrent_trials,
+    )
 
     signing_key = await anyio.to_thread.run_sync(load_or_create_key)
     policy = CorePolicy(
@@ -241,14 +189,12 @@ async def run_experiment(
         trainable_name=trainable_name(trainable_cls),
         is_function=is_function,
         resources_for=lambda config: resources_for(trainable_cls, config),
-        max_live_trials=max_live,
+        max_live_trials=defaults.max_live_trials,
         max_failures=run_config.failure_config.max_failures,
         fail_fast=run_config.failure_config.fail_fast,
         checkpoint_frequency=checkpoint_config.checkpoint_frequency,
-        checkpoint_at_end=bool(checkpoint_at_end),
-        # Queue the next trial on a running trial's runner (no round trip between
-        # trials); needs reuse, and one resource request for every trial.
-        pipeline=bool(reuse) and _static_resources(trainable_cls),
+        checkpoint_at_end=defaults.checkpoint_at_end,
+        pipeline=defaults.pipeline,
         num_to_keep=checkpoint_config.num_to_keep,
         checkpoint_score_attribute=checkpoint_config.checkpoint_score_attribute,
         checkpoint_score_order=checkpoint_config.checkpoint_score_order,
@@ -258,14 +204,16 @@ async def run_experiment(
         trial_name_creator=tune_config.trial_name_creator,
         trial_dirname_creator=tune_config.trial_dirname_creator,
         restore_retries=_restore_retries(),
+        trial_request=request_units,
+        max_concurrent_trials=tune_config.max_concurrent_trials,
     )
     core = ControllerCore(policy, search, scheduler=scheduler, stopper=stopper)
     if restore is not None:
-        _replay(core, restore)
-        await anyio.to_thread.run_sync(_reconcile_disk, core)
+        replay(core, restore)
+        await anyio.to_thread.run_sync(reconcile_disk, core)
     driver = Driver(
         core,
-        RunnerPool(backend, scope, reuse=reuse),
+        RunnerPool(backend, scope, reuse=defaults.reuse),
         ExperimentWriter(str(experiment_path)),
         experiment_name=experiment_path.name,
         callbacks=_callbacks(run_config, tune_config),
@@ -302,41 +250,6 @@ def _callbacks(run_config: RunConfig, tune_config: TuneConfig) -> list[Callback]
             ProgressReporter(verbose, metric=tune_config.metric, mode=tune_config.mode)
         )
     return callbacks
-
-
-def _replay(core: ControllerCore, plan: RestorePlan) -> None:
-    """Rebuild the core from the journal, and the search algorithm from its last snapshot."""
-    core.replay(
-        plan.events,
-        resume_unfinished=plan.resume_unfinished,
-        resume_errored=plan.resume_errored,
-        restart_errored=plan.restart_errored,
-    )
-    snapshot_at = max(
-        (i for i, e in enumerate(plan.events) if isinstance(e, SearcherStateSaved)), default=-1
-    )
-    if snapshot_at >= 0:
-        snapshot = plan.events[snapshot_at]
-        assert isinstance(snapshot, SearcherStateSaved)
-        core.search.set_state(snapshot.state)
-    # Trials created after the last snapshot were handed out already: advance past them.
-    for event in plan.events[snapshot_at + 1 :]:
-        if isinstance(event, TrialCreated):
-            core.search.next_trial(event.trial_id)
-
-
-def _reconcile_disk(core: ControllerCore) -> None:
-    """Never reuse a checkpoint index found on disk; drop staging dirs of torn saves."""
-    for trial in core.get_trials():
-        trial_dir = Path(trial.path)
-        if not trial_dir.is_dir():
-            continue
-        for child in trial_dir.iterdir():
-            if child.name.startswith(".checkpoint_") and ".tmp-" in child.name:
-                shutil.rmtree(child, ignore_errors=True)
-            elif child.name.startswith("checkpoint_") and child.name[11:].isdigit():
-                index = int(child.name[11:])
-                trial.next_checkpoint_index = max(trial.next_checkpoint_index, index + 1)
 
 
 def rebuild_error(info: ErrorInfo, trial_id: str) -> BaseException:

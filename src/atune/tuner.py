@@ -19,7 +19,6 @@ start of ``fit()``.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import inspect
 import os
 import shutil
@@ -44,7 +43,7 @@ from atune.trainable._function import wrap_function
 from atune.trainable._trainable import Trainable
 
 if TYPE_CHECKING:
-    from atune._fit import RestorePlan
+    from atune._controller._restore import RestorePlan
     from atune.storage._lock import ExperimentLock
 
 __all__ = ["Tuner"]
@@ -253,7 +252,7 @@ class Tuner:
                 where the original was a class (or the reverse), as in Ray Tune (a
                 :class:`~atune.errors.ConfigError`).
         """
-        from atune._fit import RestorePlan
+        from atune._controller._restore import RestorePlan
         from atune._spec import read_spec
         from atune.search._codec import has_unrestorable, merge_space
         from atune.storage._journal import read_journal
@@ -386,11 +385,13 @@ class Tuner:
     async def _fit_locked(self, lock: ExperimentLock) -> ResultGrid:
         import anyio
 
+        from atune._controller._restore import reread_journal
+
         assert lock.held
         if self._restore is not None:
             # Read the journal again now that no one else can append to it, and cut a
             # torn last line off before this run appends.
-            self._restore = await anyio.to_thread.run_sync(_reread_journal, self._restore)
+            self._restore = await anyio.to_thread.run_sync(reread_journal, self._restore)
         with short_switch_interval():
             self._results = await run_experiment(
                 self._trainable_cls,
@@ -447,17 +448,6 @@ def _check_search_and_scheduler(tune_config: TuneConfig) -> None:
         raise ConfigError(
             f"TuneConfig.scheduler must be a TrialScheduler, got {scheduler!r}", value=scheduler
         )
-
-
-def _reread_journal(plan: RestorePlan) -> RestorePlan:
-    """``plan`` with the journal as it is now, its torn last line (if any) cut off."""
-    from atune.storage._journal import read_journal, repair_journal
-    from atune.storage._writer import JOURNAL_FILE
-
-    journal = plan.experiment_path / JOURNAL_FILE
-    contents = read_journal(journal)
-    repair_journal(journal, contents)
-    return dataclasses.replace(plan, events=contents.events)
 
 
 class _FitCall(Coroutine[Any, Any, ResultGrid]):

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import msgspec
 
 from atune._controller._metric_check import check_metrics
+from atune._controller._policy import live_trial_limit
 from atune._flatten import flatten_dict
 from atune._trial import ERROR, PENDING, RUNNING, TERMINATED, CheckpointRecord, Trial
 from atune.events import (
@@ -50,6 +51,7 @@ from atune.search import FINISHED, SearchAlgorithm
 from atune.stopper import DictStopper, Stopper
 
 __all__ = [
+    "CapacityChanged",
     "Command",
     "ControllerCore",
     "CorePolicy",
@@ -105,7 +107,21 @@ class StopAll(msgspec.Struct, frozen=True, kw_only=True):
     reason: Literal["time_budget"]
 
 
-Message = Event | TrainReturned | RunnerFailed | StopAll
+class CapacityChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """The cluster's total capacity is now ``capacity`` (nodes joined or left).
+
+    Amounts are in the allocator's integer units (see
+    :data:`~atune.execution._resources.UNITS_PER_RESOURCE`). The core recomputes how many
+    trials may be live at once (:func:`~atune._controller._policy.live_trial_limit`) and
+    creates trials up to the new limit; a smaller limit stops no trial, it only holds
+    back new ones until enough have ended.
+    """
+
+    ts: float
+    capacity: dict[str, int]
+
+
+Message = Event | TrainReturned | RunnerFailed | StopAll | CapacityChanged
 
 
 # --------------------------------------------------------------------------- commands
@@ -166,6 +182,8 @@ class CorePolicy:
     is_function: bool
     resources_for: Callable[[dict[str, Any]], PlacementGroupFactory]
     max_live_trials: int
+    """How many trials may be live at once at the start; a :class:`CapacityChanged`
+    recomputes it from ``trial_request`` and ``max_concurrent_trials``."""
     max_failures: int = 0
     fail_fast: bool | str = False
     checkpoint_frequency: int = 0
@@ -184,6 +202,11 @@ class CorePolicy:
     restore_retries: int = 0
     """Failed checkpoint restores a trial retries before they count as failures
     (``TUNE_RESTORE_RETRY_NUM``)."""
+    trial_request: dict[str, int] | None = None
+    """One trial's resource request in the allocator's units, for recomputing
+    ``max_live_trials`` on a :class:`CapacityChanged`; None: the limit stays fixed."""
+    max_concurrent_trials: int | None = None
+    """``TuneConfig.max_concurrent_trials``: the live-trial limit never exceeds it."""
 
 
 class ControllerCore:
@@ -211,6 +234,7 @@ class ControllerCore:
         self.finished = False
         self.fatal_error: ErrorInfo | None = None
         self._counter = 0
+        self.max_live_trials = policy.max_live_trials
         # Pipelining pays only while trials end where their runner sees it too (see
         # ``_ENDS_SEEN_BY_THE_RUNNER``); any other end (a scheduler's stop) leaves a queued
         # launch waiting, so it is switched off.
@@ -306,6 +330,8 @@ class ControllerCore:
             self._fill(message.ts)
         elif isinstance(message, StopAll):
             self._stop_all(message.ts, message.reason)
+        elif isinstance(message, CapacityChanged):
+            self._on_capacity(message)
         else:  # pragma: no cover - other events are only produced here
             raise TypeError(f"unexpected message {message!r}")
         self._maybe_finish(getattr(message, "ts", 0.0))
@@ -412,7 +438,7 @@ class ControllerCore:
         while not self.search_finished:
             live = sum(1 for t in self._unfinished() if not t.queued_on)
             host: Trial | None = None
-            if live >= self.policy.max_live_trials:
+            if live >= self.max_live_trials:
                 host = self._pipeline_host()
                 if host is None:
                     return
@@ -453,6 +479,16 @@ class ControllerCore:
                     after=None if host is None else host.trial_id,
                 )
             )
+
+    def _on_capacity(self, message: CapacityChanged) -> None:
+        """Recompute the live-trial limit for the new capacity; fill up to it."""
+        request = self.policy.trial_request
+        if request is None:
+            return
+        self.max_live_trials = live_trial_limit(
+            message.capacity, request, self.policy.max_concurrent_trials
+        )
+        self._fill(message.ts)
 
     def _pipeline_host(self) -> Trial | None:
         """A running trial whose runner may take the next trial right after it (or None).

@@ -10,6 +10,13 @@ experiment state is touched by the driver's task only: no locks.
 Commands of one trial that come out of one message run in order, in one child task (a
 failed runner is killed, and its ``ActorFreed`` sent, before the retry's ``Launch``).
 
+Time: the driver reads time and waits only through its injected
+:class:`~atune._controller._clock.Clock` (wall clock by default): event time stamps,
+the journal flush interval, the time budget and its grace period, retry back-off, the
+capacity refresh, the launch watch and the shutdown deadline. With a
+:class:`~atune._controller._clock.VirtualClock` and a backend whose runners wait on the
+same clock, a run is deterministic and takes no real time.
+
 Cancellation: when the driver is cancelled (``fit()`` cancelled, a cancel scope, Ctrl-C),
 it kills every runner, releases every lease and flushes the journal in a shielded scope
 with a deadline, then lets the cancellation propagate.
@@ -29,7 +36,9 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
 from atune._controller._callbacks import CallbackDispatcher
+from atune._controller._clock import Clock, WallClock
 from atune._controller._core import (
+    CapacityChanged,
     Command,
     ControllerCore,
     Finish,
@@ -68,6 +77,7 @@ from atune.events import (
     encode_event,
 )
 from atune.execution._host import ErrorInfo, TrainOutcome
+from atune.execution._resources import normalize_resources, to_units
 from atune.storage._writer import ExperimentWriter
 from atune.trainable._session import TrialInfo
 
@@ -101,8 +111,10 @@ class Driver:
         time_budget_s: float | None = None,
         resumed: bool = False,
         signing_key: bytes = b"",
+        clock: Clock | None = None,
     ) -> None:
         self.core = core
+        self.clock: Clock = clock if clock is not None else WallClock()
         self.pool = pool
         self.writer = writer
         self.experiment_name = experiment_name
@@ -138,7 +150,7 @@ class Driver:
                 if self.pool.backend.dynamic_capacity:
                     tg.start_soon(self._follow_capacity)
                 started = ExperimentStarted(
-                    ts=time.time(),
+                    ts=self.clock.time(),
                     name=self.experiment_name,
                     path=str(self.writer.path),
                     resumed=self.resumed,
@@ -162,7 +174,7 @@ class Driver:
             if failure is not None:
                 raise failure
         except BaseException:
-            with anyio.move_on_after(_SHUTDOWN_DEADLINE_S, shield=True):
+            with self.clock.move_on_after(_SHUTDOWN_DEADLINE_S, shield=True):
                 await self.pool.kill_all()
                 try:
                     await self._flush()
@@ -225,7 +237,7 @@ class Driver:
         from there once the disk has room.
         """
         while True:
-            await anyio.sleep(_FLUSH_INTERVAL_S)
+            await self.clock.sleep(_FLUSH_INTERVAL_S)
             try:
                 await self._flush()
             except StorageError as exc:
@@ -235,23 +247,23 @@ class Driver:
 
     async def _flush(self) -> None:
         self._snapshot_search()
-        callback_states = self.dispatch.snapshot(time.time())
+        callback_states = self.dispatch.snapshot(self.clock.time())
         if callback_states is not None:
             self.writer.journal(encode_event(callback_states))
-        await anyio.to_thread.run_sync(self.writer.flush)
+        await self.clock.run_sync(self.writer.flush)
 
     def _snapshot_search(self) -> None:
         """Journal the search algorithm's state when it changed (for Tuner.restore)."""
         state = self.core.search.get_state()
         if state != self._last_search_state:
             self._last_search_state = state
-            self.writer.journal(encode_event(SearcherStateSaved(ts=time.time(), state=state)))
+            self.writer.journal(encode_event(SearcherStateSaved(ts=self.clock.time(), state=state)))
 
     async def _notice_slow_launches(self, tg: TaskGroup) -> None:
         """Start a watch on every launch call that has been running for a while."""
         while True:
-            await anyio.sleep(_START_NOTICE_AFTER_S / 2)
-            now = time.monotonic()
+            await self.clock.sleep(_START_NOTICE_AFTER_S / 2)
+            now = self.clock.monotonic()
             for trial_id, launching in self._launches.items():
                 if not launching.watched and now - launching.since >= _START_NOTICE_AFTER_S:
                     launching.watched = True
@@ -263,7 +275,7 @@ class Driver:
             try:
                 runner = self.pool.runner(trial_id)
             except KeyError:  # waiting for resources, or its actor is being created
-                await anyio.sleep(_START_NOTICE_AFTER_S / 2)
+                await self.clock.sleep(_START_NOTICE_AFTER_S / 2)
                 continue
             try:
                 reused = await runner.wait_started(trial_id, _START_WAIT_S)
@@ -272,20 +284,32 @@ class Driver:
             if reused is not None and self._launches.get(trial_id) is launching:
                 launching.announced = True
                 trial = self.core.trials[trial_id]
-                self._send_message(_started(trial, launching.command, reused, time.time()))
+                self._send_message(_started(trial, launching.command, reused, self.clock.time()))
                 return
 
     async def _follow_capacity(self) -> None:
-        """Keep the allocator's capacity in step with the cluster as nodes join or leave."""
+        """Follow the cluster's capacity as nodes join or leave.
+
+        Every ``_CAPACITY_REFRESH_S`` the backend's capacity is read (off the event loop).
+        A change goes to the allocator (waiting launches may now fit, or never will) and,
+        as a :class:`CapacityChanged` in the allocator's units, to the core, which
+        recomputes how many trials may be live and creates more when there is room.
+        """
+        last = to_units(normalize_resources(self.pool.scope.allocator.capacity))
         while True:
-            await anyio.sleep(_CAPACITY_REFRESH_S)
-            capacity = await anyio.to_thread.run_sync(self.pool.backend.capacity)
+            await self.clock.sleep(_CAPACITY_REFRESH_S)
+            capacity = await self.clock.run_sync(self.pool.backend.capacity)
+            units = to_units(normalize_resources(capacity))
+            if units == last:
+                continue
+            last = units
             self.pool.scope.allocator.update_capacity(capacity)
+            self._send_message(CapacityChanged(ts=self.clock.time(), capacity=units))
 
     async def _time_budget(self, budget: float) -> None:
-        await anyio.sleep(budget)
-        self._send_message(StopAll(ts=time.time(), reason="time_budget"))
-        await anyio.sleep(_TIME_BUDGET_GRACE_S)
+        await self.clock.sleep(budget)
+        self._send_message(StopAll(ts=self.clock.time(), reason="time_budget"))
+        await self.clock.sleep(_TIME_BUDGET_GRACE_S)
         # Calls still in flight after the grace period (a step() that never returns) are
         # abandoned: their runners are killed and the trials end where they are.
         for scope in list(self._trial_scopes.values()):
@@ -354,14 +378,18 @@ class Driver:
         results = await self._drain(trial_id)
         await self.pool.release(trial_id, kill=True)
         self._send_message(
-            ActorFreed(ts=time.time(), trial_id=trial_id, action="killed", reason="time budget")
+            ActorFreed(
+                ts=self.clock.time(), trial_id=trial_id, action="killed", reason="time budget"
+            )
         )
         self._send_message(
-            TrainReturned(ts=time.time(), trial_id=trial_id, outcome=TrainOutcome(results=results))
+            TrainReturned(
+                ts=self.clock.time(), trial_id=trial_id, outcome=TrainOutcome(results=results)
+            )
         )
 
     async def _drain(self, trial_id: str) -> list[dict[str, Any]]:
-        with anyio.move_on_after(_TIME_BUDGET_GRACE_S):
+        with self.clock.move_on_after(_TIME_BUDGET_GRACE_S):
             try:
                 return await self.pool.runner(trial_id).drain()
             except (KeyError, WorkerDiedError):  # not started yet, or already gone
@@ -377,25 +405,29 @@ class Driver:
     async def _execute_one(self, trial: Trial, command: Command) -> Message:
         if isinstance(command, Release):
             action, reason = await self.pool.release(trial.trial_id, kill=command.kill)
-            return ActorFreed(ts=time.time(), trial_id=trial.trial_id, action=action, reason=reason)
+            return ActorFreed(
+                ts=self.clock.time(), trial_id=trial.trial_id, action=action, reason=reason
+            )
         runner = self.pool.runner(trial.trial_id)
         try:
             if isinstance(command, Train):
                 outcome = await runner.train(command.budget)
-                return TrainReturned(ts=time.time(), trial_id=trial.trial_id, outcome=outcome)
+                return TrainReturned(ts=self.clock.time(), trial_id=trial.trial_id, outcome=outcome)
             if isinstance(command, Save):
                 saved = await runner.save(command.index)
                 if saved.error is not None:
-                    return RunnerFailed(ts=time.time(), trial_id=trial.trial_id, error=saved.error)
+                    return RunnerFailed(
+                        ts=self.clock.time(), trial_id=trial.trial_id, error=saved.error
+                    )
                 return CheckpointSaved(
-                    ts=time.time(),
+                    ts=self.clock.time(),
                     trial_id=trial.trial_id,
                     dir_name=saved.dir_name or "",
                     training_iteration=saved.training_iteration,
                     metrics=saved.metrics,
                 )
         except WorkerDiedError as exc:
-            return RunnerFailed(ts=time.time(), trial_id=trial.trial_id, error=_died(exc))
+            return RunnerFailed(ts=self.clock.time(), trial_id=trial.trial_id, error=_died(exc))
         raise AssertionError(f"unknown command {command!r}")  # pragma: no cover
 
     async def _back_off(self, trial: Trial, delay_s: float) -> bool:
@@ -403,7 +435,7 @@ class Driver:
         with anyio.CancelScope() as wait:
             self._retry_waits[trial.trial_id] = wait
             try:
-                await anyio.sleep(delay_s)
+                await self.clock.sleep(delay_s)
             finally:
                 del self._retry_waits[trial.trial_id]
         return trial.stop_reason is None
@@ -412,7 +444,7 @@ class Driver:
         if command.delay_s > 0 and not await self._back_off(trial, command.delay_s):
             # Never launched: the core ends the trial (in ERROR, with its last error).
             outcome = TrainOutcome(results=[])
-            return [TrainReturned(ts=time.time(), trial_id=trial.trial_id, outcome=outcome)]
+            return [TrainReturned(ts=self.clock.time(), trial_id=trial.trial_id, outcome=outcome)]
         info = TrialInfo(
             trial_id=trial.trial_id,
             trial_name=trial.trial_name,
@@ -423,7 +455,7 @@ class Driver:
             signing_key=self.signing_key,
         )
         failed: ErrorInfo
-        launching = self._launches[trial.trial_id] = _Launching(command)
+        launching = self._launches[trial.trial_id] = _Launching(command, self.clock.monotonic())
         try:
             reused, trained = await self.pool.acquire(
                 trial, info, command.checkpoint, command.budget, after=command.after
@@ -431,7 +463,7 @@ class Driver:
         except (InfeasibleResourcesError, NotSerializableError) as exc:  # would recur
             return [
                 RunnerFailed(
-                    ts=time.time(),
+                    ts=self.clock.time(),
                     trial_id=trial.trial_id,
                     error=ErrorInfo.from_exception(exc),
                     retryable=False,
@@ -441,7 +473,7 @@ class Driver:
             if exc.restore_failed:
                 return [
                     RunnerFailed(
-                        ts=time.time(),
+                        ts=self.clock.time(),
                         trial_id=trial.trial_id,
                         error=exc.error,
                         restore_failed=True,
@@ -453,7 +485,7 @@ class Driver:
         except WorkerDiedError as exc:
             failed = _died(exc)
         else:
-            now = time.time()
+            now = self.clock.time()
             outcome = trained if trained is not None else TrainOutcome(results=[])
             returned = TrainReturned(ts=now, trial_id=trial.trial_id, outcome=outcome)
             if launching.announced:
@@ -461,7 +493,7 @@ class Driver:
             return [_started(trial, command, reused, now), returned]
         finally:
             del self._launches[trial.trial_id]
-        return [RunnerFailed(ts=time.time(), trial_id=trial.trial_id, error=failed)]
+        return [RunnerFailed(ts=self.clock.time(), trial_id=trial.trial_id, error=failed)]
 
 
 class _Launching:
@@ -469,9 +501,9 @@ class _Launching:
 
     __slots__ = ("announced", "command", "since", "watched")
 
-    def __init__(self, command: Launch) -> None:
+    def __init__(self, command: Launch, since: float) -> None:
         self.command = command
-        self.since = time.monotonic()
+        self.since = since
         self.watched = False
         self.announced = False  # TrialStarted was sent before the call returned
 

@@ -28,6 +28,7 @@ from typing import Any
 import greenlet
 
 from atune.errors import ConfigError
+from atune.execution._request import RESOURCES_ATTR
 from atune.trainable._checkpoint import Checkpoint
 from atune.trainable._session import TrialInfo, _activate, _deactivate, _Session
 from atune.trainable._trainable import (
@@ -291,8 +292,8 @@ def wrap_function(fn: Callable[..., Any], *, name: str | None = None) -> type[Fu
         "_atune_parameters": parameters,
         "__module__": __name__,
     }
-    if hasattr(fn, "_atune_resources"):
-        namespace["_atune_resources"] = fn._atune_resources
+    if hasattr(fn, RESOURCES_ATTR):
+        namespace[RESOURCES_ATTR] = getattr(fn, RESOURCES_ATTR)
     cls_name = str(name or getattr(fn, "__name__", None) or "trainable")
     return type(cls_name, (FunctionTrainable,), namespace)
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from atune.errors import ConfigError
+from atune.execution._request import RESOURCES_ATTR
 from atune.trainable._function import validate_function
 from atune.trainable._parameters import Parameters
 from atune.trainable._trainable import Trainable
@@ -34,7 +35,6 @@ from atune.trainable._trainable import Trainable
 __all__ = ["PARAMETERS_ATTR", "RESOURCES_ATTR", "with_parameters", "with_resources"]
 
 PARAMETERS_ATTR = "_atune_parameters"
-RESOURCES_ATTR = "_atune_resources"
 
 T = TypeVar("T")
 
