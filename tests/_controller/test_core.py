@@ -20,6 +20,7 @@ import pytest
 from atune._controller._core import (
     _BATCH_RESULTS,
     _BATCH_SECONDS,
+    CapacityChanged,
     Command,
     ControllerCore,
     CorePolicy,
@@ -249,6 +250,51 @@ def test_experiment_started_creates_at_most_max_live_trials(tmp_path: Path) -> N
         Launch(trial_id="00000_00001", budget=BATCH),
     ]
     assert [t.status for t in run.core.get_trials()] == ["PENDING", "PENDING"]
+
+
+_CPU = 1_000_000  # one CPU in the allocator's units
+
+
+def test_a_capacity_change_recomputes_the_live_trial_limit_and_fills(tmp_path: Path) -> None:
+    space = {"x": grid_search([1, 2, 3, 4, 5, 6])}
+    core = make_core(tmp_path, space=space, max_live_trials=1, trial_request={"CPU": _CPU})
+    run = Run(core)
+    run.start()
+    assert len(of(run.commands, Launch)) == 1
+    # The cluster grew to 3.5 CPUs: room for three one-CPU trials, so two more start.
+    events, commands = run.send(CapacityChanged(ts=7.0, capacity={"CPU": 3 * _CPU + _CPU // 2}))
+    assert core.max_live_trials == 3
+    assert [e.config for e in of(events, TrialCreated)] == [{"x": 2}, {"x": 3}]
+    assert [c.trial_id for c in of(commands, Launch)] == ["00000_00001", "00000_00002"]
+    # It shrank to one CPU: no trial is stopped, but none starts while three are live.
+    events, commands = run.send(CapacityChanged(ts=8.0, capacity={"CPU": _CPU}))
+    assert core.max_live_trials == 1
+    assert (events, commands) == ([], [])
+    run_trial(run, "00000_00000", 1)
+    assert not of(run.commands, Launch, "00000_00003")
+
+
+def test_a_capacity_change_respects_max_concurrent_trials(tmp_path: Path) -> None:
+    space = {"x": grid_search([1, 2, 3, 4])}
+    core = make_core(
+        tmp_path,
+        space=space,
+        max_live_trials=1,
+        trial_request={"CPU": _CPU // 2},
+        max_concurrent_trials=2,
+    )
+    run = Run(core)
+    run.start()
+    _, commands = run.send(CapacityChanged(ts=5.0, capacity={"CPU": 8 * _CPU}))
+    assert core.max_live_trials == 2
+    assert len(of(commands, Launch)) == 1
+
+
+def test_without_a_trial_request_a_capacity_change_keeps_the_limit(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, num_samples=3, max_live_trials=1))
+    run.start()
+    events, commands = run.send(CapacityChanged(ts=5.0, capacity={"CPU": 8 * _CPU}))
+    assert (events, commands, run.core.max_live_trials) == ([], [], 1)
 
 
 def test_ending_a_trial_makes_room_for_the_next(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["ExecutionDefaults", "execution_defaults", "live_trial_limit"]
+__all__ = ["UNBOUNDED_LIVE_TRIALS", "ExecutionDefaults", "execution_defaults", "live_trial_limit"]
 
 #: The limit when a trial asks for nothing countable (every amount zero).
 UNBOUNDED_LIVE_TRIALS = 1_000_000
