@@ -34,6 +34,7 @@ from atune.result import Result, ResultGrid
 from atune.schedulers import FIFOScheduler, TrialScheduler
 from atune.search import BasicVariantGenerator, SearchAlgorithm, Searcher, SearchGenerator
 from atune.stopper import make_stopper
+from atune.storage._layout import is_staging_name, parse_checkpoint_name
 from atune.storage._writer import ExperimentWriter
 from atune.trainable._function import FunctionTrainable
 from atune.trainable._trainable import Trainable
@@ -332,10 +333,9 @@ def _reconcile_disk(core: ControllerCore) -> None:
         if not trial_dir.is_dir():
             continue
         for child in trial_dir.iterdir():
-            if child.name.startswith(".checkpoint_") and ".tmp-" in child.name:
+            if is_staging_name(child.name):
                 shutil.rmtree(child, ignore_errors=True)
-            elif child.name.startswith("checkpoint_") and child.name[11:].isdigit():
-                index = int(child.name[11:])
+            elif (index := parse_checkpoint_name(child.name)) is not None:
                 trial.next_checkpoint_index = max(trial.next_checkpoint_index, index + 1)
 
 

@@ -257,7 +257,7 @@ class Tuner:
         from atune._spec import read_spec
         from atune.search._codec import has_unrestorable, merge_space
         from atune.storage._journal import read_journal
-        from atune.storage._writer import JOURNAL_FILE
+        from atune.storage._layout import JOURNAL_FILE
 
         experiment_path = Path(local_storage_path(path, "Tuner.restore path")).resolve()
         spec = read_spec(experiment_path)
@@ -315,8 +315,7 @@ class Tuner:
         That is the case from the moment ``Tuner(...)`` created the experiment directory
         (as in Ray Tune), also while another process runs it.
         """
-        from atune._spec import SPEC_FILE
-        from atune.storage._writer import JOURNAL_FILE
+        from atune.storage._layout import JOURNAL_FILE, SPEC_FILE
 
         experiment_path = Path(local_storage_path(path, "Tuner.can_restore path"))
         return (experiment_path / SPEC_FILE).is_file() and (
@@ -452,7 +451,7 @@ def _check_search_and_scheduler(tune_config: TuneConfig) -> None:
 def _reread_journal(plan: RestorePlan) -> RestorePlan:
     """``plan`` with the journal as it is now, its torn last line (if any) cut off."""
     from atune.storage._journal import read_journal, repair_journal
-    from atune.storage._writer import JOURNAL_FILE
+    from atune.storage._layout import JOURNAL_FILE
 
     journal = plan.experiment_path / JOURNAL_FILE
     contents = read_journal(journal)

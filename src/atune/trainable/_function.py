@@ -28,12 +28,12 @@ from typing import Any
 import greenlet
 
 from atune.errors import ConfigError
+from atune.storage._layout import parse_checkpoint_name
 from atune.trainable._checkpoint import Checkpoint
 from atune.trainable._session import TrialInfo, _activate, _deactivate, _Session
 from atune.trainable._trainable import (
     Trainable,
     _write_checkpoint_state,
-    checkpoint_index,
     commit_checkpoint_dir,
     copy_tree,
     new_staging_dir,
@@ -205,7 +205,9 @@ class FunctionTrainable(Trainable):
         copy_tree(checkpoint.path, staged)
         _write_checkpoint_state(staged, state)
         final = commit_checkpoint_dir(staged, trial_dir, self._checkpoint_index)
-        self._checkpoint_index = checkpoint_index(final) + 1
+        committed = parse_checkpoint_name(os.path.basename(final))
+        assert committed is not None, final
+        self._checkpoint_index = committed + 1
         return final
 
     # ------------------------------------------------------------- lifecycle hooks
