@@ -59,6 +59,7 @@ if TYPE_CHECKING:
         ``TypeError`` that says which to use. Nothing of this type is ever created.
         """
 
+
 __all__ = ["Tuner"]
 
 _log = get_logger(__name__)
