@@ -14,6 +14,7 @@ import pytest
 
 import atune as tune
 from atune.errors import TuneError
+from atune.storage._layout import JOURNAL_FILE
 
 
 class _Recorder(tune.Callback):
@@ -280,7 +281,7 @@ async def test_callback_state_is_journaled_and_handed_back_on_restore(storage: s
         ).fit()
     assert scope.cancelled_caught
     path = Path(storage) / "exp"
-    journal = (path / "events.jsonl").read_text()
+    journal = (path / JOURNAL_FILE).read_text()
     assert '"callback_state_saved"' in journal and '"seen":3' in journal
 
     again = _Counter()

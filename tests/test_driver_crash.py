@@ -18,6 +18,7 @@ import pytest
 
 import atune as tune
 from _checkpointing import report_with_checkpoint, resume_point
+from atune.storage._layout import JOURNAL_FILE, is_staging_name
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -72,7 +73,7 @@ def test_sigkill_of_the_driver_then_restore(storage: str) -> None:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    journal = Path(storage, "crash", "events.jsonl")
+    journal = Path(storage, "crash", JOURNAL_FILE)
     deadline = time.monotonic() + 90
     try:
         while time.monotonic() < deadline:
@@ -106,4 +107,4 @@ def test_sigkill_of_the_driver_then_restore(storage: str) -> None:
         for checkpoint in checkpoints:
             attempts = list(checkpoint.glob("attempt-*"))
             assert len(attempts) == 1, f"{checkpoint} holds files of {len(attempts)} attempts"
-        assert not list(Path(result.path).glob(".checkpoint_*"))  # no torn staging dirs
+        assert not [p for p in Path(result.path).iterdir() if is_staging_name(p.name)]

@@ -29,6 +29,7 @@ from atune.events import (
     decode_event,
     encode_event,
 )
+from atune.storage._layout import checkpoint_name
 
 # One instance of every event type, with every field set away from its default.
 EXAMPLES: list[Event] = [
@@ -43,12 +44,12 @@ EXAMPLES: list[Event] = [
         resources=[{"CPU": 1.0, "GPU": 0.5}, {"CPU": 2.0}],
         strategy="SPREAD",
     ),
-    TrialStarted(ts=3.0, trial_id="t", attempt=2, reused=True, restored_from="checkpoint_000001"),
+    TrialStarted(ts=3.0, trial_id="t", attempt=2, reused=True, restored_from=checkpoint_name(1)),
     ResultReported(ts=4.0, trial_id="t", result={"loss": 0.5, "info": {"k": [1, "x"]}}),
     CheckpointSaved(
         ts=5.0,
         trial_id="t",
-        dir_name="checkpoint_000003",
+        dir_name=checkpoint_name(3),
         training_iteration=4,
         metrics={"loss": 0.25},
     ),
@@ -63,8 +64,8 @@ EXAMPLES: list[Event] = [
         will_retry=True,
     ),
     ActorFreed(ts=8.0, trial_id="t", action="cached", reason="kept for reuse"),
-    CheckpointDeleted(ts=8.5, trial_id="t", dir_name="checkpoint_000001"),
-    CheckpointDamaged(ts=8.6, trial_id="t", dir_name="checkpoint_000002", message="truncated"),
+    CheckpointDeleted(ts=8.5, trial_id="t", dir_name=checkpoint_name(1)),
+    CheckpointDamaged(ts=8.6, trial_id="t", dir_name=checkpoint_name(2), message="truncated"),
     SearcherStateSaved(ts=8.75, state={"handed_out": 3, "rng": [1, 2], "finished": False}),
     CallbackStateSaved(ts=8.8, states=[{"index": 0, "type": "mod.Counter", "state": {"seen": 4}}]),
     ExperimentFinished(ts=9.0, num_trials=3, num_errors=1),

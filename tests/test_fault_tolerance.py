@@ -13,6 +13,7 @@ import atune as tune
 from _checkpointing import report_with_checkpoint, resume_point
 from _events import EventLog
 from atune.events import TrialErrored
+from atune.storage._layout import ERROR_FILE, checkpoint_name, parse_error_records
 
 
 def _iterations(result: tune.Result) -> list[int]:
@@ -49,7 +50,7 @@ def test_a_raising_trial_resumes_from_its_checkpoint(storage: str) -> None:
     assert result.metrics["i"] == 5
     # Checkpoint numbering continues too: indices are never reused.
     names = sorted(p.name for p in Path(result.path).glob("checkpoint_*"))
-    assert names == [f"checkpoint_{i:06d}" for i in range(5)]
+    assert names == [checkpoint_name(i) for i in range(5)]
 
 
 class _AlwaysFails(tune.Trainable):
@@ -89,8 +90,8 @@ def test_a_deterministic_error_gets_max_failures_plus_one_attempts(storage: str)
     errored = [e for e in events.events if isinstance(e, TrialErrored)]
     assert [e.attempt for e in errored] == [0, 1, 2]
     assert [e.will_retry for e in errored] == [True, True, False]
-    error_txt = Path(result.path, "error.txt").read_text()
-    assert error_txt.count("Failure # ") == 3 and "KeyError" in error_txt
+    error_txt = Path(result.path, ERROR_FILE).read_text()
+    assert len(parse_error_records(error_txt)) == 3 and "KeyError" in error_txt
 
 
 @pytest.mark.ray

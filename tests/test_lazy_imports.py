@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
@@ -99,3 +100,44 @@ def test_a_lazy_logger_logs_through_structlog() -> None:
         ("something happened", "t1", "warning"),
         ("bound", "t2", "info"),
     ]
+
+
+def _make_package(root: Path, name: str, block: str) -> None:
+    package = root / name
+    package.mkdir()
+    (package / "_impl.py").write_text("def f():\n    'F.'\n\nclass K:\n    'K.'\n")
+    (package / "__init__.py").write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from atune._lazy import lazy_attributes\n"
+        f"if TYPE_CHECKING:\n{block}"
+        "__getattr__, __dir__, __all__ = lazy_attributes(__name__, extra=['VERSION'])\n"
+        "VERSION = '1'\n"
+    )
+
+
+def test_the_type_checking_block_is_the_one_list_of_public_names(tmp_path: Path) -> None:
+    _make_package(tmp_path, "lazy_pkg", "    from lazy_pkg._impl import K as K, f as f\n")
+    code = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import lazy_pkg\n"
+        "before = 'lazy_pkg._impl' in sys.modules\n"
+        "print(json.dumps([before, lazy_pkg.__all__, dir(lazy_pkg), lazy_pkg.K.__name__]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(out.stdout.splitlines()[-1]) == [
+        False,  # nothing imported until looked up
+        ["K", "VERSION", "f"],
+        ["K", "VERSION", "f"],
+        "K",
+    ]
+
+
+def test_an_import_that_does_not_re_export_explicitly_is_refused(tmp_path: Path) -> None:
+    _make_package(tmp_path, "bad_pkg", "    from bad_pkg._impl import K\n")
+    code = f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\nimport bad_pkg\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "'from bad_pkg._impl import K' must re-export explicitly" in out.stderr

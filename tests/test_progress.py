@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import atune as tune
+from atune.storage._layout import ERROR_FILE
 
 
 def _fn(config: dict[str, Any]) -> None:
@@ -43,7 +44,7 @@ def test_default_prints_a_summary_and_a_table(
     (line,) = [line for line in out.splitlines() if "errored" in line]
     assert "builtins.ValueError: three" in line
     error_file = line.split("Error file: ")[1].strip()
-    assert error_file.endswith("error.txt") and "ValueError: three" in Path(error_file).read_text()
+    assert error_file.endswith(ERROR_FILE) and "ValueError: three" in Path(error_file).read_text()
 
 
 def test_verbose_2_adds_a_line_per_trial(storage: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,13 @@ from structlog.testing import capture_logs
 import atune as tune
 from _checkpointing import report_with_checkpoint, resume_point
 from atune.errors import JournalCorruptError, StorageError
+from atune.storage._layout import (
+    DICT_CHECKPOINT_JSON,
+    DICT_CHECKPOINT_PICKLE,
+    JOURNAL_FILE,
+    SPEC_FILE,
+    checkpoint_name,
+)
 
 ITERATIONS = 12
 
@@ -83,13 +90,13 @@ async def test_cancel_then_restore_to_completion(storage: str) -> None:
         assert result.metrics["training_iteration"] == ITERATIONS
         assert _rows(result) == list(range(1, ITERATIONS + 1))  # resumed, never restarted
     # The journal holds both runs, and the restored run's results are the same trials.
-    journal = (path / "events.jsonl").read_text().splitlines()
+    journal = (path / JOURNAL_FILE).read_text().splitlines()
     assert sum('"experiment_started"' in line for line in journal) == 2
 
 
 async def test_a_torn_last_line_is_dropped_with_a_warning(storage: str) -> None:
     path = await _interrupted_experiment(storage)
-    journal = path / "events.jsonl"
+    journal = path / JOURNAL_FILE
     data = journal.read_bytes()
     journal.write_bytes(data + b'{"type":"result_reported","trial_id":"x","resu')  # torn write
     with capture_logs() as logs:
@@ -104,7 +111,7 @@ async def test_a_torn_last_line_is_dropped_with_a_warning(storage: str) -> None:
 
 async def test_a_corrupt_journal_is_an_error_not_a_fresh_start(storage: str) -> None:
     path = await _interrupted_experiment(storage)
-    journal = path / "events.jsonl"
+    journal = path / JOURNAL_FILE
     lines = journal.read_bytes().split(b"\n")
     lines[3] = b'{"type": "garbage'
     journal.write_bytes(b"\n".join(lines))
@@ -137,7 +144,7 @@ async def test_restore_never_executes_planted_pickles(storage: str, tmp_path: Pa
     for trial_dir in (p for p in path.iterdir() if p.is_dir()):
         planted += [trial_dir / "params.pkl", trial_dir / "error.pkl"]
         for checkpoint in trial_dir.glob("checkpoint_*"):
-            planted.append(checkpoint / "_dict_checkpoint.pkl")
+            planted.append(checkpoint / DICT_CHECKPOINT_PICKLE)
     for file in planted:
         file.write_bytes(payload)
     results = await tune.Tuner.restore(str(path), _trainable).fit()
@@ -169,7 +176,7 @@ def test_signed_dict_checkpoints_load_and_tampered_ones_are_refused(tmp_path: Pa
     fresh = _DictCheckpointer({})
     fresh.restore(checkpoint)
     assert fresh.state == {"blob": b"\x00\x01", "n": 1}
-    (tmp_path / "ckpt" / "_dict_checkpoint.pkl").write_bytes(
+    (tmp_path / "ckpt" / DICT_CHECKPOINT_PICKLE).write_bytes(
         pickle.dumps(_Planted(str(tmp_path / "m")))
     )
     with pytest.raises(StorageError, match="refusing to unpickle"):
@@ -225,7 +232,7 @@ def test_ctrl_c_in_a_script_leaves_a_restorable_experiment(storage: str) -> None
     proc = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    journal = Path(storage, "ctrl_c", "events.jsonl")
+    journal = Path(storage, "ctrl_c", JOURNAL_FILE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if journal.exists() and journal.read_text().count('"result_reported"') >= 4:
@@ -303,7 +310,7 @@ def test_get_results_of_a_restored_tuner_returns_the_stored_grid_without_running
 def test_load_results_needs_no_trainable_and_writes_nothing(storage: str, tmp_path: Path) -> None:
     _finished_experiment(storage, "local", tmp_path / "runs.txt")
     path = Path(storage, "done")
-    journal = path / "events.jsonl"
+    journal = path / JOURNAL_FILE
     journal.write_bytes(journal.read_bytes() + b'{"type":"result_reported","tri')  # torn
     before = _snapshot(path)
     with capture_logs() as logs:
@@ -365,7 +372,7 @@ def test_load_results_reads_an_experiment_another_process_is_running(
     )
     proc = subprocess.Popen([sys.executable, "-c", script])
     path = Path(storage, "live")
-    journal = path / "events.jsonl"
+    journal = path / JOURNAL_FILE
     try:
         deadline = time.monotonic() + 60
         while _journaled_results(journal) < 6:  # both trials wait at the gate
@@ -426,7 +433,7 @@ async def test_restore_refuses_a_tampered_code_leaf_and_never_runs_it(
     space = {"x": tune.randint(1, 100), "y": tune.sample_from(lambda spec: 1)}
     path = await _interrupted_experiment(storage, param_space=space)
     marker = tmp_path / "pwned"
-    spec_file = path / "experiment.json"
+    spec_file = path / SPEC_FILE
     spec = json.loads(spec_file.read_text())
     stored = spec["param_space"]["y"]
     assert stored["__atune_value__"] == "pickle"
@@ -488,13 +495,13 @@ def test_a_damaged_checkpoint_falls_back_to_the_newest_intact_one(
 ) -> None:
     path = _failed_counters(storage, tmp_path)
     first, second = sorted(p for p in path.iterdir() if p.is_dir())
-    damaged = first / "checkpoint_000002"
-    _truncate(damaged / "_dict_checkpoint.json")
+    damaged = first / checkpoint_name(2)
+    _truncate(damaged / DICT_CHECKPOINT_JSON)
     with capture_logs() as logs:
         results = tune.Tuner.restore(str(path), _Counter, resume_errored=True).fit()
     warnings = [e for e in logs if e["log_level"] == "warning" and "damaged" in e["event"]]
     assert [w["damaged"] for w in warnings] == [str(damaged)]
-    assert "checkpoint_000001" in warnings[0]["event"]
+    assert checkpoint_name(1) in warnings[0]["event"]
     assert results.num_errors == 0 and results.num_terminated == 2
     by_dir = {Path(r.path).name: r for r in results}
     # Resumed from checkpoint_000001 (n=2): the restored run reported 3, 4, 5, 6.
@@ -514,12 +521,12 @@ def test_a_trial_without_an_intact_checkpoint_fails_naming_the_path(
     path = _failed_counters(storage, tmp_path)
     first = sorted(p for p in path.iterdir() if p.is_dir())[0]
     for checkpoint in first.glob("checkpoint_*"):
-        _truncate(checkpoint / "_dict_checkpoint.json")
+        _truncate(checkpoint / DICT_CHECKPOINT_JSON)
     results = tune.Tuner.restore(str(path), _Counter, resume_errored=True).fit()
     assert results.num_errors == 1 and results.num_terminated == 1  # the other trial went on
     error = next(r.error for r in results if r.error is not None)
     assert isinstance(error, CheckpointCorruptError)
-    assert error.path == str(first / "checkpoint_000000" / "_dict_checkpoint.json")
+    assert error.path == str(first / checkpoint_name(0) / DICT_CHECKPOINT_JSON)
     assert error.path in str(error)
 
 

@@ -13,7 +13,14 @@ import pytest
 from atune.errors import ConfigError, StorageError, TrialError
 from atune.result import Result, ResultGrid
 from atune.result_grid import ResultGrid as ReexportedResultGrid
-from atune.storage._trial_files import RESULT_FILE, ResultFiles
+from atune.storage._layout import (
+    ERROR_FILE,
+    RESULT_FILE,
+    TEMP_CHECKPOINT_PREFIX,
+    checkpoint_name,
+    format_error_record,
+)
+from atune.storage._trial_files import ResultFiles
 from atune.trainable._checkpoint import Checkpoint
 
 
@@ -108,37 +115,39 @@ def test_metrics_dataframe_given_is_kept_and_used_as_history(tmp_path: Path) -> 
 
 def test_from_path_reads_metrics_checkpoints_and_error(tmp_path: Path) -> None:
     trial_dir = tmp_path / "trial"
-    for name in ("checkpoint_000000", "checkpoint_000002", "checkpoint_000010"):
+    for name in (checkpoint_name(0), checkpoint_name(2), checkpoint_name(10)):
         (trial_dir / name).mkdir(parents=True)
-    (trial_dir / "checkpoint_tmp_abc").mkdir()  # not a checkpoint
+    (trial_dir / f"{TEMP_CHECKPOINT_PREFIX}abc").mkdir()  # not a checkpoint
     rows = [
-        {"score": 1, "checkpoint_dir_name": "checkpoint_000000", "trial_id": "t1"},
+        {"score": 1, "checkpoint_dir_name": checkpoint_name(0), "trial_id": "t1"},
         {"score": 5, "checkpoint_dir_name": None, "trial_id": "t1"},
-        {"score": 3, "checkpoint_dir_name": "checkpoint_000002", "trial_id": "t1"},
+        {"score": 3, "checkpoint_dir_name": checkpoint_name(2), "trial_id": "t1"},
         {
             "score": 2,
-            "checkpoint_dir_name": "checkpoint_000010",
+            "checkpoint_dir_name": checkpoint_name(10),
             "trial_id": "t1",
             "config": {"lr": 0.5},
         },
     ]
     write_trial(trial_dir, rows)
-    (trial_dir / "error.txt").write_text(
-        "Failure # 1 (occurred at 2024-01-01_00-00-00)\nTraceback ...\nKeyError: 'x'\n\n"
-        "Failure # 2 (occurred at 2024-01-01_00-01-00)\n"
-        'Traceback (most recent call last):\n  File "t.py", line 1\n'
-        "ValueError: boom: really\n"
+    (trial_dir / ERROR_FILE).write_text(
+        format_error_record(1, 1704067200.0, "Traceback ...\nKeyError: 'x'\n")
+        + format_error_record(
+            2,
+            1704067260.0,
+            'Traceback (most recent call last):\n  File "t.py", line 1\nValueError: boom: really',
+        )
     )
 
     result = Result.from_path(trial_dir)
     assert result.metrics == rows[-1]
     assert result.config == {"lr": 0.5}
     assert result.path == str(trial_dir)
-    assert result.checkpoint == Checkpoint(trial_dir / "checkpoint_000010")
+    assert result.checkpoint == Checkpoint(trial_dir / checkpoint_name(10))
     assert result.best_checkpoints == [
-        (Checkpoint(trial_dir / "checkpoint_000000"), rows[0]),
-        (Checkpoint(trial_dir / "checkpoint_000002"), rows[2]),
-        (Checkpoint(trial_dir / "checkpoint_000010"), rows[3]),
+        (Checkpoint(trial_dir / checkpoint_name(0)), rows[0]),
+        (Checkpoint(trial_dir / checkpoint_name(2)), rows[2]),
+        (Checkpoint(trial_dir / checkpoint_name(10)), rows[3]),
     ]
     error = result.error
     assert isinstance(error, TrialError)
@@ -164,7 +173,7 @@ def test_from_path_with_only_progress_csv(tmp_path: Path) -> None:
 
 
 def test_from_path_of_a_trial_that_never_reported(tmp_path: Path) -> None:
-    (tmp_path / "error.txt").write_text("something odd happened")
+    (tmp_path / ERROR_FILE).write_text("something odd happened")
     result = Result.from_path(tmp_path)
     assert result.metrics == {}
     assert result.config is None

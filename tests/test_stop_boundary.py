@@ -26,6 +26,7 @@ import atune as tune
 from atune import RunConfig, Trainable, TuneConfig, Tuner
 from atune.result import Result
 from atune.stopper import MaximumIterationStopper
+from atune.storage._layout import RESULT_FILE
 
 MARKER = "marker.txt"
 
@@ -138,7 +139,7 @@ def marks(result: Result) -> list[str]:
 
 def logged_iterations(result: Result) -> list[int]:
     assert result.path is not None
-    lines = (Path(result.path) / "result.json").read_text().splitlines()
+    lines = (Path(result.path) / RESULT_FILE).read_text().splitlines()
     return [json.loads(line)["training_iteration"] for line in lines if line.strip()]
 
 

@@ -10,118 +10,51 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from atune._lazy import lazy_attributes
-from atune._version import __version__
+from atune._version import __version__ as __version__
 
-# Public names are imported on first use: a Ray worker that only needs the trainable
-# runtime (``tune.report``) does not pay for the search, results and progress modules.
-_LAZY: dict[str, str] = {
-    "Callback": "atune.callback",
-    "Checkpoint": "atune.trainable",
-    "CheckpointConfig": "atune.config",
-    "FailureConfig": "atune.config",
-    "PlacementGroupFactory": "atune.execution.placement_groups",
-    "Result": "atune.result",
-    "ResultGrid": "atune.result",
-    "RunConfig": "atune.config",
-    "Stopper": "atune.stopper",
-    "Trainable": "atune.trainable",
-    "TuneConfig": "atune.config",
-    "TuneContext": "atune.trainable",
-    "TuneError": "atune.errors",
-    "Tuner": "atune.tuner",
-    "choice": "atune.search.sample",
-    "get_checkpoint": "atune.trainable",
-    "get_context": "atune.trainable",
-    "grid_search": "atune.search.sample",
-    "load_results": "atune._load",
-    "lograndint": "atune.search.sample",
-    "loguniform": "atune.search.sample",
-    "qlograndint": "atune.search.sample",
-    "qloguniform": "atune.search.sample",
-    "qrandint": "atune.search.sample",
-    "qrandn": "atune.search.sample",
-    "quniform": "atune.search.sample",
-    "randint": "atune.search.sample",
-    "randn": "atune.search.sample",
-    "report": "atune.trainable",
-    "sample_from": "atune.search.sample",
-    "uniform": "atune.search.sample",
-    "with_parameters": "atune.trainable",
-    "with_resources": "atune.trainable",
-}
-
+# The public names, once: type checkers read these imports; at run time each name is
+# imported on first use (atune._lazy derives __getattr__, __dir__ and __all__ from this
+# block), so a Ray worker that only needs the trainable runtime (``tune.report``) does not
+# pay for the search, results and progress modules. Add a public name here and nowhere else.
 if TYPE_CHECKING:
-    from atune._load import load_results
-    from atune.callback import Callback
-    from atune.config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
-    from atune.errors import TuneError
-    from atune.execution.placement_groups import PlacementGroupFactory
-    from atune.result import Result, ResultGrid
+    from atune._load import load_results as load_results
+    from atune.callback import Callback as Callback
+    from atune.config import (
+        CheckpointConfig as CheckpointConfig,
+        FailureConfig as FailureConfig,
+        RunConfig as RunConfig,
+        TuneConfig as TuneConfig,
+    )
+    from atune.errors import TuneError as TuneError
+    from atune.execution.placement_groups import PlacementGroupFactory as PlacementGroupFactory
+    from atune.result import Result as Result, ResultGrid as ResultGrid
     from atune.search.sample import (
-        choice,
-        grid_search,
-        lograndint,
-        loguniform,
-        qlograndint,
-        qloguniform,
-        qrandint,
-        qrandn,
-        quniform,
-        randint,
-        randn,
-        sample_from,
-        uniform,
+        choice as choice,
+        grid_search as grid_search,
+        lograndint as lograndint,
+        loguniform as loguniform,
+        qlograndint as qlograndint,
+        qloguniform as qloguniform,
+        qrandint as qrandint,
+        qrandn as qrandn,
+        quniform as quniform,
+        randint as randint,
+        randn as randn,
+        sample_from as sample_from,
+        uniform as uniform,
     )
-    from atune.stopper import Stopper
+    from atune.stopper import Stopper as Stopper
     from atune.trainable import (
-        Checkpoint,
-        Trainable,
-        TuneContext,
-        get_checkpoint,
-        get_context,
-        report,
-        with_parameters,
-        with_resources,
+        Checkpoint as Checkpoint,
+        Trainable as Trainable,
+        TuneContext as TuneContext,
+        get_checkpoint as get_checkpoint,
+        get_context as get_context,
+        report as report,
+        with_parameters as with_parameters,
+        with_resources as with_resources,
     )
-    from atune.tuner import Tuner
-
-
-__all__ = [
-    "Callback",
-    "Checkpoint",
-    "CheckpointConfig",
-    "FailureConfig",
-    "PlacementGroupFactory",
-    "Result",
-    "ResultGrid",
-    "RunConfig",
-    "Stopper",
-    "Trainable",
-    "TuneConfig",
-    "TuneContext",
-    "TuneError",
-    "Tuner",
-    "__version__",
-    "choice",
-    "get_checkpoint",
-    "get_context",
-    "grid_search",
-    "load_results",
-    "lograndint",
-    "loguniform",
-    "qlograndint",
-    "qloguniform",
-    "qrandint",
-    "qrandn",
-    "quniform",
-    "randint",
-    "randn",
-    "report",
-    "sample_from",
-    "uniform",
-    "with_parameters",
-    "with_resources",
-]
+    from atune.tuner import Tuner as Tuner
 
 # Modules reachable as attributes of the package, as on ``ray.tune`` after ``import ray.tune``
 # (``tune.stopper.CombinedStopper``, ``tune.search.ConcurrencyLimiter``, ...); each is
@@ -145,4 +78,4 @@ _SUBMODULES = (
     "utils",
 )
 
-__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__, _SUBMODULES)
+__getattr__, __dir__, __all__ = lazy_attributes(__name__, _SUBMODULES, extra=["__version__"])

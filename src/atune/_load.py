@@ -35,7 +35,7 @@ from atune.execution.placement_groups import PlacementGroupFactory
 from atune.result import ResultGrid
 from atune.search import BasicVariantGenerator
 from atune.storage._journal import read_journal
-from atune.storage._writer import JOURNAL_FILE
+from atune.storage._layout import JOURNAL_FILE
 
 __all__ = ["load_results", "replayed_trials", "stored_result_grid"]
 

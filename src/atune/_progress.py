@@ -20,6 +20,7 @@ from rich.table import Table
 from atune._trial import ERROR, Trial
 from atune.callback import Callback
 from atune.events import Event, ExperimentFinished, TrialErrored
+from atune.storage._layout import ERROR_FILE
 
 __all__ = ["ProgressReporter"]
 
@@ -73,7 +74,7 @@ class ProgressReporter(Callback):
     def _say_failed(self, trial: Trial, what: str) -> None:
         error = trial.error
         cause = f"{error.type_name}: {error.message}" if error is not None else "unknown error"
-        error_file = os.path.join(trial.path, "error.txt")
+        error_file = os.path.join(trial.path, ERROR_FILE)
         self._say(f"Trial {trial.trial_name} {what}: {cause}. Error file: {error_file}")
 
     def _say(self, line: str) -> None:

@@ -24,10 +24,10 @@ from atune.config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from atune.errors import ConfigError, StorageError
 from atune.search import BasicVariantGenerator
 from atune.search._codec import decode_space, encode_space
+from atune.storage._layout import SPEC_FILE
 
-__all__ = ["SPEC_FILE", "ExperimentSpec", "read_spec", "spec_for", "write_spec"]
+__all__ = ["ExperimentSpec", "read_spec", "spec_for", "write_spec"]
 
-SPEC_FILE = "experiment.json"
 _VERSION = 1
 
 

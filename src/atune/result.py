@@ -17,13 +17,13 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from atune._flatten import flatten_dict
 from atune.errors import ConfigError, StorageError, TrialError
+from atune.storage._layout import ERROR_FILE, parse_checkpoint_name, parse_error_records
 from atune.storage._trial_files import read_result_rows
 from atune.trainable._checkpoint import Checkpoint
 
@@ -32,10 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Result", "ResultGrid"]
 
-ERROR_FILE = "error.txt"
-_CHECKPOINT_DIR = re.compile(r"checkpoint_(\d+)")
-_FAILURE_HEADER = re.compile(r"^Failure # \d+ \(occurred at [^)\n]*\)\n", re.MULTILINE)
-_ERROR_LINE = re.compile(r"([A-Za-z_][\w.]*)(?::\s?(.*))?")
 _MODES = ("min", "max")
 _SCOPES = ("last", "avg", "last-5-avg", "last-10-avg", "all")
 _STATUSES = frozenset({"TERMINATED", "ERROR", "PENDING", "RUNNING", "PAUSED"})
@@ -240,9 +236,9 @@ class Result:
                 by_name[name] = row
         numbered = []
         for child in trial_dir.iterdir():
-            match = _CHECKPOINT_DIR.fullmatch(child.name)
-            if match and child.is_dir():
-                numbered.append((int(match.group(1)), child))
+            index = parse_checkpoint_name(child.name)
+            if index is not None and child.is_dir():
+                numbered.append((index, child))
         best = [
             (Checkpoint.from_directory(child), by_name.get(child.name, {}))
             for _, child in sorted(numbered)
@@ -282,19 +278,22 @@ def _read_error(error_file: Path, trial_id: str) -> TrialError | None:
         return None
     except OSError as exc:
         raise StorageError(f"cannot read {error_file}: {exc}") from exc
-    failures = [part.strip() for part in _FAILURE_HEADER.split(text) if part.strip()]
-    block = failures[-1] if failures else ""
-    last_line = block.splitlines()[-1] if block else ""
-    match = _ERROR_LINE.fullmatch(last_line)
-    error_type, error_message = (match.group(1), match.group(2) or "") if match else ("", "")
-    if not error_type:
-        error_message = last_line
+    records = parse_error_records(text)
+    if not records:
+        return TrialError(
+            f"trial {trial_id} failed (empty {error_file.name})",
+            trial_id=trial_id,
+            error_type="",
+            error_message="",
+            traceback="",
+        )
+    last = records[-1]
     return TrialError(
-        last_line or f"trial {trial_id} failed (empty {error_file.name})",
+        last.last_line,
         trial_id=trial_id,
-        error_type=error_type,
-        error_message=error_message,
-        traceback=block,
+        error_type=last.error_type,
+        error_message=last.error_message,
+        traceback=last.traceback,
     )
 
 

@@ -46,6 +46,19 @@ if TYPE_CHECKING:
     from atune._controller._restore import RestorePlan
     from atune.storage._lock import ExperimentLock
 
+    class FitReturn(ResultGrid, Coroutine[Any, Any, ResultGrid]):
+        """The type checker's view of what ``Tuner.fit()`` returns: both of its faces.
+
+        No overload can say which face a call gets, since that depends on whether an event
+        loop is running when it is made, not on the arguments. So the type allows both
+        uses (a ``ResultGrid`` in a plain script; ``await``, ``asyncio.create_task`` and
+        ``TaskGroup.create_task`` inside a loop), and the run time checks the context: it
+        returns a :class:`~atune.result.ResultGrid` without a running loop, a coroutine of
+        one (:class:`_FitCall`) inside one, and using the wrong face raises a
+        ``TypeError`` that says which to use. Nothing of this type is ever created.
+        """
+
+
 __all__ = ["Tuner"]
 
 _log = get_logger(__name__)
@@ -256,7 +269,7 @@ class Tuner:
         from atune._spec import read_spec
         from atune.search._codec import has_unrestorable, merge_space
         from atune.storage._journal import read_journal
-        from atune.storage._writer import JOURNAL_FILE
+        from atune.storage._layout import JOURNAL_FILE
 
         experiment_path = Path(local_storage_path(path, "Tuner.restore path")).resolve()
         spec = read_spec(experiment_path)
@@ -314,15 +327,14 @@ class Tuner:
         That is the case from the moment ``Tuner(...)`` created the experiment directory
         (as in Ray Tune), also while another process runs it.
         """
-        from atune._spec import SPEC_FILE
-        from atune.storage._writer import JOURNAL_FILE
+        from atune.storage._layout import JOURNAL_FILE, SPEC_FILE
 
         experiment_path = Path(local_storage_path(path, "Tuner.can_restore path"))
         return (experiment_path / SPEC_FILE).is_file() and (
             experiment_path / JOURNAL_FILE
         ).is_file()
 
-    def fit(self) -> Any:
+    def fit(self) -> FitReturn:
         """Run the experiment; see the module docstring for sync versus ``await`` use.
 
         While it runs, ``fit()`` holds the experiment's lock (:mod:`atune.storage._lock`):
@@ -333,7 +345,9 @@ class Tuner:
         directory (a ``Tuner.restore`` tuner resumes its experiment again instead).
 
         Returns:
-            The ``ResultGrid`` (no running loop), or a coroutine of it (inside a loop).
+            The ``ResultGrid`` (no running loop), or a coroutine of it (inside a loop);
+            typed as :class:`FitReturn`, which allows both uses, since no static type can
+            tell which applies.
 
         Raises:
             ExperimentLockedError: another ``fit()`` runs this experiment; the message
@@ -352,10 +366,11 @@ class Tuner:
                     from atune.execution._ray import ensure_ray
 
                     ensure_ray()  # from the main thread, where Ray can install its handlers
-                return anyio.run(self._fit_locked, lock)
+                grid = anyio.run(self._fit_locked, lock)
             finally:
                 lock.release()
-        return _FitCall(self._fit())
+            return grid  # type: ignore[return-value]  # the sync face of FitReturn
+        return _FitCall(self._fit())  # type: ignore[return-value]  # its async face
 
     def _lock_experiment(self) -> ExperimentLock:
         """Take the experiment's lock (blocking); a new experiment after the first fit.

@@ -26,7 +26,8 @@ from atune.execution._host import ErrorInfo, LaunchOutcome, SaveOutcome, TrainBu
 from atune.execution.placement_groups import PlacementGroupFactory
 from atune.search import BasicVariantGenerator, grid_search
 from atune.storage._journal import read_journal
-from atune.storage._writer import JOURNAL_FILE, ExperimentWriter, create_journal
+from atune.storage._layout import JOURNAL_FILE
+from atune.storage._writer import ExperimentWriter, create_journal
 from atune.trainable._session import TrialInfo
 from atune.trainable._trainable import Trainable
 

@@ -52,6 +52,7 @@ from atune.execution.placement_groups import PlacementGroupFactory
 from atune.schedulers import TrialScheduler
 from atune.search import BasicVariantGenerator, grid_search
 from atune.stopper import DictStopper, FunctionStopper, Stopper
+from atune.storage._layout import checkpoint_name
 
 T = TypeVar("T")
 
@@ -190,7 +191,7 @@ class Run:
             CheckpointSaved(
                 ts=self._ts(),
                 trial_id=trial_id,
-                dir_name=f"checkpoint_{index:06d}",
+                dir_name=checkpoint_name(index),
                 training_iteration=iteration,
             )
         )
@@ -605,11 +606,11 @@ def test_retries_resume_from_the_latest_checkpoint(tmp_path: Path) -> None:
     run.start()
     (trial_id,) = run.trial_ids
     run.started(trial_id)
-    events, _ = run.returned(trial_id, res(1, checkpoint_dir_name="checkpoint_000000"))
+    events, _ = run.returned(trial_id, res(1, checkpoint_dir_name=checkpoint_name(0)))
     (saved,) = of(events, CheckpointSaved)
-    assert (saved.dir_name, saved.training_iteration) == ("checkpoint_000000", 1)
+    assert (saved.dir_name, saved.training_iteration) == (checkpoint_name(0), 1)
     trial = run.core.trials[trial_id]
-    checkpoint = str(Path(trial.path) / "checkpoint_000000")
+    checkpoint = str(Path(trial.path) / checkpoint_name(0))
 
     for attempt in range(3):
         events, commands = run.returned(trial_id, error=ERR)
@@ -663,7 +664,7 @@ def test_retried_class_trial_trains_before_it_checkpoints_again(tmp_path: Path) 
         Launch(
             trial_id=trial_id,
             budget=budget,
-            checkpoint=str(Path(run.core.trials[trial_id].path) / "checkpoint_000000"),
+            checkpoint=str(Path(run.core.trials[trial_id].path) / checkpoint_name(0)),
         ),
     ]
     run.freed(trial_id, "killed")
@@ -759,8 +760,8 @@ def test_checkpoint_frequency_saves_every_nth_iteration(tmp_path: Path) -> None:
         assert [type(c) for c in commands] == [Train]
     assert saves == [Save(trial_id=trial_id, index=0), Save(trial_id=trial_id, index=1)]
     assert [c.dir_name for c in run.core.trials[trial_id].checkpoints] == [
-        "checkpoint_000000",
-        "checkpoint_000001",
+        checkpoint_name(0),
+        checkpoint_name(1),
     ]
 
 
@@ -821,7 +822,7 @@ def test_function_checkpoints_advance_the_class_index(tmp_path: Path) -> None:
     run.start()
     (trial_id,) = run.trial_ids
     run.started(trial_id)
-    run.returned(trial_id, res(1, checkpoint_dir_name="checkpoint_000004"))
+    run.returned(trial_id, res(1, checkpoint_dir_name=checkpoint_name(4)))
     assert run.core.trials[trial_id].next_checkpoint_index == 5
 
 

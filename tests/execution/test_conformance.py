@@ -27,6 +27,7 @@ import pytest
 import atune as tune
 from atune import Checkpoint, CheckpointConfig, RunConfig, Trainable, TuneConfig, Tuner
 from atune.result import Result, ResultGrid
+from atune.storage._layout import PARAMS_FILE, PROGRESS_FILE, RESULT_FILE, checkpoint_name
 
 # Keys every result carries (semantics reference §3). ``experiment_tag`` is added by the
 # driver to ``Result.metrics`` only, never to result.json.
@@ -81,7 +82,7 @@ async def run(
 def rows(trial_dir: str | None) -> list[dict[str, Any]]:
     """The result.json rows of a trial."""
     assert trial_dir is not None
-    text = (Path(trial_dir) / "result.json").read_text()
+    text = (Path(trial_dir) / RESULT_FILE).read_text()
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
@@ -451,14 +452,14 @@ async def test_function_checkpoints(backend: str, storage: str) -> None:
     assert result.path is not None
     trial_dir = Path(result.path)
     names = sorted(p.name for p in trial_dir.iterdir() if p.name.startswith("checkpoint_"))
-    assert names == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002"]
+    assert names == [checkpoint_name(0), checkpoint_name(1), checkpoint_name(2)]
     for i, name in enumerate(names):
         assert (trial_dir / name / "state.txt").read_text() == str(i)
     # get_checkpoint() mid-run is the latest reported checkpoint.
     assert metrics_of(result)["seen"] == [None, "0", "1"]
     assert [row["checkpoint_dir_name"] for row in rows(result.path)] == names
     assert result.checkpoint is not None
-    assert Path(result.checkpoint.path) == trial_dir / "checkpoint_000002"
+    assert Path(result.checkpoint.path) == trial_dir / checkpoint_name(2)
 
 
 async def test_class_checkpoint_frequency_and_at_end(backend: str, storage: str) -> None:
@@ -474,11 +475,11 @@ async def test_class_checkpoint_frequency_and_at_end(backend: str, storage: str)
     assert result.path is not None
     trial_dir = Path(result.path)
     names = sorted(p.name for p in trial_dir.iterdir() if p.name.startswith("checkpoint_"))
-    assert names == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002"]
+    assert names == [checkpoint_name(0), checkpoint_name(1), checkpoint_name(2)]
     saved_at = [(trial_dir / n / "iteration.txt").read_text() for n in names]
     assert saved_at == ["2", "4", "5"]
     assert result.checkpoint is not None
-    assert Path(result.checkpoint.path) == trial_dir / "checkpoint_000002"
+    assert Path(result.checkpoint.path) == trial_dir / checkpoint_name(2)
 
 
 # ---------------------------------------------------------------------- trial files
@@ -486,11 +487,11 @@ async def test_trial_files(backend: str, storage: str) -> None:
     result = (await run(late_key, backend, storage, param_space={"lr": 0.1, "n": 3}))[0]
     assert result.path is not None
     trial_dir = Path(result.path)
-    assert json.loads((trial_dir / "params.json").read_text()) == {"lr": 0.1, "n": 3}
+    assert json.loads((trial_dir / PARAMS_FILE).read_text()) == {"lr": 0.1, "n": 3}
     logged = rows(result.path)
     assert [row["score"] for row in logged] == [0, 1, 2, 3]
     assert ["extra" in row for row in logged] == [False, False, True, True]
-    with (trial_dir / "progress.csv").open(newline="") as f:
+    with (trial_dir / PROGRESS_FILE).open(newline="") as f:
         reader = csv.DictReader(f)
         header = list(reader.fieldnames or [])
         csv_rows = list(reader)

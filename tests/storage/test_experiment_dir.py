@@ -13,6 +13,7 @@ import pytest
 
 import atune as tune
 from atune.errors import ConfigError, StorageError
+from atune.storage._layout import JOURNAL_FILE, SPEC_FILE
 
 
 def train_fn(config: dict[str, Any]) -> None:
@@ -32,7 +33,7 @@ def _tuner(
 
 
 def _started(path: Path) -> int:
-    return (path / "events.jsonl").read_text().count('"experiment_started"')
+    return (path / JOURNAL_FILE).read_text().count('"experiment_started"')
 
 
 @pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.ray)])
@@ -105,7 +106,7 @@ def test_tuner_creates_a_restorable_directory_that_fit_then_uses(storage: str) -
     tuner = _tuner(storage)
     path = Path(storage, "exp")
     assert tune.Tuner.can_restore(path)  # as in Ray Tune: right after construction
-    assert sorted(p.name for p in path.iterdir()) == ["events.jsonl", "experiment.json"]
+    assert sorted(p.name for p in path.iterdir()) == [JOURNAL_FILE, SPEC_FILE]
     results = tuner.fit()
     assert Path(results.experiment_path) == path
     assert _started(path) == 1

@@ -18,6 +18,7 @@ import pytest
 import atune as tune
 from _checkpointing import report_with_checkpoint, resume_point
 from atune.errors import ExperimentLockedError, StorageError
+from atune.storage._layout import JOURNAL_FILE, LOCK_FILE
 
 ITERATIONS = 20
 
@@ -61,7 +62,7 @@ def _new_experiment(storage: str) -> Path:
 
 
 def _journal_count(path: Path, kind: str) -> int:
-    journal = path / "events.jsonl"
+    journal = path / JOURNAL_FILE
     return journal.read_text().count(f'"{kind}"') if journal.exists() else 0
 
 
@@ -124,7 +125,7 @@ def test_the_holder_is_named_and_a_dead_holder_blocks_no_one(tmp_path: Path) -> 
         proc.wait()
     lock.acquire()  # the OS dropped the dead holder's lock; its record is replaced
     try:
-        record = json.loads((tmp_path / ".atune-lock").read_text())
+        record = json.loads((tmp_path / LOCK_FILE).read_text())
         assert record == {"pid": os.getpid(), "host": socket.gethostname()}
     finally:
         lock.release()

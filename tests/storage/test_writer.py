@@ -19,8 +19,14 @@ from _checkpointing import report_with_checkpoint, resume_point
 from atune.errors import StorageError
 from atune.events import ResultReported, encode_event
 from atune.storage._journal import read_journal
+from atune.storage._layout import (
+    ERROR_FILE,
+    JOURNAL_FILE,
+    RESULT_FILE,
+    format_error_record,
+)
 from atune.storage._trial_files import read_result_rows
-from atune.storage._writer import JOURNAL_FILE, ExperimentWriter
+from atune.storage._writer import ExperimentWriter
 
 ITERATIONS = 20
 
@@ -38,20 +44,22 @@ def test_a_full_disk_keeps_the_flush_buffered_and_writes_nothing_else(tmp_path: 
     journal.symlink_to("/dev/full")  # every write: ENOSPC, as on a full disk
     writer.journal(b'{"n": 2}')
     writer.result(trial_dir, {"training_iteration": 2})
-    writer.error(trial_dir, "Failure # 1\n")
+    writer.error(trial_dir, 1, 1700000000.0, "Traceback ...\nKeyError: 'x'")
     with pytest.raises(StorageError, match=f"{journal}.*ENOSPC"):
         writer.flush()
     # Nothing of the failed flush went anywhere: result rows never run ahead of the journal.
-    assert (trial_dir / "result.json").read_text().count("\n") == 1
-    assert not (trial_dir / "error.txt").exists()
+    assert (trial_dir / RESULT_FILE).read_text().count("\n") == 1
+    assert not (trial_dir / ERROR_FILE).exists()
     journal.unlink()
     journal.write_bytes(good)  # the disk has room again
     writer.journal(b'{"n": 3}')
     writer.flush()
     assert journal.read_bytes() == b'{"n": 1}\n{"n": 2}\n{"n": 3}\n'
-    rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+    rows = [json.loads(line) for line in (trial_dir / RESULT_FILE).read_text().splitlines()]
     assert [r["training_iteration"] for r in rows] == [1, 2]
-    assert (trial_dir / "error.txt").read_text() == "Failure # 1\n"
+    assert (trial_dir / ERROR_FILE).read_text() == format_error_record(
+        1, 1700000000.0, "Traceback ...\nKeyError: 'x'"
+    )
 
 
 def padded_trainable(config: dict[str, Any]) -> None:

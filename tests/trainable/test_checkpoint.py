@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from atune.errors import ConfigError
+from atune.storage._layout import CHECKPOINT_METADATA_FILE, TEMP_CHECKPOINT_PREFIX
 from atune.trainable._checkpoint import Checkpoint
 
 
@@ -61,7 +62,7 @@ def test_constructor_rejects_filesystem(tmp_path: Path) -> None:
 def test_to_directory_temp(ckpt_dir: Path) -> None:
     target = Checkpoint.from_directory(ckpt_dir).to_directory()
     try:
-        assert os.path.basename(target).startswith("checkpoint_tmp_")
+        assert os.path.basename(target).startswith(TEMP_CHECKPOINT_PREFIX)
         assert Path(target, "sub", "opt.txt").read_text() == "state"
         second = Checkpoint.from_directory(ckpt_dir).to_directory()
         assert second != target
@@ -102,8 +103,8 @@ def test_metadata_roundtrip(ckpt_dir: Path) -> None:
     assert checkpoint.get_metadata() == {"a": 1, "b": [1, 2]}
     checkpoint.update_metadata({"b": "x", "c": None})
     assert checkpoint.get_metadata() == {"a": 1, "b": "x", "c": None}
-    assert (ckpt_dir / ".metadata.json").exists()
-    assert sorted(os.listdir(ckpt_dir)) == [".metadata.json", "model.txt", "sub"]
+    assert (ckpt_dir / CHECKPOINT_METADATA_FILE).exists()
+    assert sorted(os.listdir(ckpt_dir)) == sorted([CHECKPOINT_METADATA_FILE, "model.txt", "sub"])
 
 
 def test_metadata_must_be_json(ckpt_dir: Path) -> None:

@@ -49,6 +49,7 @@ from atune.execution.placement_groups import PlacementGroupFactory
 from atune.schedulers import FIFOScheduler, TrialScheduler
 from atune.search import FINISHED, SearchAlgorithm
 from atune.stopper import DictStopper, Stopper
+from atune.storage._layout import parse_checkpoint_name
 
 __all__ = [
     "CapacityChanged",
@@ -70,7 +71,6 @@ __all__ = [
 _BATCH_RESULTS = 256
 _BATCH_SECONDS = 0.25
 _UNSAFE_CHARS = re.compile(r"[^\w.=,+-]")
-_CHECKPOINT_NAME = re.compile(r"checkpoint_(\d+)$")
 # Stops decided on a result: the runner is alive and the result may still be checkpointed.
 _RESULT_STOPS = ("done", "stopper", "scheduler")
 
@@ -378,11 +378,9 @@ class ControllerCore:
             trial.checkpoints.append(
                 CheckpointRecord(event.dir_name, event.training_iteration, event.metrics)
             )
-            match = _CHECKPOINT_NAME.search(event.dir_name)
-            if match:
-                trial.next_checkpoint_index = max(
-                    trial.next_checkpoint_index, int(match.group(1)) + 1
-                )
+            index = parse_checkpoint_name(os.path.basename(event.dir_name))
+            if index is not None:
+                trial.next_checkpoint_index = max(trial.next_checkpoint_index, index + 1)
         elif isinstance(event, (CheckpointDeleted, CheckpointDamaged)):
             trial.checkpoints = [c for c in trial.checkpoints if c.dir_name != event.dir_name]
         elif isinstance(event, TrialCompleted):

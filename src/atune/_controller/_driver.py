@@ -25,7 +25,6 @@ with a deadline, then lets the cancellation propagate.
 from __future__ import annotations
 
 import math
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -332,11 +331,7 @@ class Driver:
             self.writer.result(Path(trial.path), event.result)
         elif isinstance(event, TrialErrored):
             assert trial is not None
-            stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(event.ts))
-            self.writer.error(
-                Path(trial.path),
-                f"Failure # {trial.num_failures} (occurred at {stamp})\n{event.traceback}\n",
-            )
+            self.writer.error(Path(trial.path), trial.num_failures, event.ts, event.traceback)
         elif isinstance(event, CheckpointDeleted):
             assert trial is not None
             self.writer.delete_checkpoint(Path(trial.path) / event.dir_name)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from atune._controller._core import ControllerCore
 from atune.events import Event, SearcherStateSaved, TrialCreated
+from atune.storage._layout import is_staging_name, parse_checkpoint_name
 
 __all__ = ["RestorePlan", "reconcile_disk", "replay", "reread_journal"]
 
@@ -46,7 +47,7 @@ def reread_journal(plan: RestorePlan) -> RestorePlan:
     Blocking (file I/O): call it off the event loop.
     """
     from atune.storage._journal import read_journal, repair_journal
-    from atune.storage._writer import JOURNAL_FILE
+    from atune.storage._layout import JOURNAL_FILE
 
     journal = plan.experiment_path / JOURNAL_FILE
     contents = read_journal(journal)
@@ -85,8 +86,7 @@ def reconcile_disk(core: ControllerCore) -> None:
         if not trial_dir.is_dir():
             continue
         for child in trial_dir.iterdir():
-            if child.name.startswith(".checkpoint_") and ".tmp-" in child.name:
+            if is_staging_name(child.name):
                 shutil.rmtree(child, ignore_errors=True)
-            elif child.name.startswith("checkpoint_") and child.name[11:].isdigit():
-                index = int(child.name[11:])
+            elif (index := parse_checkpoint_name(child.name)) is not None:
                 trial.next_checkpoint_index = max(trial.next_checkpoint_index, index + 1)

@@ -6,28 +6,17 @@ from typing import TYPE_CHECKING
 
 from atune._lazy import lazy_attributes
 
+# The public names, once (see atune._lazy): imported on first use, since a Ray worker
+# hosting a trial needs none of these.
 if TYPE_CHECKING:
-    from atune.execution._allocator import Allocator, Lease, ResourceScope
+    from atune.execution._allocator import (
+        Allocator as Allocator,
+        Lease as Lease,
+        ResourceScope as ResourceScope,
+    )
     from atune.execution.placement_groups import (
-        PlacementGroupFactory,
-        resource_dict_to_pg_factory,
+        PlacementGroupFactory as PlacementGroupFactory,
+        resource_dict_to_pg_factory as resource_dict_to_pg_factory,
     )
 
-# Imported on first use: a Ray worker hosting a trial needs none of these.
-_LAZY = {
-    "Allocator": "atune.execution._allocator",
-    "Lease": "atune.execution._allocator",
-    "ResourceScope": "atune.execution._allocator",
-    "PlacementGroupFactory": "atune.execution.placement_groups",
-    "resource_dict_to_pg_factory": "atune.execution.placement_groups",
-}
-
-__all__ = [
-    "Allocator",
-    "Lease",
-    "PlacementGroupFactory",
-    "ResourceScope",
-    "resource_dict_to_pg_factory",
-]
-
-__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__, ("placement_groups",))
+__getattr__, __dir__, __all__ = lazy_attributes(__name__, ("placement_groups",))

@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 
 from atune.errors import ExperimentLockedError, StorageError
+from atune.storage._layout import LOCK_FILE
 
-__all__ = ["LOCK_FILE", "ExperimentLock"]
+__all__ = ["ExperimentLock"]
 
-LOCK_FILE = ".atune-lock"
 # A holder writes its name right after taking the lock; a reader that finds the file
 # empty in that instant waits this long, in steps, for the name to appear.
 _HOLDER_WAIT_S = 0.2

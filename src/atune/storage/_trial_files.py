@@ -35,19 +35,9 @@ from typing import Any
 from atune._flatten import flatten_dict, unflatten_dict
 from atune.errors import StorageError
 from atune.storage._json import decode_json_lines, encode_json
+from atune.storage._layout import PARAMS_FILE, PROGRESS_FILE, RESULT_FILE
 
-__all__ = [
-    "PARAMS_FILE",
-    "PROGRESS_FILE",
-    "RESULT_FILE",
-    "ResultFiles",
-    "read_result_rows",
-    "write_params",
-]
-
-PARAMS_FILE = "params.json"
-RESULT_FILE = "result.json"
-PROGRESS_FILE = "progress.csv"
+__all__ = ["ResultFiles", "read_result_rows", "write_params"]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from atune.errors import StorageError
+from atune.storage._layout import ERROR_FILE, JOURNAL_FILE, format_error_record
 from atune.storage._trial_files import ResultFiles, write_params
 
-__all__ = ["JOURNAL_FILE", "ExperimentWriter", "create_journal"]
-
-JOURNAL_FILE = "events.jsonl"
+__all__ = ["ExperimentWriter", "create_journal"]
 
 
 def create_journal(experiment_path: Path) -> None:
@@ -108,8 +107,12 @@ class ExperimentWriter:
         """Buffer one result row (``result.json`` and ``progress.csv``)."""
         self._results.append(trial_dir, result)
 
-    def error(self, trial_dir: Path, text: str) -> None:
-        """Buffer a failure report, appended to the trial's ``error.txt``."""
+    def error(self, trial_dir: Path, number: int, ts: float, traceback: str) -> None:
+        """Buffer failure number ``number`` (at ``ts``), appended to the trial's ``error.txt``.
+
+        The record's format is :func:`~atune.storage._layout.format_error_record`'s.
+        """
+        text = format_error_record(number, ts, traceback)
         with self._lock:
             self._errors.append((trial_dir, text))
 
@@ -177,11 +180,11 @@ class ExperimentWriter:
             for trial_dir, text in errors:
                 try:
                     trial_dir.mkdir(parents=True, exist_ok=True)
-                    with open(trial_dir / "error.txt", "a") as f:
+                    with open(trial_dir / ERROR_FILE, "a") as f:
                         f.write(text)
                 except OSError as exc:
                     if failure is None:
-                        failure = _storage_error(trial_dir / "error.txt", exc)
+                        failure = _storage_error(trial_dir / ERROR_FILE, exc)
                         failure.__cause__ = exc
             if failure is not None:
                 raise failure

@@ -17,11 +17,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
 from atune.errors import ConfigError
+from atune.storage._layout import CHECKPOINT_METADATA_FILE, TEMP_CHECKPOINT_PREFIX
 
 __all__ = ["Checkpoint"]
-
-_METADATA_FILE_NAME = ".metadata.json"
-_TEMP_DIR_PREFIX = "checkpoint_tmp_"
 
 _DICT_NAMES = frozenset(
     {"from_dict", "to_dict", "from_bytes", "to_bytes", "get_internal_representation"}
@@ -171,7 +169,7 @@ class Checkpoint(metaclass=_CheckpointMeta):
         if not os.path.isdir(self._path):
             raise FileNotFoundError(f"Checkpoint directory {self._path!r} does not exist.")
         if path is None:
-            target = os.path.join(tempfile.gettempdir(), _TEMP_DIR_PREFIX + uuid.uuid4().hex)
+            target = os.path.join(tempfile.gettempdir(), TEMP_CHECKPOINT_PREFIX + uuid.uuid4().hex)
         else:
             target = os.path.abspath(os.path.expanduser(os.fspath(path)))
         source_real, target_real = os.path.realpath(self._path), os.path.realpath(target)
@@ -199,7 +197,7 @@ class Checkpoint(metaclass=_CheckpointMeta):
 
     def get_metadata(self) -> dict[str, Any]:
         """Return the metadata stored in ``<path>/.metadata.json``, or ``{}`` if none."""
-        metadata_path = os.path.join(self._path, _METADATA_FILE_NAME)
+        metadata_path = os.path.join(self._path, CHECKPOINT_METADATA_FILE)
         try:
             with open(metadata_path, encoding="utf-8") as file:
                 loaded = json.load(file)
@@ -220,7 +218,7 @@ class Checkpoint(metaclass=_CheckpointMeta):
                 JSON-encoded; the message names the key.
         """
         text = _encode_metadata(metadata)
-        metadata_path = os.path.join(self._path, _METADATA_FILE_NAME)
+        metadata_path = os.path.join(self._path, CHECKPOINT_METADATA_FILE)
         temp_path = f"{metadata_path}.{uuid.uuid4().hex}.tmp"
         try:
             with open(temp_path, "w", encoding="utf-8") as file:

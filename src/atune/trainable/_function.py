@@ -25,16 +25,15 @@ import traceback as _traceback
 from collections.abc import Callable
 from typing import Any
 
-import greenlet
-
 from atune.errors import ConfigError
 from atune.execution._request import RESOURCES_ATTR
+from atune.storage._layout import parse_checkpoint_name
 from atune.trainable._checkpoint import Checkpoint
+from atune.trainable._greenlet_bridge import Suspendable, TrialStopped
 from atune.trainable._session import TrialInfo, _activate, _deactivate, _Session
 from atune.trainable._trainable import (
     Trainable,
     _write_checkpoint_state,
-    checkpoint_index,
     commit_checkpoint_dir,
     copy_tree,
     new_staging_dir,
@@ -47,61 +46,6 @@ class TrainableReturned(Exception):
     """Raised by ``FunctionTrainable.step()`` once the function has returned."""
 
 
-class _TrialStopped(BaseException):
-    """Unwinds a stopped function from inside its blocked ``report()``."""
-
-
-class _Suspendable:
-    """The user function as a greenlet that suspends at each report.
-
-    Every call but :meth:`interrupt` must come from the thread that first called
-    :meth:`next` (the runner's thread); ``interrupt`` may come from any thread.
-    """
-
-    def __init__(self, target: Callable[[], tuple[str, Any]]) -> None:
-        self._glet = greenlet.greenlet(target)
-        self._stopping = False
-
-    def next(self) -> tuple[str, Any]:
-        """Run the function until its next report (``("result", ...)``) or its end."""
-        item: tuple[str, Any] = self._glet.switch()
-        return item
-
-    def report(self, item: tuple[str, Any]) -> None:
-        """Inside the function: hand ``item`` to :meth:`next` and wait to be resumed."""
-        if greenlet.getcurrent() is not self._glet:
-            raise RuntimeError(
-                "report() was called outside the trainable function's own thread; call it "
-                "from the function (or the coroutine of an async def trainable) itself"
-            )
-        # An async def trainable is suspended inside its event loop: hide that loop from
-        # the runner's code while it is suspended, and restore it on resumption.
-        loop = asyncio.events._get_running_loop()
-        if loop is not None:
-            asyncio.events._set_running_loop(None)
-        try:
-            self._glet.parent.switch(item)
-        finally:
-            if loop is not None:
-                asyncio.events._set_running_loop(loop)
-        self.check_stopping()
-
-    def check_stopping(self) -> None:
-        """Raise at once if the trial was stopped (before a report writes anything)."""
-        if self._stopping:
-            raise _TrialStopped
-
-    def stop(self) -> None:
-        """Unwind the suspended function from its ``report()`` (runner's thread)."""
-        self._stopping = True
-        if self._glet:  # started and not finished: suspended at a report
-            self._glet.throw(_TrialStopped)
-
-    def interrupt(self) -> None:
-        """Stop at the next report boundary (any thread; the function may be running)."""
-        self._stopping = True
-
-
 class FunctionTrainable(Trainable):
     """A ``Trainable`` that drives a user function; made by :func:`wrap_function`."""
 
@@ -109,7 +53,7 @@ class FunctionTrainable(Trainable):
 
     def setup(self, config: dict[str, Any], **parameters: Any) -> None:  # type: ignore[override]
         # ``parameters`` (from with_parameters) reach the function as keyword arguments.
-        self._run_state: _Suspendable | None = None
+        self._run_state: Suspendable | None = None
         self._finished = False
         self._returned = False
         self._loaded_checkpoint: Checkpoint | None = None
@@ -122,7 +66,7 @@ class FunctionTrainable(Trainable):
             raise TrainableReturned
         self._step_started = time.monotonic()
         if self._run_state is None:
-            self._run_state = _Suspendable(self._run)
+            self._run_state = Suspendable(self._run)
         kind, payload = self._run_state.next()
         if kind == "result":
             return payload  # type: ignore[no-any-return]
@@ -153,7 +97,7 @@ class FunctionTrainable(Trainable):
                     self._report_value(value)
             else:
                 self._report_value(output)
-        except _TrialStopped:
+        except TrialStopped:
             return ("stopped", None)
         except BaseException as exc:  # handed to step(), re-raised in the runner
             return ("error", exc)
@@ -206,7 +150,9 @@ class FunctionTrainable(Trainable):
         copy_tree(checkpoint.path, staged)
         _write_checkpoint_state(staged, state)
         final = commit_checkpoint_dir(staged, trial_dir, self._checkpoint_index)
-        self._checkpoint_index = checkpoint_index(final) + 1
+        committed = parse_checkpoint_name(os.path.basename(final))
+        assert committed is not None, final
+        self._checkpoint_index = committed + 1
         return final
 
     # ------------------------------------------------------------- lifecycle hooks

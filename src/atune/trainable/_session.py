@@ -40,7 +40,8 @@ class TrialInfo:
         trial_dir: Absolute path of the trial directory (results and checkpoints live there).
         experiment_name: ``RunConfig.name``.
         resources: The trial's resource request.
-        checkpoint_index: Index of the next checkpoint directory (``checkpoint_{index:06d}``);
+        checkpoint_index: Index of the next checkpoint directory (see
+            :func:`~atune.storage._layout.checkpoint_name`);
             the controller owns the numbering so indices are never reused across retries.
         signing_key: Key that signs and verifies pickled dict checkpoints (see
             ``atune._signing``); empty outside atune, where a per-process key is used.
@@ -116,7 +117,7 @@ def report(metrics: dict[str, Any], *, checkpoint: Checkpoint | None = None) -> 
     """Report one result of a function trainable, optionally with a checkpoint.
 
     Each call is one training iteration. With ``checkpoint``, its directory is copied into
-    the trial directory as ``checkpoint_{index:06d}`` (complete before it becomes visible)
+    the trial directory as the next ``checkpoint_<N>`` (complete before it becomes visible)
     and the result gets ``checkpoint_dir_name``. The call then blocks until the controller
     asks for the next result, so a STOP decided on this result lands here: code after the
     last ``report()`` of a stopped trial never runs. Inside an ``async def`` trainable the

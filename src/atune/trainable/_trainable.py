@@ -12,13 +12,21 @@ import socket
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from atune._signing import sign, verify
 from atune.errors import CheckpointCorruptError
+from atune.storage._layout import (
+    CHECKPOINT_STATE_FILE,
+    DICT_CHECKPOINT_JSON,
+    DICT_CHECKPOINT_PICKLE,
+    SIGNATURE_SUFFIX,
+    TEMP_CHECKPOINT_PREFIX,
+    checkpoint_name,
+    staging_name,
+)
 from atune.trainable._checkpoint import Checkpoint
 from atune.trainable._session import TrialInfo
 
@@ -26,10 +34,6 @@ if TYPE_CHECKING:
     from atune.execution.placement_groups import PlacementGroupFactory
 
 __all__ = ["Trainable", "commit_checkpoint_dir", "read_checkpoint_state"]
-
-_STATE_FILE = ".atune_state.json"
-_DICT_JSON = "_dict_checkpoint.json"
-_DICT_PICKLE = "_dict_checkpoint.pkl"
 
 _node_ip: str | None = None
 
@@ -49,7 +53,7 @@ def _node_ip_address() -> str:
 
 
 def commit_checkpoint_dir(staged: str | os.PathLike[str], trial_dir: str, index: int) -> str:
-    """Make a fully written checkpoint directory visible as ``checkpoint_{index:06d}``.
+    """Make a fully written checkpoint directory visible as checkpoint ``index``.
 
     The directory is written under a temporary name first and renamed into place here, so
     a reader (or a restore after a crash) sees either no checkpoint or a complete one,
@@ -61,7 +65,7 @@ def commit_checkpoint_dir(staged: str | os.PathLike[str], trial_dir: str, index:
         The committed directory's path.
     """
     while True:
-        final = os.path.join(trial_dir, checkpoint_dir_name(index))
+        final = os.path.join(trial_dir, checkpoint_name(index))
         if not os.path.exists(final):
             try:
                 os.rename(staged, final)
@@ -79,7 +83,7 @@ def read_checkpoint_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises:
         CheckpointCorruptError: the state file exists but does not parse.
     """
-    state_file = Path(path) / _STATE_FILE
+    state_file = Path(path) / CHECKPOINT_STATE_FILE
     if not state_file.is_file():
         return {}
     data = _load_json(str(state_file))
@@ -98,7 +102,7 @@ def _load_json(path: str) -> Any:
 
 
 def _write_checkpoint_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
-    (Path(path) / _STATE_FILE).write_text(json.dumps(state))
+    (Path(path) / CHECKPOINT_STATE_FILE).write_text(json.dumps(state))
 
 
 class Trainable:
@@ -316,7 +320,7 @@ class Trainable:
         Raises:
             ValueError: ``save_checkpoint`` returned a path other than ``checkpoint_dir``.
         """
-        target = checkpoint_dir or tempfile.mkdtemp(prefix="checkpoint_tmp_")
+        target = checkpoint_dir or tempfile.mkdtemp(prefix=TEMP_CHECKPOINT_PREFIX)
         os.makedirs(target, exist_ok=True)
         returned = self.save_checkpoint(target)
         if isinstance(returned, dict):
@@ -396,28 +400,28 @@ def _write_dict_checkpoint(target: str, data: dict[str, Any], key: bytes) -> Non
         import pickle
 
         blob = pickle.dumps(data)
-        with open(os.path.join(target, _DICT_PICKLE), "wb") as f:
+        with open(os.path.join(target, DICT_CHECKPOINT_PICKLE), "wb") as f:
             f.write(blob)
-        with open(os.path.join(target, _DICT_PICKLE + ".sig"), "w") as f:
+        with open(os.path.join(target, DICT_CHECKPOINT_PICKLE + SIGNATURE_SUFFIX), "w") as f:
             f.write(sign(key, blob))
         return
-    with open(os.path.join(target, _DICT_JSON), "w") as f:
+    with open(os.path.join(target, DICT_CHECKPOINT_JSON), "w") as f:
         f.write(payload)
 
 
 def _read_dict_checkpoint(path: str, key: bytes) -> dict[str, Any] | None:
-    json_file = os.path.join(path, _DICT_JSON)
+    json_file = os.path.join(path, DICT_CHECKPOINT_JSON)
     if os.path.isfile(json_file):
         data = _load_json(json_file)
         return data if isinstance(data, dict) else None
-    pickle_file = os.path.join(path, _DICT_PICKLE)
+    pickle_file = os.path.join(path, DICT_CHECKPOINT_PICKLE)
     if os.path.isfile(pickle_file):
         import pickle
 
         with open(pickle_file, "rb") as f:
             blob = f.read()
         try:
-            with open(pickle_file + ".sig") as f:
+            with open(pickle_file + SIGNATURE_SUFFIX) as f:
                 signature = f.read()
         except FileNotFoundError:
             signature = ""
@@ -434,19 +438,9 @@ def _read_dict_checkpoint(path: str, key: bytes) -> dict[str, Any] | None:
 
 def new_staging_dir(trial_dir: str, index: int) -> str:
     """A fresh, uniquely named directory next to where checkpoint ``index`` will live."""
-    path = os.path.join(trial_dir, f".checkpoint_{index:06d}.tmp-{uuid.uuid4().hex[:8]}")
+    path = os.path.join(trial_dir, staging_name(index))
     os.makedirs(path)
     return path
-
-
-def checkpoint_dir_name(index: int) -> str:
-    """The directory name of checkpoint number ``index`` (``checkpoint_000003``)."""
-    return f"checkpoint_{index:06d}"
-
-
-def checkpoint_index(path: str) -> int:
-    """The number of a checkpoint directory (``.../checkpoint_000003`` -> 3)."""
-    return int(os.path.basename(path).rsplit("_", 1)[1])
 
 
 def copy_tree(src: str, dst: str) -> None:
