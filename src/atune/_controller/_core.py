@@ -514,6 +514,9 @@ class ControllerCore:
                     metrics=result,
                 )
             )
+            # A function trainable's checkpoint is committed with its result: retention
+            # applies here as it does to a class trainable's save (``_on_checkpoint``).
+            self._enforce_retention(ts, trial)
         if self.stopper is not None and self.stopper.stop_all():
             self._stop_all(ts, "stop_all")
         return reason is not None
