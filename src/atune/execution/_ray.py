@@ -85,9 +85,12 @@ class _TrialActor:
     """The body of the Ray actor: a thin shell around a ``TrainableHost``.
 
     A synchronous actor (cheaper per call than an async one): every trial call runs in the
-    actor's one default thread, so user code always sees the same thread; ``drain`` and
-    ``wait_started`` run in concurrency groups of their own so they can answer while a
-    ``launch`` or ``train`` call is running.
+    actor's one default thread, which hands the user code to the host's user thread (so
+    user code always sees the same thread) and waits for it with the timer of
+    :mod:`atune.execution._delivery`: results reach the driver even while user code blocks
+    between reports, so a process that dies then loses none that ``report()`` accepted.
+    ``drain`` and ``wait_started`` run in concurrency groups of their own so they can
+    answer while a ``launch`` or ``train`` call is running.
 
     It records a death of its process into the current trial's directory (see
     :mod:`atune.execution._exit_record`), and removes the records when its work for a
@@ -115,21 +118,21 @@ class _TrialActor:
         budget: TrainBudget | None,
         only_if_finished: bool = False,
     ) -> LaunchOutcome:
-        outcome = self._host.launch_sync(
+        outcome = self._host.launch_blocking(
             reuse, config, info, checkpoint_path, budget, only_if_finished
         )
         return _settle(outcome, ended=_launch_ended(outcome))
 
     def train(self, budget: TrainBudget) -> TrainOutcome:
-        outcome = self._host.train_sync(budget)
+        outcome = self._host.train_blocking(budget)
         return _settle(outcome, ended=outcome.error is not None)
 
     def save(self, index: int) -> SaveOutcome:
-        outcome = self._host.save_sync(index)
+        outcome = self._host.save_blocking(index)
         return _settle(outcome, ended=outcome.error is not None)
 
     def stop(self) -> ErrorInfo | None:
-        return _settle(self._host.stop_sync(), ended=True)
+        return _settle(self._host.stop_blocking(), ended=True)
 
     def drain(self) -> list[dict[str, Any]]:
         return self._host.drain_sync()
