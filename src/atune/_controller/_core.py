@@ -62,6 +62,9 @@ __all__ = [
 
 _BATCH_RESULTS = 256
 _BATCH_SECONDS = 0.25
+# Bounds a batch's bytes too (see ``TrainBudget.max_bytes``): large results travel a few
+# at a time, so neither the driver nor Ray holds a large batch at once.
+_BATCH_BYTES = 2 << 20
 _UNSAFE_CHARS = re.compile(r"[^\w.=,+-]")
 _CHECKPOINT_NAME = re.compile(r"checkpoint_(\d+)$")
 # Stops decided on a result: the runner is alive and the result may still be checkpointed.
@@ -575,6 +578,7 @@ class ControllerCore:
             max_seconds=_BATCH_SECONDS,
             stop_criteria=criteria,
             checkpoint_frequency=freq,
+            max_bytes=_BATCH_BYTES,
         )
 
     def _last_checkpointed(self, trial: Trial) -> bool:

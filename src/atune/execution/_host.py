@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pickle
 import queue
 import threading
 import time
@@ -345,6 +346,8 @@ class TrainableHost:
         self._ended = False
         criteria = budget.stop_criteria or {}
         freq = budget.checkpoint_frequency
+        max_results = budget.max_results
+        measure = budget.max_bytes > 0 and max_results > 1
         while True:
             try:
                 result = trainable.train()
@@ -353,6 +356,9 @@ class TrainableHost:
             except BaseException as exc:
                 return delivery.finish(error=ErrorInfo.from_exception(exc))
             cut = delivery.add(result)
+            if measure:  # once per call: bound the count by the first result's size
+                measure = False
+                max_results = _bounded_count(result, budget)
             try:
                 stop = dict_criteria_met(criteria, flatten_for_criteria(criteria, result))
             except TypeError as exc:  # a reported value the criterion cannot compare with
@@ -363,7 +369,7 @@ class TrainableHost:
                 or (freq and result.get("training_iteration", 0) % freq == 0)
             )
             self._ended = ends and not saves
-            full = cut or delivery.count() >= budget.max_results or time.monotonic() >= deadline
+            full = cut or delivery.count() >= max_results or time.monotonic() >= deadline
             if ends or saves or full:
                 return delivery.finish()
 
@@ -395,6 +401,15 @@ class TrainableHost:
 def _wake(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _bounded_count(result: dict[str, Any], budget: TrainBudget) -> int:
+    """``max_results``, lowered so that results the size of ``result`` fit ``max_bytes``."""
+    try:
+        size = len(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:  # the local backend never pickles results: no bound then
+        return budget.max_results
+    return max(1, min(budget.max_results, budget.max_bytes // max(size, 1)))
 
 
 def _timer(budget: TrainBudget | None) -> float:

@@ -26,12 +26,16 @@ class TrainBudget(msgspec.Struct, frozen=True, kw_only=True):
         stop_criteria: Flattened ``{key: threshold}``; a result with any
             ``result[key] >= threshold`` ends the batch (Ray Tune's dict stopper).
         checkpoint_frequency: End the batch when ``training_iteration`` is a multiple.
+        max_bytes: Bound the batch's size too (0: no bound). The size of a call's first
+            result is measured once (pickled) and the count bounded from it, so small
+            results pay nothing per result; a result that does not pickle sets no bound.
     """
 
     max_results: int = 1
     max_seconds: float = 0.0
     stop_criteria: dict[str, Any] | None = None
     checkpoint_frequency: int = 0
+    max_bytes: int = 0
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):

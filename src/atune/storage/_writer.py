@@ -7,6 +7,12 @@ result costs one list append, however many arrive.
 
 The journal (``events.jsonl``) is appended and flushed in event order, before the result
 files of the same batch: whatever ``result.json`` shows, the journal already knows.
+
+Memory: the buffers are bounded by bytes, not only by the flush interval. Each journal
+line's length is counted as it is buffered (a result's line is about the size of its
+rows), and :attr:`ExperimentWriter.buffered_bytes` tells the driver when to flush early
+(:data:`FLUSH_AT_BYTES`); a flush writes large buffers in chunks of about
+:data:`CHUNK_BYTES`, so it never builds one copy of everything it writes.
 """
 
 from __future__ import annotations
@@ -15,14 +21,19 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from atune.storage._trial_files import ResultFiles, write_params
 
-__all__ = ["JOURNAL_FILE", "ExperimentWriter"]
+__all__ = ["CHUNK_BYTES", "FLUSH_AT_BYTES", "JOURNAL_FILE", "ExperimentWriter"]
 
 JOURNAL_FILE = "events.jsonl"
+FLUSH_AT_BYTES = 4 << 20
+"""Buffered journal bytes past which the driver flushes at once instead of on its timer."""
+CHUNK_BYTES = 1 << 20
+"""A flush joins at most about this many bytes before writing them."""
 
 
 class ExperimentWriter:
@@ -40,13 +51,20 @@ class ExperimentWriter:
         self._params: list[tuple[Path, dict[str, Any]]] = []
         self._errors: list[tuple[Path, str]] = []
         self._deletions: list[Path] = []
+        self._buffered = 0
         self._results = ResultFiles()
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of journal lines buffered since the last flush began (a proxy for rows)."""
+        return self._buffered
 
     # ---------------------------------------------------------------- loop side
     def journal(self, line: bytes) -> None:
         """Buffer one encoded event for the journal."""
         with self._lock:
             self._journal.append(line)
+            self._buffered += len(line)
 
     def params(self, trial_dir: Path, config: dict[str, Any]) -> None:
         """Buffer the trial's ``params.json``."""
@@ -80,10 +98,12 @@ class ExperimentWriter:
                 params, self._params = self._params, []
                 errors, self._errors = self._errors, []
                 deletions, self._deletions = self._deletions, []
+                self._buffered = 0
             self.path.mkdir(parents=True, exist_ok=True)
             if journal:
                 with open(self.path / JOURNAL_FILE, "ab") as f:
-                    f.write(b"\n".join(journal) + b"\n")
+                    for chunk in _chunks(journal):
+                        f.write(chunk)
                     f.flush()
                     os.fsync(f.fileno())
             # Only now that the journal holds the newer checkpoint (fsynced above) may older
@@ -99,3 +119,15 @@ class ExperimentWriter:
                 trial_dir.mkdir(parents=True, exist_ok=True)
                 with open(trial_dir / "error.txt", "a") as f:
                     f.write(text)
+
+
+def _chunks(lines: list[bytes]) -> Iterator[bytes]:
+    """``lines`` newline-terminated, joined into pieces of about :data:`CHUNK_BYTES`."""
+    start, size = 0, 0
+    for end, line in enumerate(lines, start=1):
+        size += len(line) + 1
+        if size >= CHUNK_BYTES:
+            yield b"\n".join([*lines[start:end], b""])
+            start, size = end, 0
+    if start < len(lines):
+        yield b"\n".join([*lines[start:], b""])
