@@ -38,7 +38,20 @@ from atune.execution.placement_groups import PlacementGroupFactory
 from atune.trainable._session import TrialInfo
 from atune.trainable._trainable import Trainable
 
-__all__ = ["RayBackend", "ensure_ray"]
+__all__ = ["CHDIR_ENV", "ORIG_WORKING_DIR_ENV", "RayBackend", "ensure_ray", "workdir_settings"]
+
+CHDIR_ENV = "RAY_CHDIR_TO_TRIAL_DIR"
+ORIG_WORKING_DIR_ENV = "TUNE_ORIG_WORKING_DIR"
+
+
+def workdir_settings() -> tuple[str, bool]:
+    """The driver's working directory, and whether trials run in their own directory.
+
+    Read in the driver, where a user sets ``RAY_CHDIR_TO_TRIAL_DIR`` (``"0"`` turns the
+    change of directory off, as in Ray Tune), and handed to each actor.
+    """
+    return os.getcwd(), os.environ.get(CHDIR_ENV, "1") != "0"
+
 
 _log = get_logger(__name__)
 _T = TypeVar("_T")
@@ -92,22 +105,39 @@ class _TrialActor:
     ``drain`` and ``wait_started`` run in concurrency groups of their own so they can
     answer while a ``launch`` or ``train`` call is running.
 
+    Working directory, as in Ray Tune: each launch makes the trial's directory the
+    process's working directory (every trial of a reused actor gets its own), and
+    ``TUNE_ORIG_WORKING_DIR`` holds the driver's working directory;
+    ``RAY_CHDIR_TO_TRIAL_DIR=0`` in the driver's environment turns the change off. The
+    change happens in the user thread at the start of a launch, before ``setup`` or
+    ``reset_config`` runs (see :func:`workdir_settings`).
+
     It records a death of its process into the current trial's directory (see
     :mod:`atune.execution._exit_record`), and removes the records when its work for a
     trial ends without one: on ``stop``, on ``reset`` to another trial, and on an error
     that the driver answers by killing the actor.
     """
 
-    def __init__(self, trainable_cls: type[Trainable]) -> None:
+    def __init__(
+        self, trainable_cls: type[Trainable], workdir: tuple[str, bool] | None = None
+    ) -> None:
         import ray
 
-        if ray.get_runtime_context().worker.mode == ray.WORKER_MODE:  # never the driver
+        in_worker = ray.get_runtime_context().worker.mode == ray.WORKER_MODE  # not the driver
+        if in_worker:
             exit_record.install()
-        # The death records follow the trial: pointed at its directory by each launch.
-        self._host = TrainableHost(
-            _resolve_parameters(trainable_cls),
-            on_launch=lambda info: exit_record.watch(info.trial_dir),
-        )
+        orig_dir, chdir = workdir or ("", False)
+        if in_worker and orig_dir:
+            os.environ[ORIG_WORKING_DIR_ENV] = orig_dir
+        chdir = chdir and in_worker  # an actor in the driver's process never moves it
+
+        def on_launch(info: TrialInfo) -> None:
+            # The death records follow the trial: pointed at its directory by each launch.
+            exit_record.watch(info.trial_dir)
+            if chdir and info.trial_dir:
+                os.chdir(info.trial_dir)
+
+        self._host = TrainableHost(_resolve_parameters(trainable_cls), on_launch=on_launch)
 
     def launch(
         self,
@@ -337,9 +367,11 @@ class RayBackend(Backend):
 
     def __init__(self) -> None:
         self._cls: type[Trainable] | None = None
+        self._workdir: tuple[str, bool] | None = None
 
     async def setup(self) -> None:
         await ensure_ray_async()
+        self._workdir = await anyio.to_thread.run_sync(workdir_settings)
 
     def capacity(self) -> dict[str, float]:
         import ray
@@ -372,5 +404,5 @@ class RayBackend(Backend):
         # Submitting an actor serialises its class and, the first time, exports it to
         # Ray's GCS: tens of milliseconds that must not stall the event loop.
         actor_cls = _actor_class().options(**options)
-        actor = await anyio.to_thread.run_sync(actor_cls.remote, self._cls)
+        actor = await anyio.to_thread.run_sync(actor_cls.remote, self._cls, self._workdir)
         return _RayRunner(actor, resources, pg)
