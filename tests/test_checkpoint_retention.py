@@ -93,8 +93,9 @@ def test_function_checkpoints_kept_by_score_and_the_latest_too(storage: str) -> 
     assert _on_disk(result) == ["checkpoint_000001", "checkpoint_000003", "checkpoint_000005"]
 
 
-def test_class_checkpoints_beyond_num_to_keep_are_deleted(storage: str) -> None:
-    result = _fit(SixSaves, storage, "local", checkpoint_frequency=1)
+@pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+def test_class_checkpoints_beyond_num_to_keep_are_deleted(storage: str, backend: str) -> None:
+    result = _fit(SixSaves, storage, backend, checkpoint_frequency=1)
     assert len(_on_disk(result)) == 2
     assert _kept_iterations(result) == [5, 6]
 

@@ -1,11 +1,12 @@
 """``TrainableHost``: one trainable instance behind a runner, shared by every backend.
 
 A host owns one ``Trainable`` (a class trainable, or a function wrapped by
-``wrap_function``). Its ``*_sync`` methods run user code in the calling thread: the Ray
-actor calls them from its one default thread. Its ``async`` methods run the same code in
-a dedicated daemon thread of the host, so that an event loop awaiting them (the caller's,
-with the local backend) never blocks. Either way all user code of a trainable runs in one
-thread, which libraries that care about thread identity expect.
+``wrap_function``). Its ``*_sync`` methods run user code in the calling thread; the
+faces run them in a dedicated daemon thread of the host: its ``async`` methods, so that
+an event loop awaiting them (the caller's, with the local backend) never blocks, and its
+``*_blocking`` methods, which the Ray actor calls from its one default thread. Either way
+all user code of a trainable runs in one thread, which libraries that care about thread
+identity expect (and a function trainable's greenlet needs).
 
 Its methods never raise for user errors: failures come back as :class:`ErrorInfo` inside
 the outcome, together with any results produced before the failure, so nothing reported
@@ -15,7 +16,11 @@ Batching: :meth:`train` may run several iterations in one call (``TrainBudget``)
 saves a round trip per result when no driver-side decision needs each result. The batch
 ends early on a result that needs attention: ``done``, a checkpoint, a stop criterion that
 matches (evaluated here, so a stop still lands exactly at that report), or a checkpoint
-frequency boundary.
+frequency boundary. A batch is bounded by bytes too (``TrainBudget.max_bytes``, from the
+size of its first result). While user code blocks between reports, the faces hand back
+the results so far on a timer and the next ``train`` continues the call (see
+:mod:`atune.execution._delivery`), so a process that dies loses no accepted result.
+
 """
 
 from __future__ import annotations
