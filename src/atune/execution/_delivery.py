@@ -155,10 +155,14 @@ class Delivery:
         """
         wrapped = asyncio.wrap_future(future)
         if max_seconds > 0:
-            while not wrapped.done():
-                done, _ = await asyncio.wait({wrapped}, timeout=max_seconds + SLACK_S)
-                if not done and (split := self._split(future, trained)) is not None:
-                    return partial(split)
+            try:
+                while not wrapped.done():
+                    done, _ = await asyncio.wait({wrapped}, timeout=max_seconds + SLACK_S)
+                    if not done and (split := self._split(future, trained)) is not None:
+                        return partial(split)
+            except BaseException:  # cancelled: as ``await wrapped`` would, give it up too
+                wrapped.cancel()
+                raise
         return await wrapped
 
     def deliver_blocking(
