@@ -141,20 +141,29 @@ async def test_a_queued_launch_waits_until_the_split_remainder_is_collected(
     await host.stop()
 
 
-def test_the_blocking_face_splits_too(tmp_path: Path) -> None:
+async def test_a_split_never_cuts_another_trials_call(tmp_path: Path) -> None:
+    # A launch queued behind a running call has a timer too; it must not take that call's
+    # results (pipelining): only a split naming the running call's trial cuts it.
     host = _host(tmp_path)
     config, gate = _config(before=2, after=1)
-    info = TrialInfo(trial_id="t", trial_dir=str(tmp_path / "t"))
-    launched = host.launch_blocking(False, config, info, None, BATCH)
-    assert launched.trained is not None
-    assert _iterations(launched.trained.results) == [0, 1]
+    info = TrialInfo(trial_id="a", trial_dir=str(tmp_path / "a"))
+    await host.start(config, info, None, TrainBudget(max_results=1))
+    call = asyncio.ensure_future(host.train(TrainBudget(max_results=256, max_seconds=60.0)))
+    while not host.drain_sync():  # the second result is in, the call blocks at the gate
+        await asyncio.sleep(0.01)
+    second, gate2 = _config(before=1, after=0)
+    gate2.set()
+    queued = asyncio.ensure_future(
+        host.reset(second, TrialInfo(trial_id="b"), None, BATCH, only_if_finished=True)
+    )
+    await asyncio.sleep(0.3)  # several of the queued launch's timer periods
+    assert not queued.done()
+    assert host.split_sync("b") == []
+    assert _iterations(host.split_sync("a")) == [1]
     gate.set()
-    rest = host.train_blocking(BATCH)
-    assert _iterations(rest.results) == [2]
-    while not rest.returned:
-        rest = host.train_blocking(BATCH)
-        assert rest.results == []
-    assert host.stop_blocking() is None
+    assert _iterations((await call).results) == [2]
+    assert (await queued).busy  # trial "a" has not ended: the launch takes nothing
+    await host.stop()
 
 
 # --------------------------------------------------------------------- through Ray

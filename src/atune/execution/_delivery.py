@@ -7,12 +7,15 @@ deadline is checked only when a result arrives: if user code blocks between two 
 already accepted dies with it, although ``report()`` returned for each. Ray Tune, which
 ships each result on its own, keeps them all.
 
-How, without giving up batching: the *face* of the host (the ``async`` methods of
-:class:`~atune.execution._host.TrainableHost` in-process; the Ray actor's methods, which
-block in the actor's own thread) submits the call to the user thread and waits for it with
-a timer of ``max_seconds`` (plus a little slack, so that while results flow the call's own
-deadline ends it first and nothing is split). When the timer fires and the call is still
-running:
+How, without giving up batching: the *face* that awaits the call does so with a timer of
+``max_seconds`` (plus a little slack, so that while results flow the call's own deadline
+ends it first and nothing is split). In-process that face is the ``async`` methods of
+:class:`~atune.execution._host.TrainableHost` (:meth:`Delivery.deliver`), which submit the
+call to the user thread anyway. On Ray it is the driver's runner (:func:`deliver_remote`):
+it awaits the actor's object ref with the timer and, when it fires, asks the actor for the
+split through a concurrency group of its own, so the actor keeps running user code in its
+own thread and the hot path of a result pays no thread handoff. When the timer fires and
+the call is still running:
 
 * with results waiting, the batch is *split* atomically: the face hands back the results
   so far as the call's outcome and asks the still-running call to end at its next result.
@@ -26,23 +29,32 @@ What stays as it was: every result is still evaluated in the user thread as it a
 still end the call exactly at that result; a split only ever cuts between two results that
 end nothing. Lock-step budgets (``max_results=1``, no ``max_seconds``) have no timer.
 
-A launch queued behind a running trial (pipelining, ``only_if_finished``) must not take the
-runner while a split call's remainder has not been collected by its own trial: the host
-answers such a launch ``busy`` until then (see :attr:`Delivery.undelivered`).
+A split names the trial whose call it cuts, and cuts only a call of that trial: a launch
+queued behind another trial's call (pipelining) has a timer too, and must never take that
+trial's results. In-process, a launch queued behind a split call whose remainder its trial
+has not collected yet is answered ``busy`` (see :attr:`Delivery.undelivered`); on Ray the
+remainder stays the value of the call's object ref, which only its trial awaits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
-from atune.execution._outcomes import ErrorInfo, TrainOutcome
+from atune.execution._outcomes import ErrorInfo, LaunchOutcome, TrainBudget, TrainOutcome
 
-__all__ = ["SLACK_S", "Delivery"]
+__all__ = [
+    "SLACK_S",
+    "Delivery",
+    "deliver_remote",
+    "launch_trained",
+    "launched",
+    "same",
+    "timer_for",
+]
 
 T = TypeVar("T")
 
@@ -55,7 +67,7 @@ class Delivery:
     """The results of the ``train`` call in progress, shared by the user thread and a face.
 
     User-thread side: :meth:`begin`, :meth:`add`, :meth:`finish`. Face side:
-    :meth:`deliver` and :meth:`deliver_blocking` (the timer and the split), :meth:`drain`.
+    :meth:`deliver` (the timer and the split), :meth:`split_now`, :meth:`drain`.
     One lock guards the list, so a split never loses or repeats a result.
     """
 
@@ -63,16 +75,18 @@ class Delivery:
         self._lock = threading.Lock()
         self._results: list[dict[str, Any]] = []
         self._open = False  # a train call runs in the user thread
+        self._owner = ""  # the trial of that call
         self._cut = False  # that call ends at its next result
         # A split call whose remainder the next train() collects.
         self._pending: Future[TrainOutcome] | None = None
 
     # ------------------------------------------------------------- user thread
-    def begin(self) -> None:
-        """A train call starts (in the user thread)."""
+    def begin(self, owner: str) -> None:
+        """A train call of trial ``owner`` starts (in the user thread)."""
         with self._lock:
             self._results = []
             self._open = True
+            self._owner = owner
             self._cut = False
 
     def add(self, result: dict[str, Any]) -> bool:
@@ -115,15 +129,28 @@ class Delivery:
         pending, self._pending = self._pending, None
         return pending
 
-    def _split(
-        self, future: Future[Any], trained: Callable[[Any], TrainOutcome]
-    ) -> TrainOutcome | None:
-        """Hand back the results so far and keep the call pending; None if there are none."""
+    def split_now(self, owner: str) -> list[dict[str, Any]]:
+        """Take the results so far of ``owner``'s running call and end it at its next result.
+
+        Returns nothing (and changes nothing) when no call of ``owner`` runs or it holds no
+        result yet.
+        """
         with self._lock:
-            if not self._open or not self._results or future.done():
-                return None
+            if not self._open or self._owner != owner or not self._results:
+                return []
             results, self._results = self._results, []
             self._cut = True
+            return results
+
+    def _split(
+        self, future: Future[Any], trained: Callable[[Any], TrainOutcome], owner: str
+    ) -> TrainOutcome | None:
+        """Hand back the results so far and keep the call pending; None if there are none."""
+        if future.done():
+            return None
+        results = self.split_now(owner)
+        if not results:
+            return None
         remainder: Future[TrainOutcome] = Future()
         remainder.set_running_or_notify_cancel()
 
@@ -144,6 +171,7 @@ class Delivery:
         max_seconds: float,
         trained: Callable[[T], TrainOutcome],
         partial: Callable[[TrainOutcome], T],
+        owner: str,
     ) -> T:
         """Await ``future`` (a call running in the user thread), splitting it on the timer.
 
@@ -152,32 +180,67 @@ class Delivery:
             max_seconds: The budget's time bound; 0 means no timer.
             trained: The call's ``TrainOutcome`` from its result.
             partial: The value to return for a split, from the results so far.
+            owner: The trial the call trains: only a call of this trial is split.
         """
         wrapped = asyncio.wrap_future(future)
         if max_seconds > 0:
             try:
                 while not wrapped.done():
                     done, _ = await asyncio.wait({wrapped}, timeout=max_seconds + SLACK_S)
-                    if not done and (split := self._split(future, trained)) is not None:
+                    split = None if done else self._split(future, trained, owner)
+                    if split is not None:
                         return partial(split)
             except BaseException:  # cancelled: as ``await wrapped`` would, give it up too
                 wrapped.cancel()
                 raise
         return await wrapped
 
-    def deliver_blocking(
-        self,
-        future: Future[T],
-        max_seconds: float,
-        trained: Callable[[T], TrainOutcome],
-        partial: Callable[[TrainOutcome], T],
-    ) -> T:
-        """:meth:`deliver` for a thread that may block (a Ray actor's method)."""
-        if max_seconds > 0:
-            while True:
-                try:
-                    return future.result(timeout=max_seconds + SLACK_S)
-                except FutureTimeout:
-                    if (split := self._split(future, trained)) is not None:
-                        return partial(split)
-        return future.result()
+
+async def deliver_remote(
+    call: asyncio.Future[T],
+    max_seconds: float,
+    split: Callable[[], Awaitable[list[dict[str, Any]]]],
+) -> tuple[T | None, TrainOutcome | None]:
+    """Await a remote call (a Ray actor's ref) with the timer; the driver's face on Ray.
+
+    Args:
+        call: The call's future (``ObjectRef.as_future()``).
+        max_seconds: The budget's time bound; 0 means no timer.
+        split: Asks the actor for its call's results so far (:meth:`Delivery.split_now`).
+
+    Returns:
+        ``(value, None)`` when the call returned, or ``(None, results so far)`` when it was
+        split; the caller then keeps ``call`` to continue it.
+    """
+    if max_seconds > 0:
+        try:
+            while not call.done():
+                done, _ = await asyncio.wait({call}, timeout=max_seconds + SLACK_S)
+                if not done and (results := await split()):
+                    return None, TrainOutcome(results=results)
+        except BaseException:  # cancelled: as ``await call`` would, give it up too
+            call.cancel()
+            raise
+    return await call, None
+
+
+def timer_for(budget: TrainBudget | None) -> float:
+    """The face's timer for a call training within ``budget`` (0: none, lock-step)."""
+    if budget is None or budget.max_results <= 1:
+        return 0.0
+    return budget.max_seconds
+
+
+def same(outcome: TrainOutcome) -> TrainOutcome:
+    """A train call's value is its ``TrainOutcome``."""
+    return outcome
+
+
+def launch_trained(outcome: LaunchOutcome) -> TrainOutcome:
+    """A launch call's ``TrainOutcome`` (empty when it trained nothing)."""
+    return outcome.trained if outcome.trained is not None else TrainOutcome(results=[])
+
+
+def launched(trained: TrainOutcome) -> LaunchOutcome:
+    """The value a split launch call hands back: its results so far."""
+    return LaunchOutcome(trained=trained)

@@ -1,12 +1,11 @@
 """``TrainableHost``: one trainable instance behind a runner, shared by every backend.
 
 A host owns one ``Trainable`` (a class trainable, or a function wrapped by
-``wrap_function``). Its ``*_sync`` methods run user code in the calling thread; the
-faces run them in a dedicated daemon thread of the host: its ``async`` methods, so that
-an event loop awaiting them (the caller's, with the local backend) never blocks, and its
-``*_blocking`` methods, which the Ray actor calls from its one default thread. Either way
-all user code of a trainable runs in one thread, which libraries that care about thread
-identity expect (and a function trainable's greenlet needs).
+``wrap_function``). Its ``*_sync`` methods run user code in the calling thread: the Ray
+actor calls them from its one default thread. Its ``async`` methods run the same code in
+a dedicated daemon thread of the host, so that an event loop awaiting them (the caller's,
+with the local backend) never blocks. Either way all user code of a trainable runs in one
+thread, which libraries that care about thread identity expect.
 
 Its methods never raise for user errors: failures come back as :class:`ErrorInfo` inside
 the outcome, together with any results produced before the failure, so nothing reported
@@ -17,9 +16,9 @@ saves a round trip per result when no driver-side decision needs each result. Th
 ends early on a result that needs attention: ``done``, a checkpoint, a stop criterion that
 matches (evaluated here, so a stop still lands exactly at that report), or a checkpoint
 frequency boundary. A batch is bounded by bytes too (``TrainBudget.max_bytes``, from the
-size of its first result). While user code blocks between reports, the faces hand back
-the results so far on a timer and the next ``train`` continues the call (see
-:mod:`atune.execution._delivery`), so a process that dies loses no accepted result.
+size of its first result). While user code blocks between reports, the face that awaits a
+call hands back the results so far on a timer and the next ``train`` continues the call
+(see :mod:`atune.execution._delivery`), so a process that dies loses no accepted result.
 
 """
 
@@ -37,7 +36,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from atune.errors import WorkerDiedError
-from atune.execution._delivery import Delivery
+from atune.execution._delivery import Delivery, launch_trained, launched, same, timer_for
 from atune.execution._outcomes import (
     ErrorInfo,
     LaunchOutcome,
@@ -182,22 +181,10 @@ class TrainableHost:
 
     async def _launch(self, *args: Any) -> LaunchOutcome:
         future = self._thread.submit(self.launch_sync, *args)
-        return await self._delivery.deliver(future, _timer(args[4]), _launch_trained, _launched)
-
-    def launch_blocking(
-        self,
-        reuse: bool,
-        config: dict[str, Any],
-        info: TrialInfo,
-        checkpoint_path: str | None,
-        budget: TrainBudget | None,
-        only_if_finished: bool = False,
-    ) -> LaunchOutcome:
-        """:meth:`start` or :meth:`reset` for a thread that may block (a Ray actor's)."""
-        future = self._thread.submit(
-            self.launch_sync, reuse, config, info, checkpoint_path, budget, only_if_finished
+        owner = args[2].trial_id  # the TrialInfo
+        return await self._delivery.deliver(
+            future, timer_for(args[4]), launch_trained, launched, owner
         )
-        return self._delivery.deliver_blocking(future, _timer(budget), _launch_trained, _launched)
 
     def launch_sync(
         self,
@@ -288,10 +275,6 @@ class TrainableHost:
         finally:
             self._thread.shutdown()
 
-    def stop_blocking(self) -> ErrorInfo | None:
-        """:meth:`stop_sync` in the user thread, for a thread that may block."""
-        return self._thread.submit(self.stop_sync).result()
-
     async def drain(self) -> list[dict[str, Any]]:
         """:meth:`drain_sync` (it never waits for the user thread)."""
         return self.drain_sync()
@@ -333,20 +316,29 @@ class TrainableHost:
         Continues the call a timed delivery split (see :mod:`atune.execution._delivery`)
         instead of starting a new one.
         """
-        future = self._delivery.take_pending() or self._thread.submit(self.train_sync, budget)
-        return await self._delivery.deliver(future, _timer(budget), _same, _same)
+        pending = self._delivery.take_pending()
+        if pending is not None:  # it ends at its next result: no timer needed
+            return await asyncio.wrap_future(pending)
+        future = self._thread.submit(self.train_sync, budget)
+        return await self._delivery.deliver(
+            future, timer_for(budget), same, same, self._current_trial()
+        )
 
-    def train_blocking(self, budget: TrainBudget) -> TrainOutcome:
-        """:meth:`train` for a thread that may block (a Ray actor's)."""
-        future = self._delivery.take_pending() or self._thread.submit(self.train_sync, budget)
-        return self._delivery.deliver_blocking(future, _timer(budget), _same, _same)
+    def split_sync(self, trial_id: str) -> list[dict[str, Any]]:
+        """The results so far of ``trial_id``'s running train call, which then ends at its
+        next result (any thread may call it; see :mod:`atune.execution._delivery`)."""
+        return self._delivery.split_now(trial_id)
+
+    def _current_trial(self) -> str:
+        started = self._started
+        return started[0] if started is not None else ""
 
     def train_sync(self, budget: TrainBudget) -> TrainOutcome:
         """:meth:`train`, in the calling thread (the user thread)."""
         trainable = self._trainable
         assert trainable is not None, "train() before start()"
         delivery = self._delivery
-        delivery.begin()  # visible to drain() and to a face's timer while this call runs
+        delivery.begin(self._current_trial())  # seen by drain() and a face's timer
         deadline = time.monotonic() + budget.max_seconds
         self._ended = False
         criteria = budget.stop_criteria or {}
@@ -382,10 +374,6 @@ class TrainableHost:
         """Save checkpoint number ``index`` into the trial dir, committed atomically."""
         return await self._call(self.save_sync, index)
 
-    def save_blocking(self, index: int) -> SaveOutcome:
-        """:meth:`save_sync` in the user thread, for a thread that may block."""
-        return self._thread.submit(self.save_sync, index).result()
-
     def save_sync(self, index: int) -> SaveOutcome:
         """:meth:`save`, in the calling thread."""
         trainable = self._trainable
@@ -415,22 +403,3 @@ def _bounded_count(result: dict[str, Any], budget: TrainBudget) -> int:
     except Exception:  # the local backend never pickles results: no bound then
         return budget.max_results
     return max(1, min(budget.max_results, budget.max_bytes // max(size, 1)))
-
-
-def _timer(budget: TrainBudget | None) -> float:
-    """The face's timer for a call training within ``budget`` (0: none, lock-step)."""
-    if budget is None or budget.max_results <= 1:
-        return 0.0
-    return budget.max_seconds
-
-
-def _same(outcome: TrainOutcome) -> TrainOutcome:
-    return outcome
-
-
-def _launch_trained(outcome: LaunchOutcome) -> TrainOutcome:
-    return outcome.trained if outcome.trained is not None else TrainOutcome(results=[])
-
-
-def _launched(trained: TrainOutcome) -> LaunchOutcome:
-    return LaunchOutcome(trained=trained)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ from atune._log import get_logger
 from atune.errors import WorkerDiedError
 from atune.execution import _exit_record as exit_record
 from atune.execution._backend import Backend, Runner
+from atune.execution._delivery import deliver_remote, launch_trained, same, timer_for
 from atune.execution._host import (
     ErrorInfo,
     LaunchOutcome,
@@ -98,12 +100,12 @@ class _TrialActor:
     """The body of the Ray actor: a thin shell around a ``TrainableHost``.
 
     A synchronous actor (cheaper per call than an async one): every trial call runs in the
-    actor's one default thread, which hands the user code to the host's user thread (so
-    user code always sees the same thread) and waits for it with the timer of
-    :mod:`atune.execution._delivery`: results reach the driver even while user code blocks
-    between reports, so a process that dies then loses none that ``report()`` accepted.
-    ``drain`` and ``wait_started`` run in concurrency groups of their own so they can
-    answer while a ``launch`` or ``train`` call is running.
+    actor's one default thread, so user code always sees the same thread; ``drain``,
+    ``split`` and ``wait_started`` run in concurrency groups of their own so they can
+    answer while a ``launch`` or ``train`` call is running. ``split`` is how the driver's
+    timer (:func:`~atune.execution._delivery.deliver_remote`) collects the results of a
+    call whose user code blocks between reports, so a process that dies then loses none
+    that ``report()`` accepted.
 
     Working directory, as in Ray Tune: each launch makes the trial's directory the
     process's working directory (every trial of a reused actor gets its own), and
@@ -148,24 +150,27 @@ class _TrialActor:
         budget: TrainBudget | None,
         only_if_finished: bool = False,
     ) -> LaunchOutcome:
-        outcome = self._host.launch_blocking(
+        outcome = self._host.launch_sync(
             reuse, config, info, checkpoint_path, budget, only_if_finished
         )
         return _settle(outcome, ended=_launch_ended(outcome))
 
     def train(self, budget: TrainBudget) -> TrainOutcome:
-        outcome = self._host.train_blocking(budget)
+        outcome = self._host.train_sync(budget)
         return _settle(outcome, ended=outcome.error is not None)
 
     def save(self, index: int) -> SaveOutcome:
-        outcome = self._host.save_blocking(index)
+        outcome = self._host.save_sync(index)
         return _settle(outcome, ended=outcome.error is not None)
 
     def stop(self) -> ErrorInfo | None:
-        return _settle(self._host.stop_blocking(), ended=True)
+        return _settle(self._host.stop_sync(), ended=True)
 
     def drain(self) -> list[dict[str, Any]]:
         return self._host.drain_sync()
+
+    def split(self, trial_id: str) -> list[dict[str, Any]]:
+        return self._host.split_sync(trial_id)
 
     def wait_started(self, trial_id: str, timeout: float) -> bool | None:
         return self._host.wait_started_sync(trial_id, timeout)
@@ -218,7 +223,7 @@ def _resolve_parameters(cls: type[Trainable]) -> type[Trainable]:
 
 
 _remote_actor_cls: Any = None
-_CONTROL = "control"  # drain: answers while a train call hangs
+_CONTROL = "control"  # drain, split: answer while a train call runs or hangs
 # wait_started: blocks until a launch passes its set-up; one per trial a runner serves
 # (the running one and the one queued behind it).
 _NOTICE = "notice"
@@ -256,6 +261,12 @@ class _RayRunner:
         # several calls (a launch and a start watch) can fail on the same death.
         self._death: tuple[str, str] | None = None
         self._death_lock = anyio.Lock()
+        # The trial the actor serves (its last launch that took the actor): the timer of a
+        # train call splits only that trial's call.
+        self._serving = ""
+        # A call split by the timer, continued by the next train() (see _delivery.py), and
+        # what turns its value into the TrainOutcome of its remainder.
+        self._pending: tuple[asyncio.Future[Any], Callable[[Any], TrainOutcome]] | None = None
 
     async def _await(self, ref: Any) -> Any:
         from ray.exceptions import RayActorError
@@ -309,13 +320,52 @@ class _RayRunner:
         ref = self._actor.launch.remote(
             reuse, config, info, checkpoint_path, budget, only_if_finished
         )
-        outcome: LaunchOutcome = await self._await(ref)
+        # A queued launch waits behind another trial's call: no timer (it would find none
+        # of its own to split anyway).
+        timer = 0.0 if only_if_finished or budget is None else timer_for(budget)
+        call = ref.as_future()
+        value, split = await self._await(
+            deliver_remote(call, timer, lambda: self._split(info.trial_id))
+        )
+        if split is not None:
+            self._serving = info.trial_id
+            self._keep_pending(call, launch_trained)
+            return LaunchOutcome(trained=split)
+        outcome: LaunchOutcome = value  # type: ignore[assignment]
+        if not (outcome.busy or outcome.declined or outcome.error):
+            self._serving = info.trial_id
         if only_if_finished and not outcome.busy:
             self._trial_dir = info.trial_dir
         return outcome
 
+    async def _split(self, trial_id: str) -> list[dict[str, Any]]:
+        ref = self._actor.split.options(concurrency_group=_CONTROL).remote(trial_id)
+        return await ref  # type: ignore[no-any-return]
+
+    def _keep_pending(
+        self, call: asyncio.Future[Any], trained: Callable[[Any], TrainOutcome]
+    ) -> None:
+        # Its error (the actor killed with it) is read by the next train(), or by nobody
+        # if the trial is let go of first: then it must not be reported as unretrieved.
+        call.add_done_callback(_retrieve)
+        self._pending = (call, trained)
+
     async def train(self, budget: TrainBudget) -> TrainOutcome:
-        return await self._await(self._actor.train.remote(budget))  # type: ignore[no-any-return]
+        pending, self._pending = self._pending, None
+        if pending is not None:  # it ends at its next result: no timer needed
+            call, trained = pending
+            return trained(await self._await(call))
+        call = self._actor.train.remote(budget).as_future()
+        trial_id = self._serving
+        delivered: tuple[TrainOutcome | None, TrainOutcome | None] = await self._await(
+            deliver_remote(call, timer_for(budget), lambda: self._split(trial_id))
+        )
+        value, split = delivered
+        if split is not None:
+            self._keep_pending(call, same)
+            return split
+        assert value is not None
+        return value
 
     async def save(self, index: int) -> SaveOutcome:
         return await self._await(self._actor.save.remote(index))  # type: ignore[no-any-return]
@@ -337,11 +387,17 @@ class _RayRunner:
     async def kill(self) -> None:
         import ray
 
+        self._pending = None
         with contextlib.suppress(Exception):  # already gone
             ray.kill(self._actor, no_restart=True)
         if self._pg is not None:
             ray.util.remove_placement_group(self._pg)
             self._pg = None
+
+
+def _retrieve(call: asyncio.Future[Any]) -> None:
+    if not call.cancelled():
+        call.exception()
 
 
 def _death_cause(exc: BaseException, trial_dir: str | None) -> tuple[str, str]:
