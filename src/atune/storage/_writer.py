@@ -98,12 +98,15 @@ class ExperimentWriter:
                 params, self._params = self._params, []
                 errors, self._errors = self._errors, []
                 deletions, self._deletions = self._deletions, []
-                self._buffered = 0
+                size, self._buffered = self._buffered, 0
             self.path.mkdir(parents=True, exist_ok=True)
             if journal:
                 with open(self.path / JOURNAL_FILE, "ab") as f:
-                    for chunk in _chunks(journal):
-                        f.write(chunk)
+                    if size < CHUNK_BYTES:  # the common case: one join, one write
+                        f.write(b"\n".join([*journal, b""]))
+                    else:
+                        for chunk in _chunks(journal):
+                            f.write(chunk)
                     f.flush()
                     os.fsync(f.fileno())
             # Only now that the journal holds the newer checkpoint (fsynced above) may older
