@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 import pytest
 
 from atune._controller._core import (
+    _BATCH_BYTES,
     _BATCH_RESULTS,
     _BATCH_SECONDS,
     CapacityChanged,
@@ -58,7 +59,7 @@ T = TypeVar("T")
 
 ERR = ErrorInfo(type_name="builtins.ValueError", message="boom", traceback="Traceback: boom")
 # The budgets of a call: batched (FIFO, no stopper or a dict stopper) or one result at a time.
-BATCH = TrainBudget(max_results=_BATCH_RESULTS, max_seconds=_BATCH_SECONDS)
+BATCH = TrainBudget(max_results=_BATCH_RESULTS, max_seconds=_BATCH_SECONDS, max_bytes=_BATCH_BYTES)
 ONE = TrainBudget(max_results=1)
 
 
@@ -657,7 +658,10 @@ def test_retried_class_trial_trains_before_it_checkpoints_again(tmp_path: Path) 
     assert run.returned(trial_id, res(3), res(4))[1] == [Save(trial_id=trial_id, index=1)]
     _, commands = run.failed(trial_id)
     budget = TrainBudget(
-        max_results=_BATCH_RESULTS, max_seconds=_BATCH_SECONDS, checkpoint_frequency=2
+        max_results=_BATCH_RESULTS,
+        max_seconds=_BATCH_SECONDS,
+        checkpoint_frequency=2,
+        max_bytes=_BATCH_BYTES,
     )
     assert commands == [
         Release(trial_id=trial_id, kill=True),

@@ -150,3 +150,20 @@ async def test_wait_started_wakes_up_while_the_first_step_still_runs(
     outcome = await launch
     assert outcome.trained is not None and outcome.trained.results[0]["x"] == 1
     await host.stop()
+
+
+class Large(tune.Trainable):
+    """Reports results of about 1 MB each."""
+
+    def step(self) -> dict[str, Any]:
+        return {"blob": "x" * 1_000_000}
+
+
+def test_a_batch_is_bounded_by_bytes_from_its_first_results_size(tmp_path: Path) -> None:
+    host = TrainableHost(Large)
+    budget = TrainBudget(max_results=256, max_seconds=60.0, max_bytes=3_500_000)
+    launched = _launch(host, tmp_path, "t", {}, budget)
+    assert launched.trained is not None
+    assert len(launched.trained.results) == 3
+    # Without a byte bound the count bound holds as before.
+    assert len(host.train_sync(TrainBudget(max_results=5, max_seconds=60.0)).results) == 5

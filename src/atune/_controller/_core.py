@@ -70,6 +70,9 @@ __all__ = [
 
 _BATCH_RESULTS = 256
 _BATCH_SECONDS = 0.25
+# Bounds a batch's bytes too (see ``TrainBudget.max_bytes``): large results travel a few
+# at a time, so neither the driver nor Ray holds a large batch at once.
+_BATCH_BYTES = 2 << 20
 _UNSAFE_CHARS = re.compile(r"[^\w.=,+-]")
 # Stops decided on a result: the runner is alive and the result may still be checkpointed.
 _RESULT_STOPS = ("done", "stopper", "scheduler")
@@ -611,6 +614,9 @@ class ControllerCore:
                     metrics=result,
                 )
             )
+            # A function trainable's checkpoint is committed with its result: retention
+            # applies here as it does to a class trainable's save (``_on_checkpoint``).
+            self._enforce_retention(ts, trial)
         if self.stopper is not None and self.stopper.stop_all():
             self._stop_all(ts, "stop_all")
         return reason is not None
@@ -669,6 +675,7 @@ class ControllerCore:
             max_seconds=_BATCH_SECONDS,
             stop_criteria=criteria,
             checkpoint_frequency=freq,
+            max_bytes=_BATCH_BYTES,
         )
 
     def _last_checkpointed(self, trial: Trial) -> bool:

@@ -7,6 +7,11 @@ tasks of the experiment's task group. A child task awaits the runner (a Ray acto
 ``ObjectRef`` or an in-process host) and sends what it observed back into the stream. All
 experiment state is touched by the driver's task only: no locks.
 
+Memory: large results are written as they come. When the writer's buffered bytes pass
+``FLUSH_AT_BYTES``, the driver flushes at once and takes its next message only after that
+(back-pressure), instead of waiting for the periodic flush; with batches bounded by bytes
+(``TrainBudget.max_bytes``) the driver never holds more than a few megabytes of results.
+
 Commands of one trial that come out of one message run in order, in one child task (a
 failed runner is killed, and its ``ActorFreed`` sent, before the retry's ``Launch``).
 
@@ -77,7 +82,7 @@ from atune.events import (
 )
 from atune.execution._host import ErrorInfo, TrainOutcome
 from atune.execution._resources import normalize_resources, to_units
-from atune.storage._writer import ExperimentWriter
+from atune.storage._writer import FLUSH_AT_BYTES, ExperimentWriter
 from atune.trainable._session import TrialInfo
 
 __all__ = ["Driver"]
@@ -163,6 +168,10 @@ class Driver:
                                 break
                             if self.dispatch.backlogged:
                                 await self.dispatch.relieve()
+                            if self.writer.buffered_bytes >= FLUSH_AT_BYTES:
+                                # Large results: write them now, and take the next message
+                                # only then, so the buffers stay bounded (back-pressure).
+                                await self._flush()
                     await self.dispatch.drain()
                 except Exception as exc:
                     # Raised after the task group, as it is: inside it, it would reach the

@@ -19,6 +19,8 @@ import os
 from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
+import anyio
+
 from atune.execution._host import (
     ErrorInfo,
     LaunchOutcome,
@@ -124,6 +126,10 @@ class _LocalRunner(TrainableHost):
 class LocalBackend(Backend):
     """Runs trainables in this process, one worker thread each (no Ray).
 
+    Unlike the Ray backend, it never changes the working directory to the trial's
+    directory (the working directory is shared by every thread of the process); it sets
+    ``TUNE_ORIG_WORKING_DIR`` to the current directory when that is unset.
+
     Args:
         capacity: Resources to hand out; default: this machine's CPU count.
     """
@@ -133,7 +139,11 @@ class LocalBackend(Backend):
         self._cls: type[Trainable] | None = None
 
     async def setup(self) -> None:
-        return None
+        # Trials share this process, its threads and the caller's application, so the
+        # working directory (process-wide) is never changed; the variable Ray Tune sets
+        # for the original directory is set (if unset) so that code reading it still runs.
+        cwd = await anyio.to_thread.run_sync(os.getcwd)  # a system call: off the loop
+        os.environ.setdefault("TUNE_ORIG_WORKING_DIR", cwd)
 
     def capacity(self) -> dict[str, float]:
         return dict(self._capacity)

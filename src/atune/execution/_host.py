@@ -15,7 +15,11 @@ Batching: :meth:`train` may run several iterations in one call (``TrainBudget``)
 saves a round trip per result when no driver-side decision needs each result. The batch
 ends early on a result that needs attention: ``done``, a checkpoint, a stop criterion that
 matches (evaluated here, so a stop still lands exactly at that report), or a checkpoint
-frequency boundary.
+frequency boundary. A batch is bounded by bytes too (``TrainBudget.max_bytes``, from the
+size of its first result). While user code blocks between reports, the face that awaits a
+call hands back the results so far on a timer and the next ``train`` continues the call
+(see :mod:`atune.execution._delivery`), so a process that dies loses no accepted result.
+
 """
 
 from __future__ import annotations
@@ -25,18 +29,23 @@ import contextlib
 import os
 import pickle
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-import msgspec
-
 from atune.errors import CheckpointCorruptError, WorkerDiedError
+from atune.execution._delivery import Delivery, launch_trained, launched, same, timer_for
+from atune.execution._outcomes import (
+    ErrorInfo,
+    LaunchOutcome,
+    SaveOutcome,
+    TrainBudget,
+    TrainOutcome,
+)
 from atune.stopper import dict_criteria_met, flatten_for_criteria
-from atune.trainable._function import TrainableReturned, format_exception
+from atune.trainable._function import TrainableReturned
 from atune.trainable._session import TrialInfo
 from atune.trainable._trainable import (
     Trainable,
@@ -54,100 +63,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-class TrainBudget(msgspec.Struct, frozen=True, kw_only=True):
-    """How much one ``train()`` call may do before returning.
-
-    Attributes:
-        max_results: Return after this many results.
-        max_seconds: Return after this long, even if fewer results were produced.
-        stop_criteria: Flattened ``{key: threshold}``; a result with any
-            ``result[key] >= threshold`` ends the batch (Ray Tune's dict stopper).
-        checkpoint_frequency: End the batch when ``training_iteration`` is a multiple.
-    """
-
-    max_results: int = 1
-    max_seconds: float = 0.0
-    stop_criteria: dict[str, Any] | None = None
-    checkpoint_frequency: int = 0
-
-
-class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """A user exception, carried across processes.
-
-    Attributes:
-        type_name: ``module.QualName`` of the exception type.
-        message: ``str(exc)``.
-        traceback: The formatted traceback.
-        payload: The pickled exception when it pickles, so the driver can rebuild the
-            original type (never written to disk).
-    """
-
-    type_name: str
-    message: str
-    traceback: str
-    payload: bytes | None = None
-
-    @classmethod
-    def from_exception(cls, exc: BaseException) -> ErrorInfo:
-        """Capture ``exc`` with its traceback."""
-        # In a Ray worker use Ray's cloudpickle: a user class that Ray shipped by value then
-        # maps back to the very same class in the driver (its class registry is shared).
-        ray = sys.modules.get("ray")
-        dumps = ray.cloudpickle.dumps if ray is not None else pickle.dumps
-        try:
-            payload: bytes | None = dumps(exc)
-            pickle.loads(payload)  # type: ignore[arg-type]
-        except Exception:
-            payload = None
-        exc_type = type(exc)
-        return cls(
-            type_name=f"{exc_type.__module__}.{exc_type.__qualname__}",
-            message=str(exc),
-            traceback=format_exception(exc),
-            payload=payload,
-        )
-
-
-class TrainOutcome(msgspec.Struct, kw_only=True):
-    """What one ``train()`` call produced: results first, then how it ended."""
-
-    results: list[dict[str, Any]]
-    returned: bool = False
-    error: ErrorInfo | None = None
-
-
-class LaunchOutcome(msgspec.Struct, kw_only=True):
-    """How starting (or reusing) a runner for a trial went.
-
-    Attributes:
-        error: Constructing, resetting or restoring raised (user code).
-        declined: ``reset_config`` returned False (reuse only).
-        busy: a queued launch found the current trial still going; nothing was touched.
-        trained: The first ``train`` outcome, when a budget was given.
-        restore_failed: ``error`` was raised restoring the checkpoint (the trainable
-            itself was constructed or reset).
-        checkpoint_corrupt: ... because the checkpoint is damaged (gone, or atune's own
-            files in it unreadable: :class:`~atune.errors.CheckpointCorruptError`), not
-            because the user's ``load_checkpoint`` raised.
-    """
-
-    error: ErrorInfo | None = None
-    declined: bool = False
-    busy: bool = False
-    trained: TrainOutcome | None = None
-    restore_failed: bool = False
-    checkpoint_corrupt: bool = False
-
-
-class SaveOutcome(msgspec.Struct, kw_only=True):
-    """A committed checkpoint (``dir_name``) or the error that prevented it."""
-
-    dir_name: str | None = None
-    training_iteration: int = 0
-    metrics: dict[str, Any] = msgspec.field(default_factory=dict)
-    error: ErrorInfo | None = None
 
 
 class _UserThread:
@@ -217,7 +132,7 @@ class TrainableHost:
         self._cls = trainable_cls
         self._on_launch = on_launch
         self._thread = _UserThread()
-        self._batch: list[dict[str, Any]] = []
+        self._delivery = Delivery()
         self._trainable: Trainable | None = None
         # The current trial's last batch ended on a result that ends it for the driver too
         # (``done``, a stop criterion) and that asks for no checkpoint. A queued launch may
@@ -245,7 +160,7 @@ class TrainableHost:
         With ``budget``, the first ``train`` runs in the same call, which saves a round
         trip per trial.
         """
-        return await self._call(self.launch_sync, False, config, info, checkpoint_path, budget)
+        return await self._launch(False, config, info, checkpoint_path, budget)
 
     async def reset(
         self,
@@ -262,8 +177,13 @@ class TrainableHost:
         ``only_if_finished`` (a launch queued behind a running trial) the reset happens only
         if the current trial's function has returned; otherwise ``busy`` is set.
         """
-        return await self._call(
-            self.launch_sync, True, config, info, checkpoint_path, budget, only_if_finished
+        return await self._launch(True, config, info, checkpoint_path, budget, only_if_finished)
+
+    async def _launch(self, *args: Any) -> LaunchOutcome:
+        future = self._thread.submit(self.launch_sync, *args)
+        owner = args[2].trial_id  # the TrialInfo
+        return await self._delivery.deliver(
+            future, timer_for(args[4]), launch_trained, launched, owner
         )
 
     def launch_sync(
@@ -276,9 +196,10 @@ class TrainableHost:
         only_if_finished: bool = False,
     ) -> LaunchOutcome:
         """:meth:`start` (``reuse=False``) or :meth:`reset`, in the calling thread."""
-        self._batch = []  # drain() reports only the results of the call in progress
-        if only_if_finished and not self._current_ended():
+        # A split call's remainder belongs to the trial before: it collects it first.
+        if only_if_finished and (not self._current_ended() or self._delivery.undelivered):
             return LaunchOutcome(busy=True)
+        self._delivery.forget()  # drain() reports only the results of the call in progress
         self._ended = False
         self._set_started(None)
         try:
@@ -374,7 +295,7 @@ class TrainableHost:
         Used before abandoning a runner whose call does not return (a ``step()`` that
         hangs past the time budget), so that results it already produced are not lost.
         """
-        return list(self._batch)
+        return self._delivery.drain()
 
     async def kill(self) -> None:
         """:meth:`abandon` (a thread cannot be killed; it is given up on)."""
@@ -388,7 +309,7 @@ class TrainableHost:
 
     def stop_sync(self) -> ErrorInfo | None:
         """:meth:`stop`, in the calling thread."""
-        self._batch = []
+        self._delivery.forget()
         trainable, self._trainable = self._trainable, None
         if trainable is None:
             return None
@@ -400,40 +321,64 @@ class TrainableHost:
 
     # ------------------------------------------------------------------- training
     async def train(self, budget: TrainBudget) -> TrainOutcome:
-        """Run iterations within ``budget``; see the module docstring."""
-        return await self._call(self.train_sync, budget)
+        """Run iterations within ``budget``; see the module docstring.
+
+        Continues the call a timed delivery split (see :mod:`atune.execution._delivery`)
+        instead of starting a new one.
+        """
+        pending = self._delivery.take_pending()
+        if pending is not None:  # it ends at its next result: no timer needed
+            return await asyncio.wrap_future(pending)
+        future = self._thread.submit(self.train_sync, budget)
+        return await self._delivery.deliver(
+            future, timer_for(budget), same, same, self._current_trial()
+        )
+
+    def split_sync(self, trial_id: str) -> list[dict[str, Any]]:
+        """The results so far of ``trial_id``'s running train call, which then ends at its
+        next result (any thread may call it; see :mod:`atune.execution._delivery`)."""
+        return self._delivery.split_now(trial_id)
+
+    def _current_trial(self) -> str:
+        started = self._started
+        return started[0] if started is not None else ""
 
     def train_sync(self, budget: TrainBudget) -> TrainOutcome:
-        """:meth:`train`, in the calling thread."""
+        """:meth:`train`, in the calling thread (the user thread)."""
         trainable = self._trainable
         assert trainable is not None, "train() before start()"
-        results: list[dict[str, Any]] = []
-        self._batch = results  # visible to drain() while this call runs
+        delivery = self._delivery
+        delivery.begin(self._current_trial())  # seen by drain() and a face's timer
         deadline = time.monotonic() + budget.max_seconds
         self._ended = False
         criteria = budget.stop_criteria or {}
         freq = budget.checkpoint_frequency
+        max_results = budget.max_results
+        measure = budget.max_bytes > 0 and max_results > 1
         while True:
             try:
                 result = trainable.train()
             except TrainableReturned:
-                return TrainOutcome(results=results, returned=True)
+                return delivery.finish(returned=True)
             except BaseException as exc:
-                return TrainOutcome(results=results, error=ErrorInfo.from_exception(exc))
-            results.append(result)
+                return delivery.finish(error=ErrorInfo.from_exception(exc))
+            cut = delivery.add(result)
+            if measure:  # once per call: bound the count by the first result's size
+                measure = False
+                max_results = _bounded_count(result, budget)
             try:
                 stop = dict_criteria_met(criteria, flatten_for_criteria(criteria, result))
             except TypeError as exc:  # a reported value the criterion cannot compare with
-                return TrainOutcome(results=results, error=ErrorInfo.from_exception(exc))
+                return delivery.finish(error=ErrorInfo.from_exception(exc))
             ends = bool(stop or result.get("done"))
             saves = bool(
                 result.get("should_checkpoint")
                 or (freq and result.get("training_iteration", 0) % freq == 0)
             )
             self._ended = ends and not saves
-            full = len(results) >= budget.max_results or time.monotonic() >= deadline
+            full = cut or delivery.count() >= max_results or time.monotonic() >= deadline
             if ends or saves or full:
-                return TrainOutcome(results=results)
+                return delivery.finish()
 
     async def save(self, index: int) -> SaveOutcome:
         """Save checkpoint number ``index`` into the trial dir, committed atomically."""
@@ -441,7 +386,6 @@ class TrainableHost:
 
     def save_sync(self, index: int) -> SaveOutcome:
         """:meth:`save`, in the calling thread."""
-        self._batch = []
         trainable = self._trainable
         assert trainable is not None, "save() before start()"
         try:
@@ -460,3 +404,12 @@ class TrainableHost:
 def _wake(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _bounded_count(result: dict[str, Any], budget: TrainBudget) -> int:
+    """``max_results``, lowered so that results the size of ``result`` fit ``max_bytes``."""
+    try:
+        size = len(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:  # the local backend never pickles results: no bound then
+        return budget.max_results
+    return max(1, min(budget.max_results, budget.max_bytes // max(size, 1)))

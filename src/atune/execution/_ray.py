@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ from atune._serializable import unserializable_config
 from atune.errors import WorkerDiedError
 from atune.execution import _exit_record as exit_record
 from atune.execution._backend import Backend, Runner
+from atune.execution._delivery import deliver_remote, launch_trained, same, timer_for
 from atune.execution._host import (
     ErrorInfo,
     LaunchOutcome,
@@ -40,7 +42,20 @@ from atune.trainable._parameters import Parameters
 from atune.trainable._session import TrialInfo
 from atune.trainable._trainable import Trainable
 
-__all__ = ["RayBackend", "ensure_ray"]
+__all__ = ["CHDIR_ENV", "ORIG_WORKING_DIR_ENV", "RayBackend", "ensure_ray", "workdir_settings"]
+
+CHDIR_ENV = "RAY_CHDIR_TO_TRIAL_DIR"
+ORIG_WORKING_DIR_ENV = "TUNE_ORIG_WORKING_DIR"
+
+
+def workdir_settings() -> tuple[str, bool]:
+    """The driver's working directory, and whether trials run in their own directory.
+
+    Read in the driver, where a user sets ``RAY_CHDIR_TO_TRIAL_DIR`` (``"0"`` turns the
+    change of directory off, as in Ray Tune), and handed to each actor.
+    """
+    return os.getcwd(), os.environ.get(CHDIR_ENV, "1") != "0"
+
 
 _log = get_logger(__name__)
 _T = TypeVar("_T")
@@ -87,9 +102,19 @@ class _TrialActor:
     """The body of the Ray actor: a thin shell around a ``TrainableHost``.
 
     A synchronous actor (cheaper per call than an async one): every trial call runs in the
-    actor's one default thread, so user code always sees the same thread; ``drain`` and
-    ``wait_started`` run in concurrency groups of their own so they can answer while a
-    ``launch`` or ``train`` call is running.
+    actor's one default thread, so user code always sees the same thread; ``drain``,
+    ``split`` and ``wait_started`` run in concurrency groups of their own so they can
+    answer while a ``launch`` or ``train`` call is running. ``split`` is how the driver's
+    timer (:func:`~atune.execution._delivery.deliver_remote`) collects the results of a
+    call whose user code blocks between reports, so a process that dies then loses none
+    that ``report()`` accepted.
+
+    Working directory, as in Ray Tune: each launch makes the trial's directory the
+    process's working directory (every trial of a reused actor gets its own), and
+    ``TUNE_ORIG_WORKING_DIR`` holds the driver's working directory;
+    ``RAY_CHDIR_TO_TRIAL_DIR=0`` in the driver's environment turns the change off. The
+    change happens in the user thread at the start of a launch, before ``setup`` or
+    ``reset_config`` runs (see :func:`workdir_settings`).
 
     It records a death of its process into the current trial's directory (see
     :mod:`atune.execution._exit_record`), and removes the records when its work for a
@@ -97,16 +122,26 @@ class _TrialActor:
     that the driver answers by killing the actor.
     """
 
-    def __init__(self, trainable_cls: type[Trainable]) -> None:
+    def __init__(
+        self, trainable_cls: type[Trainable], workdir: tuple[str, bool] | None = None
+    ) -> None:
         import ray
 
-        if ray.get_runtime_context().worker.mode == ray.WORKER_MODE:  # never the driver
+        in_worker = ray.get_runtime_context().worker.mode == ray.WORKER_MODE  # not the driver
+        if in_worker:
             exit_record.install()
-        # The death records follow the trial: pointed at its directory by each launch.
-        self._host = TrainableHost(
-            _resolve_parameters(trainable_cls),
-            on_launch=lambda info: exit_record.watch(info.trial_dir),
-        )
+        orig_dir, chdir = workdir or ("", False)
+        if in_worker and orig_dir:
+            os.environ[ORIG_WORKING_DIR_ENV] = orig_dir
+        chdir = chdir and in_worker  # an actor in the driver's process never moves it
+
+        def on_launch(info: TrialInfo) -> None:
+            # The death records follow the trial: pointed at its directory by each launch.
+            exit_record.watch(info.trial_dir)
+            if chdir and info.trial_dir:
+                os.chdir(info.trial_dir)
+
+        self._host = TrainableHost(_resolve_parameters(trainable_cls), on_launch=on_launch)
 
     def launch(
         self,
@@ -135,6 +170,9 @@ class _TrialActor:
 
     def drain(self) -> list[dict[str, Any]]:
         return self._host.drain_sync()
+
+    def split(self, trial_id: str) -> list[dict[str, Any]]:
+        return self._host.split_sync(trial_id)
 
     def wait_started(self, trial_id: str, timeout: float) -> bool | None:
         return self._host.wait_started_sync(trial_id, timeout)
@@ -180,7 +218,7 @@ def _resolve_parameters(cls: type[Trainable]) -> type[Trainable]:
 
 
 _remote_actor_cls: Any = None
-_CONTROL = "control"  # drain: answers while a train call hangs
+_CONTROL = "control"  # drain, split: answer while a train call runs or hangs
 # wait_started: blocks until a launch passes its set-up; one per trial a runner serves
 # (the running one and the one queued behind it).
 _NOTICE = "notice"
@@ -218,6 +256,12 @@ class _RayRunner:
         # several calls (a launch and a start watch) can fail on the same death.
         self._death: tuple[str, str] | None = None
         self._death_lock = anyio.Lock()
+        # The trial the actor serves (its last launch that took the actor): the timer of a
+        # train call splits only that trial's call.
+        self._serving = ""
+        # A call split by the timer, continued by the next train() (see _delivery.py), and
+        # what turns its value into the TrainOutcome of its remainder.
+        self._pending: tuple[asyncio.Future[Any], Callable[[Any], TrainOutcome]] | None = None
 
     async def _await(self, ref: Any) -> Any:
         from ray.exceptions import RayActorError
@@ -274,13 +318,52 @@ class _RayRunner:
             )
         except Exception as exc:  # serialising the arguments failed: a sampled config value
             raise unserializable_config(config, exc) from exc
-        outcome: LaunchOutcome = await self._await(ref)
+        # A queued launch waits behind another trial's call: no timer (it would find none
+        # of its own to split anyway).
+        timer = 0.0 if only_if_finished or budget is None else timer_for(budget)
+        call = ref.as_future()
+        value, split = await self._await(
+            deliver_remote(call, timer, lambda: self._split(info.trial_id))
+        )
+        if split is not None:
+            self._serving = info.trial_id
+            self._keep_pending(call, launch_trained)
+            return LaunchOutcome(trained=split)
+        outcome: LaunchOutcome = value  # type: ignore[assignment]
+        if not (outcome.busy or outcome.declined or outcome.error):
+            self._serving = info.trial_id
         if only_if_finished and not outcome.busy:
             self._trial_dir = info.trial_dir
         return outcome
 
+    async def _split(self, trial_id: str) -> list[dict[str, Any]]:
+        ref = self._actor.split.options(concurrency_group=_CONTROL).remote(trial_id)
+        return await ref  # type: ignore[no-any-return]
+
+    def _keep_pending(
+        self, call: asyncio.Future[Any], trained: Callable[[Any], TrainOutcome]
+    ) -> None:
+        # Its error (the actor killed with it) is read by the next train(), or by nobody
+        # if the trial is let go of first: then it must not be reported as unretrieved.
+        call.add_done_callback(_retrieve)
+        self._pending = (call, trained)
+
     async def train(self, budget: TrainBudget) -> TrainOutcome:
-        return await self._await(self._actor.train.remote(budget))  # type: ignore[no-any-return]
+        pending, self._pending = self._pending, None
+        if pending is not None:  # it ends at its next result: no timer needed
+            call, trained = pending
+            return trained(await self._await(call))
+        call = self._actor.train.remote(budget).as_future()
+        trial_id = self._serving
+        delivered: tuple[TrainOutcome | None, TrainOutcome | None] = await self._await(
+            deliver_remote(call, timer_for(budget), lambda: self._split(trial_id))
+        )
+        value, split = delivered
+        if split is not None:
+            self._keep_pending(call, same)
+            return split
+        assert value is not None
+        return value
 
     async def save(self, index: int) -> SaveOutcome:
         return await self._await(self._actor.save.remote(index))  # type: ignore[no-any-return]
@@ -302,11 +385,17 @@ class _RayRunner:
     async def kill(self) -> None:
         import ray
 
+        self._pending = None
         with contextlib.suppress(Exception):  # already gone
             ray.kill(self._actor, no_restart=True)
         if self._pg is not None:
             ray.util.remove_placement_group(self._pg)
             self._pg = None
+
+
+def _retrieve(call: asyncio.Future[Any]) -> None:
+    if not call.cancelled():
+        call.exception()
 
 
 def _death_cause(exc: BaseException, trial_dir: str | None) -> tuple[str, str]:
@@ -332,9 +421,11 @@ class RayBackend(Backend):
 
     def __init__(self) -> None:
         self._cls: type[Trainable] | None = None
+        self._workdir: tuple[str, bool] | None = None
 
     async def setup(self) -> None:
         await ensure_ray_async()
+        self._workdir = await anyio.to_thread.run_sync(workdir_settings)
 
     def capacity(self) -> dict[str, float]:
         import ray
@@ -367,5 +458,5 @@ class RayBackend(Backend):
         # Submitting an actor serialises its class and, the first time, exports it to
         # Ray's GCS: tens of milliseconds that must not stall the event loop.
         actor_cls = _actor_class().options(**options)
-        actor = await anyio.to_thread.run_sync(actor_cls.remote, self._cls)
+        actor = await anyio.to_thread.run_sync(actor_cls.remote, self._cls, self._workdir)
         return _RayRunner(actor, resources, pg)

@@ -39,6 +39,8 @@ from atune.storage._layout import PARAMS_FILE, PROGRESS_FILE, RESULT_FILE
 
 __all__ = ["ResultFiles", "read_result_rows", "write_params"]
 
+_CHUNK_BYTES = 1 << 20  # a flush joins at most about this many bytes of rows at once
+
 
 def _atomic_write(path: Path, data: bytes) -> None:
     """Writes ``data`` to ``path`` through a temporary file and a rename."""
@@ -309,9 +311,19 @@ class ResultFiles:
 
     def _write_trial(self, trial_dir: Path, rows: list[dict[str, Any]]) -> None:
         state = self._open(trial_dir)
-        lines = b"".join(encode_json(row) + b"\n" for row in rows)
         with (trial_dir / RESULT_FILE).open("ab") as f:
-            f.write(lines)
+            # Joined in pieces of about 1 MiB: one join of large rows would double them.
+            pieces: list[bytes] = []
+            size = 0
+            for row in rows:
+                line = encode_json(row)
+                pieces.append(line)
+                size += len(line)
+                if size >= _CHUNK_BYTES:
+                    f.write(b"\n".join([*pieces, b""]))
+                    pieces, size = [], 0
+            if pieces:
+                f.write(b"\n".join([*pieces, b""]))
 
         flat_rows = []
         for row in rows:
@@ -329,9 +341,11 @@ class ResultFiles:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=state.columns, restval="", extrasaction="ignore")
         if state.written == len(state.columns):
-            writer.writerows(flat_rows)
             with progress.open("a", newline="", encoding="utf-8") as f:
-                f.write(buf.getvalue())
+                # Straight into the file (buffered), not through one string of every row.
+                csv.DictWriter(
+                    f, fieldnames=state.columns, restval="", extrasaction="ignore"
+                ).writerows(flat_rows)
             return
         writer.writeheader()
         if state.written:

@@ -14,6 +14,12 @@ leave a torn journal behind: a failed append is cut back to the end of the last 
 flush, and its lines (with everything else of that flush) stay buffered for the next one.
 So the journal on disk is always a whole number of flushes, and ``Tuner.restore`` works
 on it once the disk has room again.
+
+Memory: the buffers are bounded by bytes, not only by the flush interval. Each journal
+line's length is counted as it is buffered (a result's line is about the size of its
+rows), and :attr:`ExperimentWriter.buffered_bytes` tells the driver when to flush early
+(:data:`FLUSH_AT_BYTES`); a flush writes large buffers in chunks of about
+:data:`CHUNK_BYTES`, so it never builds one copy of everything it writes.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +38,12 @@ from atune.errors import StorageError
 from atune.storage._layout import ERROR_FILE, JOURNAL_FILE, format_error_record
 from atune.storage._trial_files import ResultFiles, write_params
 
-__all__ = ["ExperimentWriter", "create_journal"]
+__all__ = ["CHUNK_BYTES", "FLUSH_AT_BYTES", "ExperimentWriter", "create_journal"]
+
+FLUSH_AT_BYTES = 4 << 20
+"""Buffered journal bytes past which the driver flushes at once instead of on its timer."""
+CHUNK_BYTES = 1 << 20
+"""A flush joins at most about this many bytes before writing them."""
 
 
 def create_journal(experiment_path: Path) -> None:
@@ -48,15 +60,16 @@ def create_journal(experiment_path: Path) -> None:
         raise StorageError(f"cannot create the journal {path}: {exc}") from exc
 
 
-def _append_durably(path: Path, data: bytes) -> None:
-    """Append ``data`` to ``path`` and fsync; on failure, cut the file back to its old end."""
+def _append_durably(path: Path, pieces: Iterable[bytes]) -> None:
+    """Append ``pieces`` to ``path`` and fsync; on failure, cut the file back to its old end."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         start = os.lseek(fd, 0, os.SEEK_END)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            for data in pieces:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
             os.fsync(fd)
         except BaseException:
             # A short write (full disk, file size limit) must not leave a torn line that a
@@ -90,13 +103,20 @@ class ExperimentWriter:
         self._params: list[tuple[Path, dict[str, Any]]] = []
         self._errors: list[tuple[Path, str]] = []
         self._deletions: list[Path] = []
+        self._buffered = 0
         self._results = ResultFiles()
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of journal lines buffered since the last flush began (a proxy for rows)."""
+        return self._buffered
 
     # ---------------------------------------------------------------- loop side
     def journal(self, line: bytes) -> None:
         """Buffer one encoded event for the journal."""
         with self._lock:
             self._journal.append(line)
+            self._buffered += len(line)
 
     def params(self, trial_dir: Path, config: dict[str, Any]) -> None:
         """Buffer the trial's ``params.json``."""
@@ -147,17 +167,21 @@ class ExperimentWriter:
                 # row whose ResultReported is not in the journal (the driver journals an
                 # event before it buffers its row).
                 rows = self._results.take()
+                size, self._buffered = self._buffered, 0
             journal_path = self.path / JOURNAL_FILE
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
                 if journal:
-                    _append_durably(journal_path, b"\n".join(journal) + b"\n")
+                    # The common case is one join and one write; large buffers go in pieces.
+                    pieces = [b"\n".join([*journal, b""])] if size < CHUNK_BYTES else None
+                    _append_durably(journal_path, pieces or _chunks(journal))
             except OSError as exc:
                 with self._lock:  # keep all of it for the next flush, in order
                     self._journal[:0] = journal
                     self._params[:0] = params
                     self._errors[:0] = errors
                     self._deletions[:0] = deletions
+                    self._buffered += size
                 self._results.untake(rows)
                 raise _storage_error(journal_path, exc) from exc
             # Only now that the journal holds the newer checkpoint (fsynced above) may older
@@ -188,3 +212,15 @@ class ExperimentWriter:
                         failure.__cause__ = exc
             if failure is not None:
                 raise failure
+
+
+def _chunks(lines: list[bytes]) -> Iterator[bytes]:
+    """``lines`` newline-terminated, joined into pieces of about :data:`CHUNK_BYTES`."""
+    start, size = 0, 0
+    for end, line in enumerate(lines, start=1):
+        size += len(line) + 1
+        if size >= CHUNK_BYTES:
+            yield b"\n".join([*lines[start:end], b""])
+            start, size = end, 0
+    if start < len(lines):
+        yield b"\n".join([*lines[start:], b""])
