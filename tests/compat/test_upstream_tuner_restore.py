@@ -315,7 +315,6 @@ def test_restore_with_parameters(storage: str, tmp_path: Path, function: bool) -
     assert not results.errors
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: num_to_keep for function trainables")
 def test_restore_from_moved_experiment(tmp_path: Path) -> None:
     marker = tmp_path / "fail_marker"
     marker.write_text("")
@@ -361,7 +360,6 @@ async def test_restore_from_relative_path(tmp_path: Path, monkeypatch: pytest.Mo
     assert results[0].metrics["score"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: num_to_keep for function trainables")
 def test_checkpoints_after_resume_continue_numbering_and_retention(
     storage: str, tmp_path: Path
 ) -> None:
