@@ -132,8 +132,32 @@ class OptunaSearch(Searcher):
         self._asks = 0
         self._ot_trials: dict[str, optuna.Trial] = {}
         self._reported: dict[str, int] = {}
+        self._init_args: dict[str, Any] | None = None
+        if not callable(self._space) and sampler is None and storage is None:
+            self._init_args = {
+                "space": None
+                if self._space is None
+                else {k: distribution_to_json(d) for k, d in self._space.items()},
+                "metric": metric,
+                "mode": mode,
+                "points_to_evaluate": self._points or None,
+                "study_name": study_name,
+                "seed": self._seed,
+                "evaluated_rewards": self._rewards,
+            }
         if self._space is not None and self._metric and self._mode:
             self._setup_study()
+
+    def init_args(self) -> dict[str, Any] | None:
+        """Constructor arguments as JSON data, for ``Tuner.restore``; None when some are
+        code or objects (a define-by-run space, a sampler, a storage)."""
+        return self._init_args
+
+    @classmethod
+    def from_init_args(cls, space: dict[str, str] | None = None, **kwargs: Any) -> OptunaSearch:
+        """Build the searcher that :meth:`init_args` described."""
+        dists = None if space is None else {k: json_to_distribution(v) for k, v in space.items()}
+        return cls(space=dists, **kwargs)
 
     # ------------------------------------------------------------------ set-up
     def set_search_properties(
