@@ -28,7 +28,6 @@ _CLASSES = {
     "ConcurrencyLimiter": "atune.search.concurrency_limiter",
     "Repeater": "atune.search.repeater",
     "OptunaSearch": "atune.search.optuna.optuna_search",
-    "HyperOptSearch": "atune.search.hyperopt.hyperopt_search",
 }
 _WRAPPED = "searcher"
 
