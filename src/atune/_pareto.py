@@ -13,9 +13,7 @@ from atune.errors import ConfigError
 __all__ = ["pareto_front"]
 
 
-def pareto_front(
-    items: Sequence[Any], metrics: Sequence[str], modes: Sequence[str]
-) -> list[Any]:
+def pareto_front(items: Sequence[Any], metrics: Sequence[str], modes: Sequence[str]) -> list[Any]:
     """The items of ``items`` (with ``.metrics``) that no other item dominates.
 
     Optuna's ``study.best_trials`` rule: ``a`` dominates ``b`` when ``a`` is at least as

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 import atune as tune
-
 from atune.errors import ConfigError
 from atune.search import FINISHED, ConcurrencyLimiter, Searcher, SearchGenerator, Suggestion
 

@@ -119,7 +119,9 @@ def test_define_by_run_space(storage: str) -> None:
             trial.suggest_int("n", 0, 1)
         return {"const": "kept"}
 
-    results = _fit(OptunaSearch(space=space, metric="loss", mode="min", seed=3), storage, param_space={})
+    results = _fit(
+        OptunaSearch(space=space, metric="loss", mode="min", seed=3), storage, param_space={}
+    )
     for result in results:
         assert result.config["const"] == "kept"
         assert ("n" in result.config) == (result.config["x"] > 0.5)
@@ -158,7 +160,10 @@ def two_objectives(config: dict[str, Any]) -> dict[str, float]:
 def test_multi_objective_and_pareto_front(storage: str) -> None:
     searcher = OptunaSearch(metric=["a", "b"], mode=["min", "min"], seed=2)
     results = _fit(
-        searcher, storage, num_samples=5, trainable=two_objectives,
+        searcher,
+        storage,
+        num_samples=5,
+        trainable=two_objectives,
         param_space={"x": tune.uniform(0, 1)},
     )
     assert searcher.study.directions == [optuna.study.StudyDirection.MINIMIZE] * 2
@@ -172,21 +177,29 @@ def test_multi_objective_and_pareto_front(storage: str) -> None:
 
 def test_metric_set_twice_names_both() -> None:
     searcher = OptunaSearch(metric="loss", mode="min")
-    with pytest.raises(ValueError, match=r"OptunaSearch \(metric='loss'\).*TuneConfig \(metric='acc'\)"):
+    with pytest.raises(
+        ValueError, match=r"OptunaSearch \(metric='loss'\).*TuneConfig \(metric='acc'\)"
+    ):
         searcher.set_search_properties("acc", None, {"x": tune.uniform(0, 1)})
 
 
-@pytest.mark.parametrize(("metric", "mode", "missing"), [(None, "min", "metric"), ("l", None, "mode")])
+@pytest.mark.parametrize(
+    ("metric", "mode", "missing"), [(None, "min", "metric"), ("l", None, "mode")]
+)
 def test_missing_metric_or_mode_names_the_parameter(
     storage: str, metric: str | None, mode: str | None, missing: str
 ) -> None:
-    with pytest.raises(ValueError, match=rf"needs a {missing}: set OptunaSearch\({missing}=\.\.\.\)"):
+    with pytest.raises(
+        ValueError, match=rf"needs a {missing}: set OptunaSearch\({missing}=\.\.\.\)"
+    ):
         _fit(OptunaSearch(), storage, metric=metric, mode=mode)
 
 
 def test_the_searchers_metric_is_checked_on_the_first_result(storage: str) -> None:
     results = _fit(
-        OptunaSearch(metric="accuracy", mode="max"), storage, num_samples=1,
+        OptunaSearch(metric="accuracy", mode="max"),
+        storage,
+        num_samples=1,
     )
     assert isinstance(results[0].error, MetricError)
     assert "'accuracy' that OptunaSearch expects" in str(results[0].error)
@@ -194,7 +207,9 @@ def test_the_searchers_metric_is_checked_on_the_first_result(storage: str) -> No
 
 def test_state_round_trips_as_json() -> None:
     space = {"x": D.FloatDistribution(0, 1), "c": D.CategoricalDistribution([None, "a", 1])}
-    first = OptunaSearch(space=space, metric="m", mode="max", seed=4, points_to_evaluate=[{"x": 0.5}, {"x": 0.6}])
+    first = OptunaSearch(
+        space=space, metric="m", mode="max", seed=4, points_to_evaluate=[{"x": 0.5}, {"x": 0.6}]
+    )
     for i in range(4):
         first.suggest(f"t{i}")
         first.on_trial_result(f"t{i}", {"m": float("nan"), "training_iteration": 1})
@@ -204,9 +219,13 @@ def test_state_round_trips_as_json() -> None:
     first.on_trial_complete("t2", None)
     state = json.loads(json.dumps(first.get_state(), allow_nan=False))
 
-    second = OptunaSearch(space=space, metric="m", mode="max", seed=99, points_to_evaluate=[{"x": 0.5}])
+    second = OptunaSearch(
+        space=space, metric="m", mode="max", seed=99, points_to_evaluate=[{"x": 0.5}]
+    )
     second.set_state(state)
-    assert [(t.number, t.state, t.params, t.values, t.intermediate_values) for t in second.study.trials] == [
+    assert [
+        (t.number, t.state, t.params, t.values, t.intermediate_values) for t in second.study.trials
+    ] == [
         (t.number, t.state, t.params, t.values, t.intermediate_values) for t in first.study.trials
     ]
     assert [t.state.name for t in second.study.trials] == ["COMPLETE", "FAIL", "PRUNED", "RUNNING"]
@@ -312,7 +331,11 @@ def test_driver_sigkill_then_restore_continues_the_study(storage: str, tmp_path:
         slow_quadratic,
         param_space={"x": tune.uniform(0, 1), "k": 1},
         tune_config=tune.TuneConfig(
-            metric="loss", mode="min", num_samples=n, max_concurrent_trials=1, backend="local",
+            metric="loss",
+            mode="min",
+            num_samples=n,
+            max_concurrent_trials=1,
+            backend="local",
             search_alg=OptunaSearch(seed=11, points_to_evaluate=[{"x": 0.25}]),
         ),
         run_config=tune.RunConfig(storage_path=str(tmp_path / "again"), verbose=0),

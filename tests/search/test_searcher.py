@@ -277,10 +277,14 @@ def test_a_metric_set_on_the_searcher_and_tuneconfig_differently_names_both(
         tuner = tune.Tuner(
             lambda config: {"loss": 1.0},
             tune_config=tune.TuneConfig(
-                metric="acc", mode="min", search_alg=wrap(Fixed(metric="loss", mode="min")),
+                metric="acc",
+                mode="min",
+                search_alg=wrap(Fixed(metric="loss", mode="min")),
                 backend="local",
             ),
             run_config=tune.RunConfig(storage_path=storage, verbose=0),
         )
-        with pytest.raises(ValueError, match=r"Fixed \(metric='loss'\) and on TuneConfig \(metric='acc'\)"):
+        with pytest.raises(
+            ValueError, match=r"Fixed \(metric='loss'\) and on TuneConfig \(metric='acc'\)"
+        ):
             tuner.fit()

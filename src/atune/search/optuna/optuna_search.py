@@ -125,7 +125,9 @@ class OptunaSearch(Searcher):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise ConfigError(f"seed must be an int or None, got {seed!r}", value=seed)
         self._user_sampler = sampler
-        self._seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**32)
+        self._seed = (
+            int(seed) if seed is not None else int(np.random.default_rng().integers(2**32))
+        )
         self._study_name = study_name or "optuna"
         self._storage = storage
         self._study: optuna.Study | None = None
@@ -206,8 +208,8 @@ class OptunaSearch(Searcher):
         self._setup_study()
         return accepted
 
-    def _directions(self) -> list[str]:
-        modes = self._mode if isinstance(self._mode, list) else [self._mode]
+    def _directions(self) -> list[Any]:
+        modes: list[Any] = self._mode if isinstance(self._mode, list) else [self._mode]
         for m in modes:
             if m not in _DIRECTIONS:
                 raise ConfigError(f"OptunaSearch: mode must be 'min' or 'max', got {m!r}", value=m)
@@ -309,7 +311,8 @@ class OptunaSearch(Searcher):
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is None or isinstance(self._metric, list):
             return
-        value, step = result.get(self._metric), result.get("training_iteration")
+        value: Any = result.get(str(self._metric))
+        step: Any = result.get("training_iteration")
         if not _is_number(value) or math.isnan(value) or not _is_number(step):
             return
         if int(step) <= self._reported.get(trial_id, -1):
@@ -466,9 +469,7 @@ def _trial_to_data(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
         data["fixed_params"] = t.system_attrs.get("fixed_params", {})
         return data
     data["distributions"] = {k: distribution_to_json(d) for k, d in t.distributions.items()}
-    data["params"] = {
-        k: _num(t.distributions[k].to_internal_repr(v)) for k, v in t.params.items()
-    }
+    data["params"] = {k: _num(t.distributions[k].to_internal_repr(v)) for k, v in t.params.items()}
     data["values"] = None if t.values is None else [_num(v) for v in t.values]
     data["intermediate"] = [[step, _num(v)] for step, v in sorted(t.intermediate_values.items())]
     return data

@@ -45,8 +45,13 @@ class Recorder(SearchAlgorithm):
 
 def _created(trial_id: str) -> TrialCreated:
     return TrialCreated(
-        ts=0, trial_id=trial_id, trial_name=trial_id, dirname=trial_id, config={},
-        experiment_tag=trial_id, resources=[{"CPU": 1}],
+        ts=0,
+        trial_id=trial_id,
+        trial_name=trial_id,
+        dirname=trial_id,
+        config={},
+        experiment_tag=trial_id,
+        resources=[{"CPU": 1}],
     )
 
 
