@@ -24,6 +24,7 @@ from atune.config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from atune.errors import ConfigError, StorageError
 from atune.search import BasicVariantGenerator
 from atune.search._codec import decode_space, encode_space
+from atune.search._restorable import search_from_data, search_to_data
 from atune.storage._layout import SPEC_FILE
 
 __all__ = ["ExperimentSpec", "read_spec", "spec_for", "write_spec"]
@@ -53,11 +54,17 @@ class ExperimentSpec(msgspec.Struct, kw_only=True):
     failure_config: dict[str, Any] = msgspec.field(default_factory=dict)
     param_space: Any = None
     search_args: dict[str, Any] = msgspec.field(default_factory=dict)
+    search: dict[str, Any] | None = None
+    """Any other restorable search algorithm, as :mod:`atune.search._restorable` data."""
     verbose: int | None = None
 
     def configs(self, storage_path: str) -> tuple[TuneConfig, RunConfig]:
         """The ``TuneConfig`` and ``RunConfig`` this spec describes."""
-        search_alg = BasicVariantGenerator(**self.search_args)
+        search_alg: Any = (
+            search_from_data(self.search)
+            if self.search is not None
+            else BasicVariantGenerator(**self.search_args)
+        )
         tune_config = TuneConfig(
             metric=self.metric,
             mode=self.mode,  # type: ignore[arg-type]
@@ -108,12 +115,16 @@ def spec_for(
     not_restored: list[str] = []
     search = tune_config.search_alg
     search_args: dict[str, Any] = {}
+    search_data: dict[str, Any] | None = None
     if search is not None:
-        args = search.init_args() if isinstance(search, BasicVariantGenerator) else None
-        if args is None:
-            not_restored.append(f"search_alg={type(search).__name__}")
+        if isinstance(search, BasicVariantGenerator):
+            args = search.init_args()
+            if args is not None:
+                search_args = args
         else:
-            search_args = args
+            search_data = search_to_data(search)
+        if not search_args and search_data is None:
+            not_restored.append(f"search_alg={type(search).__name__}")
     if tune_config.scheduler is not None:
         not_restored.append(f"scheduler={type(tune_config.scheduler).__name__}")
     stop = run_config.stop
@@ -142,6 +153,7 @@ def spec_for(
         failure_config=dataclasses.asdict(run_config.failure_config),
         param_space=encoded,
         search_args=search_args,
+        search=search_data,
         verbose=run_config.verbose,
     )
 

@@ -432,6 +432,25 @@ class ResultGrid:
         """The results in trial-creation order."""
         return iter(self._results)
 
+    def get_pareto_front(self, metrics: Sequence[str], modes: Sequence[str]) -> list[Result]:
+        """The results no other result beats in every metric (multi-objective analysis).
+
+        Optuna's ``study.best_trials`` rule: a result is left out when another is at
+        least as good in every metric (by ``modes``) and better in one. Results lacking a
+        metric or holding NaN are left out; ties are all kept; trial order is kept.
+
+        Args:
+            metrics: The metrics, e.g. ``["loss", "latency"]`` (nested as ``"a/b"``).
+            modes: ``"min"``/``"max"`` for each metric.
+
+        Raises:
+            ValueError: empty or mismatched lists, or a bad mode (a
+                :class:`~atune.errors.ConfigError` naming it).
+        """
+        from atune._pareto import pareto_front
+
+        return pareto_front(self._results, metrics, modes)
+
     def get_best_result(
         self,
         metric: str | None = None,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 
+import atune as tune
 from atune.errors import ConfigError
 from atune.search import FINISHED, ConcurrencyLimiter, Searcher, SearchGenerator, Suggestion
 
@@ -138,3 +140,43 @@ def test_state_round_trip_includes_the_wrapped_searcher() -> None:
     assert restored.searcher.completed == ["a", "b"]  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="not a ConcurrencyLimiter state"):
         restored.set_state({})
+
+
+class _Peak(tune.Callback):
+    """Counts trials between their start and their end."""
+
+    def __init__(self) -> None:
+        self.live = 0
+        self.peak = 0
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.live += 1
+        self.peak = max(self.peak, self.live)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.live -= 1
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.live -= 1
+
+
+def _sleepy(config: dict[str, Any]) -> None:
+    for i in range(3):
+        time.sleep(0.02)
+        tune.report({"loss": float(config["x"] + i)})
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_peak_concurrency_in_a_run_never_exceeds_the_limit(storage: str, batch: bool) -> None:
+    peak = _Peak()
+    results = tune.Tuner(
+        tune.with_resources(_sleepy, {"cpu": 0.1}),  # room for far more than the limit
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(Toy(limit=12), max_concurrent=3, batch=batch),
+            num_samples=12,
+            backend="local",
+        ),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0, callbacks=[peak]),
+    ).fit()
+    assert len(results) == 12 and results.num_errors == 0
+    assert peak.peak == 3  # reached, never exceeded

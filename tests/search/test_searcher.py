@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import pytest
 
+import atune as tune
 import atune.search
 from atune.errors import ConfigError
 from atune.search import FINISHED, Searcher, SearchGenerator, Suggestion, uniform
@@ -258,3 +259,32 @@ def test_search_generator_supports_old_set_search_properties_signature() -> None
     searcher = Old()
     generator(searcher)
     assert searcher.got == ("loss", "min", {"lr": 0.1})
+
+
+def test_a_metric_set_on_the_searcher_and_tuneconfig_differently_names_both(
+    storage: str,
+) -> None:
+    from atune.search import ConcurrencyLimiter, Repeater
+
+    class Fixed(Searcher):
+        def suggest(self, trial_id: str) -> Any:
+            return {"x": 1}
+
+        def on_trial_complete(self, trial_id: str, result: Any = None, error: bool = False) -> None:
+            pass
+
+    for wrap in (lambda s: s, lambda s: ConcurrencyLimiter(s, 1), lambda s: Repeater(s, 2)):
+        tuner = tune.Tuner(
+            lambda config: {"loss": 1.0},
+            tune_config=tune.TuneConfig(
+                metric="acc",
+                mode="min",
+                search_alg=wrap(Fixed(metric="loss", mode="min")),
+                backend="local",
+            ),
+            run_config=tune.RunConfig(storage_path=storage, verbose=0),
+        )
+        with pytest.raises(
+            ValueError, match=r"Fixed \(metric='loss'\) and on TuneConfig \(metric='acc'\)"
+        ):
+            tuner.fit()

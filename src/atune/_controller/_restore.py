@@ -12,12 +12,22 @@ import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from atune._controller._core import ControllerCore
-from atune.events import Event, SearcherStateSaved, TrialCreated
+from atune._flatten import flatten_dict
+from atune.events import (
+    Event,
+    ResultReported,
+    SearcherStateSaved,
+    TrialCompleted,
+    TrialCreated,
+    TrialErrored,
+)
+from atune.search import SearchAlgorithm
 from atune.storage._layout import is_staging_name, parse_checkpoint_name
 
-__all__ = ["RestorePlan", "reconcile_disk", "replay", "reread_journal"]
+__all__ = ["RestorePlan", "catch_up_search", "reconcile_disk", "replay", "reread_journal"]
 
 
 @dataclass(frozen=True)
@@ -70,10 +80,42 @@ def replay(core: ControllerCore, plan: RestorePlan) -> None:
         snapshot = plan.events[snapshot_at]
         assert isinstance(snapshot, SearcherStateSaved)
         core.search.set_state(snapshot.state)
-    # Trials created after the last snapshot were handed out already: advance past them.
-    for event in plan.events[snapshot_at + 1 :]:
-        if isinstance(event, TrialCreated):
-            core.search.next_trial(event.trial_id)
+    catch_up_search(core.search, plan.events, snapshot_at)
+
+
+def catch_up_search(search: SearchAlgorithm, events: list[Event], snapshot_at: int) -> None:
+    """Tell the search algorithm what happened after its snapshot at ``events[snapshot_at]``.
+
+    In journal order, as it happened live: a trial created after the snapshot is asked
+    for again (with the same id, so a seeded searcher hands out the same config and
+    counts it), and a trial that ended after it is reported complete (its last result,
+    or ``error=True``), so the searcher learns every result it had heard before the
+    interruption and frees the trial's concurrency slot. Intermediate results are not
+    replayed (only a pruner would use them).
+    """
+    last: dict[str, dict[str, Any]] = {}
+    failing: set[str] = set()  # errored, to be retried, and no result since
+    for index, event in enumerate(events):
+        after = index > snapshot_at
+        if isinstance(event, ResultReported):
+            last[event.trial_id] = event.result
+            failing.discard(event.trial_id)
+        elif isinstance(event, TrialErrored):
+            if event.will_retry:
+                failing.add(event.trial_id)
+            elif after:
+                search.on_trial_complete(event.trial_id, None, error=True)
+        elif not after:
+            continue
+        elif isinstance(event, TrialCreated):
+            search.next_trial(event.trial_id)
+        elif isinstance(event, TrialCompleted):
+            if event.trial_id in failing and event.reason != "returned":
+                search.on_trial_complete(event.trial_id, None, error=True)
+            else:
+                result = dict(last.get(event.trial_id, {}))
+                result["done"] = True
+                search.on_trial_complete(event.trial_id, flatten_dict(result))
 
 
 def reconcile_disk(core: ControllerCore) -> None:

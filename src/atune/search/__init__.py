@@ -4,7 +4,8 @@
   ``grid_search``, ... and ``Float``/``Integer``/``Categorical``/``Function``).
 * :class:`BasicVariantGenerator`: the default random and grid search.
 * :class:`Searcher`: the extension point for optimizers; :class:`ConcurrencyLimiter`
-  wraps one; :class:`SearchGenerator` runs one for the controller.
+  wraps one, :class:`Repeater` repeats its configs, :class:`SearchGenerator` runs one for
+  the controller. Optuna lives in ``atune.search.optuna`` (the ``optuna`` extra).
 * :class:`SearchAlgorithm`, :class:`Suggestion` and :data:`FINISHED`: the protocol the
   controller consumes; :func:`validate_param_space` checks a space early, at ``Tuner(...)``.
 """
@@ -15,6 +16,7 @@ from atune.search._algorithm import FINISHED, SearchAlgorithm, Suggestion
 from atune.search._variant import validate_param_space
 from atune.search.basic_variant import BasicVariantGenerator
 from atune.search.concurrency_limiter import ConcurrencyLimiter
+from atune.search.repeater import Repeater
 from atune.search.sample import (
     Categorical,
     Domain,
@@ -46,6 +48,7 @@ __all__ = [
     "Float",
     "Function",
     "Integer",
+    "Repeater",
     "SearchAlgorithm",
     "SearchGenerator",
     "Searcher",

@@ -65,6 +65,14 @@ class ConcurrencyLimiter(Searcher):
         self._set_searcher_max_concurrency()
         super().__init__(metric=searcher.metric, mode=searcher.mode)
 
+    def init_args(self) -> dict[str, Any]:
+        """Constructor arguments, for ``Tuner.restore`` (the searcher is recorded apart)."""
+        return {
+            "searcher": self.searcher,
+            "max_concurrent": self.max_concurrent,
+            "batch": self.batch,
+        }
+
     def _set_searcher_max_concurrency(self) -> None:
         self._limit_concurrency = not self.searcher.set_max_concurrency(self.max_concurrent)
 

@@ -295,11 +295,25 @@ class SearchGenerator(SearchAlgorithm):
             What the searcher's ``set_search_properties`` returned.
 
         Raises:
-            ConfigError: ``param_space``/``num_samples`` are invalid, or the searcher kept
+            ConfigError: the searcher and ``TuneConfig`` set different metrics (or modes),
+                naming both; ``param_space``/``num_samples`` are invalid, or the searcher kept
                 its own space (returned False) while ``param_space`` holds domains that
                 would then be ignored.
         """
         validate_param_space(param_space, num_samples=num_samples)
+        inner: Any = self.searcher
+        while isinstance(getattr(inner, "searcher", None), Searcher):  # name the wrapped one
+            inner = inner.searcher
+        for name, mine, theirs in (
+            ("metric", self.searcher.metric, metric),
+            ("mode", self.searcher.mode, mode),
+        ):
+            if mine is not None and theirs is not None and mine != theirs:
+                raise ConfigError(
+                    f"{name} is set both on {type(inner).__name__} ({name}={mine!r}) "
+                    f"and on TuneConfig ({name}={theirs!r}); set it in one place",
+                    value=theirs,
+                )
         self._space = dict(param_space or {})
         self._total = None if num_samples == -1 else num_samples
         spec_samples = sys.maxsize if num_samples == -1 else num_samples

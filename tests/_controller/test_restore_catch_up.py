@@ -1,0 +1,86 @@
+"""Restore: the search algorithm hears what happened after its last snapshot."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from atune._controller._restore import catch_up_search
+from atune.events import (
+    Event,
+    ResultReported,
+    SearcherStateSaved,
+    TrialCompleted,
+    TrialCreated,
+    TrialErrored,
+)
+from atune.search import SearchAlgorithm, Suggestion
+
+
+class Recorder(SearchAlgorithm):
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def set_search_properties(self, *args: Any) -> bool:
+        return True
+
+    def next_trial(self, trial_id: str) -> Suggestion | Literal["FINISHED"] | None:
+        self.calls.append(("next", trial_id))
+        return Suggestion(config={}, experiment_tag=trial_id)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        self.calls.append(("complete", trial_id, result and result.get("m/x"), error))
+
+    @property
+    def total_samples(self) -> int | None:
+        return None
+
+    def get_state(self) -> dict[str, Any]:
+        return {}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def _created(trial_id: str) -> TrialCreated:
+    return TrialCreated(
+        ts=0,
+        trial_id=trial_id,
+        trial_name=trial_id,
+        dirname=trial_id,
+        config={},
+        experiment_tag=trial_id,
+        resources=[{"CPU": 1}],
+    )
+
+
+def _errored(trial_id: str, will_retry: bool) -> TrialErrored:
+    return TrialErrored(
+        ts=0, trial_id=trial_id, error_type="E", message="", traceback="", will_retry=will_retry
+    )
+
+
+def test_completions_and_creations_after_the_snapshot_are_replayed_in_order() -> None:
+    events: list[Event] = [
+        _created("a"),
+        _created("b"),
+        ResultReported(ts=0, trial_id="a", result={"m": {"x": 1.0}}),
+        SearcherStateSaved(ts=0, state={}),
+        ResultReported(ts=0, trial_id="b", result={"m": {"x": 2.0}}),
+        TrialCompleted(ts=0, trial_id="a", reason="returned"),  # reported before the snapshot
+        _created("c"),
+        _errored("b", will_retry=True),
+        TrialCompleted(ts=0, trial_id="b", reason="stopped"),  # stopped while failing
+        _errored("c", will_retry=False),
+        _created("d"),
+    ]
+    search = Recorder()
+    catch_up_search(search, events, snapshot_at=3)
+    assert search.calls == [
+        ("complete", "a", 1.0, False),
+        ("next", "c"),
+        ("complete", "b", None, True),
+        ("complete", "c", None, True),
+        ("next", "d"),
+    ]
