@@ -33,7 +33,9 @@ A split names the trial whose call it cuts, and cuts only a call of that trial: 
 queued behind another trial's call (pipelining) has a timer too, and must never take that
 trial's results. In-process, a launch queued behind a split call whose remainder its trial
 has not collected yet is answered ``busy`` (see :attr:`Delivery.undelivered`); on Ray the
-remainder stays the value of the call's object ref, which only its trial awaits.
+remainder stays the value of the call's object ref, which only its trial awaits, and a
+queued launch has no timer at all (so the first batch of a pipelined trial on Ray is
+delivered when it ends, as before; its later batches are timed).
 """
 
 from __future__ import annotations
