@@ -33,7 +33,9 @@ A split names the trial whose call it cuts, and cuts only a call of that trial: 
 queued behind another trial's call (pipelining) has a timer too, and must never take that
 trial's results. In-process, a launch queued behind a split call whose remainder its trial
 has not collected yet is answered ``busy`` (see :attr:`Delivery.undelivered`); on Ray the
-remainder stays the value of the call's object ref, which only its trial awaits.
+remainder stays the value of the call's object ref, which only its trial awaits, and a
+queued launch has no timer at all (so the first batch of a pipelined trial on Ray is
+delivered when it ends, as before; its later batches are timed).
 """
 
 from __future__ import annotations
@@ -68,12 +70,16 @@ class Delivery:
 
     User-thread side: :meth:`begin`, :meth:`add`, :meth:`finish`. Face side:
     :meth:`deliver` (the timer and the split), :meth:`split_now`, :meth:`drain`.
-    One lock guards the list, so a split never loses or repeats a result.
+    The user thread only appends (one atomic operation under the GIL, no lock per
+    result); a split hands back a prefix (up to ``_taken``) and the call's outcome is what
+    follows it. :meth:`finish` and a split take one lock, so a split never loses or repeats
+    a result.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._results: list[dict[str, Any]] = []
+        self._taken = 0  # results of the call handed back by splits
         self._open = False  # a train call runs in the user thread
         self._owner = ""  # the trial of that call
         self._cut = False  # that call ends at its next result
@@ -85,24 +91,26 @@ class Delivery:
         """A train call of trial ``owner`` starts (in the user thread)."""
         with self._lock:
             self._results = []
+            self._taken = 0
             self._open = True
             self._owner = owner
             self._cut = False
 
     def add(self, result: dict[str, Any]) -> bool:
         """Add one result; True when the call must end here (its batch was split)."""
-        with self._lock:
-            self._results.append(result)
-            return self._cut
+        self._results.append(result)
+        return self._cut  # read after the append: a split before it took this result too
 
     def count(self) -> int:
         """How many results the call holds that were not handed back yet."""
-        return len(self._results)
+        return len(self._results) - self._taken
 
     def finish(self, *, returned: bool = False, error: ErrorInfo | None = None) -> TrainOutcome:
         """The call ends: its outcome holds the results not handed back by a split."""
         with self._lock:
             results, self._results = self._results, []
+            if self._taken:
+                results = results[self._taken :]
             self._open = False
         return TrainOutcome(results=results, returned=returned, error=error)
 
@@ -110,6 +118,7 @@ class Delivery:
         """A new trial (or a stop) starts: nothing of an earlier call is delivered anymore."""
         with self._lock:
             self._results = []
+            self._taken = 0
             self._open = False
             self._pending = None
 
@@ -122,7 +131,7 @@ class Delivery:
     def drain(self) -> list[dict[str, Any]]:
         """The results of the call in progress not handed back yet (any thread)."""
         with self._lock:
-            return list(self._results)
+            return self._results[self._taken :]
 
     def take_pending(self) -> Future[TrainOutcome] | None:
         """The split call to continue, if any (it is the caller's from now on)."""
@@ -136,9 +145,11 @@ class Delivery:
         result yet.
         """
         with self._lock:
-            if not self._open or self._owner != owner or not self._results:
+            end = len(self._results)
+            if not self._open or self._owner != owner or end == self._taken:
                 return []
-            results, self._results = self._results, []
+            results = self._results[self._taken : end]
+            self._taken = end
             self._cut = True
             return results
 
