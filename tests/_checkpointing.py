@@ -1,4 +1,5 @@
-"""Helpers for trainables that checkpoint every report and resume from the latest one."""
+"""Helpers for trainables that checkpoint: JSON checkpoints, and reports that checkpoint
+every time and resume from the latest one."""
 
 from __future__ import annotations
 
@@ -28,3 +29,18 @@ def report_with_checkpoint(i: int, metrics: dict[str, Any], *, marker: str | Non
         if marker is not None:
             Path(d, marker).touch()
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def json_checkpoint(data: dict[str, Any], name: str = "data.json") -> tune.Checkpoint:
+    """A checkpoint in a new temporary directory holding ``data`` as the JSON file ``name``."""
+    directory = tempfile.mkdtemp(prefix="atune-test-ckpt-")
+    with open(os.path.join(directory, name), "w") as f:
+        json.dump(data, f)
+    return tune.Checkpoint.from_directory(directory)
+
+
+def read_json_checkpoint(checkpoint: tune.Checkpoint, name: str = "data.json") -> dict[str, Any]:
+    """The JSON file ``name`` of ``checkpoint`` (see :func:`json_checkpoint`)."""
+    with checkpoint.as_directory() as directory, open(os.path.join(directory, name)) as f:
+        data: dict[str, Any] = json.load(f)
+        return data

@@ -6,28 +6,14 @@ or runs ``tune.run``; here every behaviour goes through ``Tuner`` as a user woul
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from typing import Any
 
 import pytest
 
 import atune as tune
+from _checkpointing import json_checkpoint as _checkpoint, read_json_checkpoint as _read
 from atune.errors import ConfigError
-
-
-def _checkpoint(data: dict[str, Any], name: str = "data.json") -> tune.Checkpoint:
-    directory = tempfile.mkdtemp(prefix="compat-ckpt-")
-    with open(os.path.join(directory, name), "w") as f:
-        json.dump(data, f)
-    return tune.Checkpoint.from_directory(directory)
-
-
-def _read(checkpoint: tune.Checkpoint, name: str = "data.json") -> dict[str, Any]:
-    with checkpoint.as_directory() as directory, open(os.path.join(directory, name)) as f:
-        data: dict[str, Any] = json.load(f)
-        return data
 
 
 def _fit(trainable: Any, storage: str, space: dict[str, Any] | None = None, **rc: Any) -> Any:

@@ -5,10 +5,8 @@ Upstream builds most grids with ``tune.run``; here every grid comes from ``Tuner
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +14,7 @@ import pandas as pd
 import pytest
 
 import atune as tune
-
-
-def _checkpoint(data: dict[str, Any]) -> tune.Checkpoint:
-    directory = tempfile.mkdtemp(prefix="compat-ckpt-")
-    with open(os.path.join(directory, "data.json"), "w") as f:
-        json.dump(data, f)
-    return tune.Checkpoint.from_directory(directory)
-
-
-def _read(checkpoint: tune.Checkpoint) -> dict[str, Any]:
-    with checkpoint.as_directory() as directory, open(os.path.join(directory, "data.json")) as f:
-        data: dict[str, Any] = json.load(f)
-        return data
+from _checkpointing import json_checkpoint as _checkpoint, read_json_checkpoint as _read
 
 
 def _fit(trainable: Any, storage: str, space: dict[str, Any] | None = None, **tc: Any) -> Any:

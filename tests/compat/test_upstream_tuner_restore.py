@@ -6,10 +6,8 @@ atune's ``Tuner.restore`` takes the trainable (as Ray Tune >= 2.5 does), so upst
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -18,19 +16,7 @@ import anyio
 import pytest
 
 import atune as tune
-
-
-def _checkpoint(data: dict[str, Any]) -> tune.Checkpoint:
-    directory = tempfile.mkdtemp(prefix="compat-ckpt-")
-    with open(os.path.join(directory, "data.json"), "w") as f:
-        json.dump(data, f)
-    return tune.Checkpoint.from_directory(directory)
-
-
-def _read(checkpoint: tune.Checkpoint) -> dict[str, Any]:
-    with checkpoint.as_directory() as directory, open(os.path.join(directory, "data.json")) as f:
-        data: dict[str, Any] = json.load(f)
-        return data
+from _checkpointing import json_checkpoint as _checkpoint, read_json_checkpoint as _read
 
 
 def _sometimes_failing(config: dict[str, Any]) -> None:
