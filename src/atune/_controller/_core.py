@@ -44,7 +44,7 @@ from atune.events import (
     TrialErrored,
     TrialStarted,
 )
-from atune.execution._host import ErrorInfo, TrainBudget, TrainOutcome
+from atune.execution._protocol import ErrorInfo, TrainBudget, TrainOutcome
 from atune.execution.placement_groups import PlacementGroupFactory
 from atune.schedulers import FIFOScheduler, TrialScheduler
 from atune.search import FINISHED, SearchAlgorithm

@@ -80,7 +80,7 @@ from atune.events import (
     TrialStarted,
     encode_event,
 )
-from atune.execution._host import ErrorInfo, TrainOutcome
+from atune.execution._protocol import ErrorInfo, TrainOutcome
 from atune.execution._resources import normalize_resources, to_units
 from atune.storage._writer import FLUSH_AT_BYTES, ExperimentWriter
 from atune.trainable._session import TrialInfo
