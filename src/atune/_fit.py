@@ -237,7 +237,7 @@ async def run_experiment(
     if core.fatal_error is not None:
         raise rebuild_error(core.fatal_error, "")
     return build_result_grid(
-        core.get_trials(), str(experiment_path), tune_config, run_config.checkpoint_config
+        list(core.get_trials()), str(experiment_path), tune_config, run_config.checkpoint_config
     )
 
 
