@@ -141,3 +141,20 @@ def test_an_import_that_does_not_re_export_explicitly_is_refused(tmp_path: Path)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert "'from bad_pkg._impl import K' must re-export explicitly" in out.stderr
+
+
+# The runtime behind the execution seam (see atune.execution._protocol): worker threads,
+# greenlets and Ray. The controller's pure core imports data only from that layer.
+RUNTIME = ("atune.execution._host", "atune.trainable._function", "greenlet", "ray")
+
+
+def test_the_core_imports_data_only_from_the_execution_layer() -> None:
+    code = (
+        "import json, sys\n"
+        "import atune._controller._core\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({RUNTIME!r}))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(out.stdout.splitlines()[-1]) == []

@@ -26,7 +26,7 @@ from atune.config import CheckpointConfig, RunConfig, TuneConfig
 from atune.errors import ConfigError, TrialError, WorkerDiedError
 from atune.execution._allocator import Allocator
 from atune.execution._backend import Backend, LocalBackend
-from atune.execution._host import ErrorInfo
+from atune.execution._protocol import ErrorInfo
 from atune.execution._request import resources_for, static_resources
 from atune.execution._resources import normalize_resources, to_units
 from atune.result import Result, ResultGrid
@@ -237,7 +237,7 @@ async def run_experiment(
     if core.fatal_error is not None:
         raise rebuild_error(core.fatal_error, "")
     return build_result_grid(
-        core.get_trials(), str(experiment_path), tune_config, run_config.checkpoint_config
+        list(core.get_trials()), str(experiment_path), tune_config, run_config.checkpoint_config
     )
 
 

@@ -87,7 +87,7 @@ def replayed_trials(
     )
     core = ControllerCore(policy, BasicVariantGenerator())
     core.apply_journal(events)
-    return core.get_trials()
+    return list(core.get_trials())
 
 
 def stored_result_grid(

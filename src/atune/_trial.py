@@ -31,7 +31,11 @@ class CheckpointRecord:
 class Trial:
     """One trial: its identity, config, status and what it reported.
 
-    Only the controller changes a ``Trial``; schedulers, searchers and callbacks read it.
+    A record of what the experiment's events set (as Optuna's ``FrozenTrial``): replaying
+    the journal rebuilds it exactly. Only the controller changes a ``Trial``, by applying
+    events; schedulers, searchers and callbacks read it. The controller's bookkeeping for
+    driving a trial (its phase, a pending stop, the runner it holds) is kept apart, in the
+    core's private run record (``atune._controller._run``).
 
     Attributes:
         trial_id: Unique id (``<5 hex>_<5 digits>``).
@@ -49,6 +53,12 @@ class Trial:
             reported a result; a trial stopped in that state (time budget, ``stop_all``)
             ends in ERROR with it instead of looking like a success.
         failure_streak: Failed attempts since the last result (sets the retry back-off).
+        num_results: Results reported so far (over all attempts).
+        restore_failures: Failed restores retried without counting as failures
+            (``TUNE_RESTORE_RETRY_NUM``).
+        attempt: The attempt now running or next to run (0 first).
+        next_checkpoint_index: The number the next checkpoint gets.
+        end_reason: Why the trial ended (``TrialCompleted.reason``).
     """
 
     trial_id: str
@@ -63,7 +73,7 @@ class Trial:
     last_result: dict[str, Any] = field(default_factory=dict)
     num_results: int = 0
     num_failures: int = 0
-    restore_failures: int = 0  # failed restores retried uncounted (TUNE_RESTORE_RETRY_NUM)
+    restore_failures: int = 0
     attempt: int = 0
     checkpoints: list[CheckpointRecord] = field(default_factory=list)
     next_checkpoint_index: int = 0
@@ -71,13 +81,6 @@ class Trial:
     pending_error: Any = None
     failure_streak: int = 0
     end_reason: str | None = None
-    # Controller bookkeeping (not part of the experiment's recorded state).
-    busy: bool = False
-    stop_reason: str | None = None
-    runner_alive: bool = False
-    started: bool = False
-    successor: str | None = None  # a trial queued to start on this trial's runner
-    queued_on: str | None = None  # the trial on whose runner this one is queued
 
     @property
     def path(self) -> str:

@@ -21,14 +21,22 @@ from atune._controller._pool import RunnerPool
 from atune._controller._restore import RestorePlan, replay
 from atune.events import Event
 from atune.execution._allocator import Allocator
-from atune.execution._backend import Backend, Runner
-from atune.execution._host import ErrorInfo, LaunchOutcome, SaveOutcome, TrainBudget, TrainOutcome
+from atune.execution._backend import Backend
+from atune.execution._protocol import (
+    ErrorInfo,
+    LaunchMode,
+    LaunchOutcome,
+    LaunchRequest,
+    Runner,
+    SaveOutcome,
+    TrainBudget,
+    TrainOutcome,
+)
 from atune.execution.placement_groups import PlacementGroupFactory
 from atune.search import BasicVariantGenerator, grid_search
 from atune.storage._journal import read_journal
 from atune.storage._layout import JOURNAL_FILE
 from atune.storage._writer import ExperimentWriter, create_journal
-from atune.trainable._session import TrialInfo
 from atune.trainable._trainable import Trainable
 
 POINTS = ("create_runner", "start", "train", "save", "stop")
@@ -124,13 +132,10 @@ class ScriptedRunner:
             self.backend.live += 1 if live else -1
             self.backend.max_live = max(self.backend.max_live, self.backend.live)
 
-    async def start(
-        self,
-        config: dict[str, Any],
-        info: TrialInfo,
-        checkpoint_path: str | None,
-        budget: TrainBudget | None = None,
-    ) -> LaunchOutcome:
+    async def launch(self, request: LaunchRequest) -> LaunchOutcome:
+        if request.mode is not LaunchMode.NEW:
+            return LaunchOutcome(declined=True)
+        config, info, checkpoint_path = request.config, request.info, request.checkpoint
         self.trial_id = info.trial_id
         self.x = float(config.get("x", 1))
         self.iteration = (
@@ -139,18 +144,9 @@ class ScriptedRunner:
         self.backend.starts.append((self.backend.clock.monotonic(), info.trial_id))
         self._go_live(True)
         await self.backend.point("start")
+        budget = request.budget
         trained = await self.train(budget) if budget is not None else None
         return LaunchOutcome(trained=trained)
-
-    async def reset(
-        self,
-        config: dict[str, Any],
-        info: TrialInfo,
-        checkpoint_path: str | None,
-        budget: TrainBudget | None = None,
-        only_if_finished: bool = False,
-    ) -> LaunchOutcome:
-        return LaunchOutcome(declined=True)
 
     async def train(self, budget: TrainBudget) -> TrainOutcome:
         await self.backend.point("train")

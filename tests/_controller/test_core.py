@@ -6,6 +6,7 @@ carries the time stamp of the message that caused it.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import sys
@@ -35,6 +36,7 @@ from atune._controller._core import (
     Train,
     TrainReturned,
 )
+from atune._controller._run import Phase
 from atune._trial import Trial
 from atune.events import (
     ActorFreed,
@@ -48,7 +50,7 @@ from atune.events import (
     TrialErrored,
     TrialStarted,
 )
-from atune.execution._host import ErrorInfo, TrainBudget, TrainOutcome
+from atune.execution._protocol import ErrorInfo, TrainBudget, TrainOutcome
 from atune.execution.placement_groups import PlacementGroupFactory
 from atune.schedulers import TrialScheduler
 from atune.search import BasicVariantGenerator, grid_search
@@ -335,8 +337,7 @@ def test_trial_started_issues_no_command_and_leaves_the_trial_busy(run: Run) -> 
     assert commands == []  # the launch's own train is running
     trial = run.core.trials[trial_id]
     assert trial.status == "RUNNING"
-    assert trial.busy
-    assert trial.started
+    assert run.core.run_of(trial_id).phase is Phase.LAUNCHING  # its first batch is outstanding
     # The launch's results arrive as its TrainReturned; then training goes on.
     events, commands = run.returned(trial_id, res(1))
     assert [e.result for e in of(events, ResultReported)] == [res(1)]
@@ -636,7 +637,7 @@ def test_retries_resume_from_the_latest_checkpoint(tmp_path: Path) -> None:
         events, commands = run.started(trial_id, attempt=attempt + 1)
         assert [e.attempt for e in of(events, TrialStarted)] == [attempt + 1]
         assert commands == []  # the relaunch trains; its outcome (an error) comes next
-        assert trial.busy
+        assert run.core.run_of(trial_id).busy
 
     assert len(of(run.commands, Launch, trial_id)) == 3  # max_failures + 1 attempts
     assert trial.num_failures == 3
@@ -1002,14 +1003,14 @@ def test_pipelining_queues_one_trial_behind_each_running_trial(tmp_path: Path) -
     _, commands = run.start()
     first, second = run.trial_ids
     assert [(c.trial_id, c.after) for c in of(commands, Launch)] == [(first, None), (second, first)]
-    assert run.core.trials[second].queued_on == first
+    assert run.core.run_of(second).queued_on == first
     run.started(first)
     events, commands = run.returned(first, res(1), returned=True)
     assert [e.reason for e in of(events, TrialCompleted)] == ["returned"]
     # The queued trial now counts as live; the next one is queued behind it.
     third = of(events, TrialCreated)[0].trial_id
     assert [(c.trial_id, c.after) for c in of(commands, Launch)] == [(third, second)]
-    assert run.core.trials[second].queued_on is None
+    assert run.core.run_of(second).queued_on is None
 
 
 def test_no_pipelining_without_the_policy_with_a_function_stopper_or_a_final_save(
@@ -1081,7 +1082,7 @@ def test_a_failing_host_hands_its_queued_trial_on(tmp_path: Path) -> None:
     run.started(first)
     run.returned(first, res(1), error=ERR)
     assert run.core.trials[first].status == "ERROR"
-    assert run.core.trials[second].queued_on is None and run.core.trials[first].successor is None
+    assert run.core.run_of(second).queued_on is None and run.core.run_of(first).successor is None
 
 
 # ----------------------------------------------------------------------- metric check
@@ -1262,3 +1263,79 @@ def test_a_retry_that_reported_is_not_failing_any_more(tmp_path: Path) -> None:
     events, _ = run.returned(trial_id, res(1))
     assert [e.reason for e in of(events, TrialCompleted)] == ["time_budget"]
     assert run.core.trials[trial_id].status == "TERMINATED"
+
+
+# ------------------------------------------------------ the trial record and its run phases
+def test_a_trial_moves_through_explicit_phases(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, is_function=False, checkpoint_frequency=2))
+    run.start()
+    (trial_id,) = run.trial_ids
+
+    def phase() -> Phase:
+        return run.core.run_of(trial_id).phase
+
+    assert phase() is Phase.LAUNCHING
+    run.started(trial_id)
+    assert phase() is Phase.LAUNCHING  # the launch's own first batch is outstanding
+    run.returned(trial_id, res(1))
+    assert phase() is Phase.TRAINING
+    _, commands = run.returned(trial_id, res(2))
+    assert of(commands, Save) and phase() is Phase.SAVING
+    run.saved(trial_id, 0, 2)
+    assert phase() is Phase.TRAINING
+    _, commands = run.returned(trial_id, res(3, done=True))
+    assert of(commands, Release) and phase() is Phase.RELEASING
+    run.freed(trial_id)
+    assert phase() is Phase.ENDED and run.core.finished
+
+
+def test_the_trial_record_holds_only_what_events_set(tmp_path: Path) -> None:
+    # The live trials and the ones a replay of the journal rebuilds are the same records:
+    # nothing the core keeps to drive a trial (phase, runner, pipelining) is on ``Trial``.
+    run = Run(make_core(tmp_path, num_samples=2, max_live_trials=2, max_failures=1))
+    run.start()
+    first, second = run.trial_ids
+    run.started(first)
+    run.started(second)
+    run.returned(first, res(1), error=ERR)  # retried
+    run.freed(first, "killed")
+    run.started(first, attempt=1)
+    run.returned(first, res(2), returned=True)
+    run.returned(second, res(1))  # still running
+    replayed = make_core(tmp_path, num_samples=2, max_live_trials=2)
+    replayed.apply_journal(run.events)
+    live, again = run.core.get_trials(), replayed.get_trials()
+    assert [dataclasses.asdict(t) for t in live] == [dataclasses.asdict(t) for t in again]
+
+
+def test_callbacks_and_schedulers_get_a_read_only_view_of_the_trials(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, num_samples=2))
+    run.start()
+    view = run.core.get_trials()
+    assert not isinstance(view, list)
+    assert not hasattr(view, "append")
+    with pytest.raises(TypeError):
+        view[0] = view[0]  # type: ignore[index]
+    (first,) = run.trial_ids
+    assert [t.trial_id for t in view] == [first]
+    run.started(first)
+    run.returned(first, res(1), returned=True)
+    assert [t.trial_id for t in view] == run.trial_ids and len(view) == 2  # it follows
+
+
+def test_a_replay_starts_every_trial_from_a_fresh_run_record(tmp_path: Path) -> None:
+    run = Run(make_core(tmp_path, num_samples=2, max_live_trials=2))
+    run.start()
+    first, second = run.trial_ids
+    run.started(first)
+    run.started(second)
+    run.returned(first, res(1), returned=True)
+    run.freed(first)
+    run.stop_all()  # ``second`` is busy: its stop is decided, not carried out yet
+    assert run.core.stopping(second)
+    core = make_core(tmp_path, num_samples=2, max_live_trials=2)
+    core.replay(run.events)
+    assert core.run_of(first).phase is Phase.ENDED
+    assert core.run_of(second).phase is Phase.PENDING and not core.stopping(second)
+    _, commands = core.handle(ExperimentStarted(ts=99.0, name="exp", path="/exp"))
+    assert of(commands, Launch, second) and core.run_of(second).phase is Phase.LAUNCHING

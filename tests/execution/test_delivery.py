@@ -22,7 +22,8 @@ import pytest
 import atune as tune
 from _checkpointing import report_with_checkpoint
 from atune.errors import WorkerDiedError
-from atune.execution._host import TrainableHost, TrainBudget
+from atune.execution._host import TrainableHost
+from atune.execution._protocol import LaunchMode, LaunchRequest, TrainBudget
 from atune.trainable._function import wrap_function
 from atune.trainable._session import TrialInfo
 
@@ -64,7 +65,7 @@ async def test_a_blocked_call_hands_back_its_results_and_the_next_train_continue
     host = _host(tmp_path)
     config, gate = _config(before=3, after=2)
     info = TrialInfo(trial_id="t", trial_dir=str(tmp_path / "t"))
-    launched = await host.start(config, info, None, BATCH)
+    launched = await host.launch(LaunchRequest(LaunchMode.NEW, config, info, None, BATCH))
     # The function is still blocked at its gate: the three results came back anyway.
     assert launched.trained is not None
     assert _iterations(launched.trained.results) == [0, 1, 2]
@@ -91,7 +92,7 @@ async def test_a_split_keeps_an_exact_stop_on_its_result(tmp_path: Path) -> None
     host = _host(tmp_path)
     config, gate = _config(before=2, after=1, done_at=2)
     info = TrialInfo(trial_id="t", trial_dir=str(tmp_path / "t"))
-    launched = await host.start(config, info, None, BATCH)
+    launched = await host.launch(LaunchRequest(LaunchMode.NEW, config, info, None, BATCH))
     assert launched.trained is not None
     assert _iterations(launched.trained.results) == [0, 1]
     gate.set()
@@ -105,7 +106,9 @@ async def test_lock_step_has_no_timer(tmp_path: Path) -> None:
     host = _host(tmp_path)
     config, gate = _config(before=1, after=1)
     info = TrialInfo(trial_id="t", trial_dir=str(tmp_path / "t"))
-    launched = await host.start(config, info, None, TrainBudget(max_results=1))
+    launched = await host.launch(
+        LaunchRequest(LaunchMode.NEW, config, info, None, TrainBudget(max_results=1))
+    )
     assert launched.trained is not None
     assert _iterations(launched.trained.results) == [0]
     call = asyncio.ensure_future(host.train(TrainBudget(max_results=1)))
@@ -122,7 +125,7 @@ async def test_a_queued_launch_waits_until_the_split_remainder_is_collected(
     host = _host(tmp_path)
     config, gate = _config(before=1, after=1, done_at=1)
     first = TrialInfo(trial_id="a", trial_dir=str(tmp_path / "a"))
-    launched = await host.start(config, first, None, BATCH)
+    launched = await host.launch(LaunchRequest(LaunchMode.NEW, config, first, None, BATCH))
     assert launched.trained is not None
     assert _iterations(launched.trained.results) == [0]
     gate.set()
@@ -131,11 +134,11 @@ async def test_a_queued_launch_waits_until_the_split_remainder_is_collected(
     second, gate2 = _config(before=1, after=0)
     gate2.set()
     info = TrialInfo(trial_id="b", trial_dir=str(tmp_path / "b"))
-    queued = await host.reset(second, info, None, BATCH, only_if_finished=True)
+    queued = await host.launch(LaunchRequest(LaunchMode.QUEUED, second, info, None, BATCH))
     assert queued.busy
     rest = await host.train(BATCH)
     assert _iterations(rest.results) == [1]
-    queued = await host.reset(second, info, None, BATCH, only_if_finished=True)
+    queued = await host.launch(LaunchRequest(LaunchMode.QUEUED, second, info, None, BATCH))
     assert not queued.busy and queued.trained is not None
     assert _iterations(queued.trained.results) == [0]
     await host.stop()
@@ -147,14 +150,14 @@ async def test_a_split_never_cuts_another_trials_call(tmp_path: Path) -> None:
     host = _host(tmp_path)
     config, gate = _config(before=2, after=1)
     info = TrialInfo(trial_id="a", trial_dir=str(tmp_path / "a"))
-    await host.start(config, info, None, TrainBudget(max_results=1))
+    await host.launch(LaunchRequest(LaunchMode.NEW, config, info, None, TrainBudget(max_results=1)))
     call = asyncio.ensure_future(host.train(TrainBudget(max_results=256, max_seconds=60.0)))
     while not host.drain_sync():  # the second result is in, the call blocks at the gate
         await asyncio.sleep(0.01)
     second, gate2 = _config(before=1, after=0)
     gate2.set()
     queued = asyncio.ensure_future(
-        host.reset(second, TrialInfo(trial_id="b"), None, BATCH, only_if_finished=True)
+        host.launch(LaunchRequest(LaunchMode.QUEUED, second, TrialInfo(trial_id="b"), None, BATCH))
     )
     await asyncio.sleep(0.3)  # several of the queued launch's timer periods
     assert not queued.done()

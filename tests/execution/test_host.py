@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 import atune as tune
-from atune.execution._host import LaunchOutcome, TrainableHost, TrainBudget
+from atune.execution._host import TrainableHost
+from atune.execution._protocol import LaunchMode, LaunchOutcome, LaunchRequest, TrainBudget
 from atune.trainable._session import TrialInfo
 
 
@@ -53,7 +54,8 @@ def _launch(
     queued: bool = False,
 ) -> LaunchOutcome:
     info = TrialInfo(trial_id=trial, trial_dir=str(tmp_path / trial))
-    return host.launch_sync(queued, config, info, None, budget, only_if_finished=queued)
+    mode = LaunchMode.QUEUED if queued else LaunchMode.NEW
+    return host.launch_sync(LaunchRequest(mode, config, info, None, budget))
 
 
 BIG = {"max_results": 100, "max_seconds": 60.0}
@@ -140,7 +142,9 @@ async def test_wait_started_wakes_up_while_the_first_step_still_runs(
     _Gated.gate.clear()
     host = TrainableHost(_Gated)
     info = TrialInfo(trial_id="a", trial_dir=str(tmp_path / "a"))
-    launch = asyncio.ensure_future(host.start({}, info, None, TrainBudget(max_results=1)))
+    launch = asyncio.ensure_future(
+        host.launch(LaunchRequest(LaunchMode.NEW, {}, info, None, TrainBudget(max_results=1)))
+    )
     if in_loop:
         started = await host.wait_started("a", timeout=120)
     else:

@@ -173,7 +173,7 @@ class CallbackDispatcher:
         for lane in self._lanes.values():
             await lane.done.wait()
 
-    async def abort(self, trials: list[Trial]) -> None:
+    async def abort(self, trials: Sequence[Trial]) -> None:
         """The run ends early: ``on_experiment_end`` for every callback that lacks it.
 
         Errors are logged, not raised (the run's own error is what ``fit()`` raises).
@@ -200,13 +200,15 @@ class CallbackDispatcher:
             except Exception as exc:
                 raise _hook_error(callback, name, exc) from exc
 
-    def step(self, hook: str, iteration: int, trials: list[Trial]) -> None:
+    def step(self, hook: str, iteration: int, trials: Sequence[Trial]) -> None:
         """``on_step_begin`` / ``on_step_end`` for the callbacks that define them."""
         for callback in self._step_hooks:
             if _overrides(callback, hook):
                 self._deliver(callback, [(hook, {"iteration": iteration, "trials": trials})])
 
-    def event(self, event: Event, iteration: int, trials: list[Trial], trial: Trial | None) -> None:
+    def event(
+        self, event: Event, iteration: int, trials: Sequence[Trial], trial: Trial | None
+    ) -> None:
         """``on_event`` and the Ray Tune hook(s) the event stands for."""
         calls = _calls(event, iteration, trials, trial)
         if isinstance(event, ExperimentFinished):
@@ -279,7 +281,9 @@ def _qualname(callback: Callback) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _calls(event: Event, iteration: int, trials: list[Trial], trial: Trial | None) -> list[_Call]:
+def _calls(
+    event: Event, iteration: int, trials: Sequence[Trial], trial: Trial | None
+) -> list[_Call]:
     calls: list[_Call] = [("on_event", {"event": event})]
     if trial is None:
         if isinstance(event, ExperimentFinished):

@@ -18,14 +18,15 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import msgspec
 
 from atune._controller._metric_check import check_metrics
 from atune._controller._policy import live_trial_limit
+from atune._controller._run import Phase, TrialRun
 from atune._flatten import flatten_dict
 from atune._trial import ERROR, PENDING, RUNNING, TERMINATED, CheckpointRecord, Trial
 from atune.events import (
@@ -44,7 +45,7 @@ from atune.events import (
     TrialErrored,
     TrialStarted,
 )
-from atune.execution._host import ErrorInfo, TrainBudget, TrainOutcome
+from atune.execution._protocol import ErrorInfo, TrainBudget, TrainOutcome
 from atune.execution.placement_groups import PlacementGroupFactory
 from atune.schedulers import FIFOScheduler, TrialScheduler
 from atune.search import FINISHED, SearchAlgorithm
@@ -229,6 +230,8 @@ class ControllerCore:
         self.stopper = stopper
         self.trials: dict[str, Trial] = {}
         self._trial_list: list[Trial] = []
+        self._trials_view = TrialsView(self._trial_list)
+        self._runs: dict[str, TrialRun] = {}
         # The trials not known to be finished, in creation order: scans per message stay
         # proportional to the live trials, not to every trial of the experiment.
         self._open: dict[str, Trial] = {}
@@ -253,13 +256,28 @@ class ControllerCore:
         )
 
     # ------------------------------------------------------------------ public API
-    def get_trials(self) -> list[Trial]:
-        """All trials, in creation order (for schedulers and callbacks; do not modify).
+    def get_trials(self) -> TrialsView:
+        """All trials, in creation order (for schedulers and callbacks), read-only.
 
-        The same list every time, kept as trials are created, so that handing it to
-        callbacks on every event costs nothing.
+        The same view every time, of the list kept as trials are created, so that
+        handing it to callbacks on every event costs nothing; it cannot be modified.
         """
-        return self._trial_list
+        return self._trials_view
+
+    def run_of(self, trial_id: str) -> TrialRun:
+        """The core's run record of the trial: its phase, a decided stop, the pipelining
+        links (see :mod:`atune._controller._run`). For inspection only: never modify it."""
+        return self._run(trial_id)
+
+    def stopping(self, trial_id: str) -> bool:
+        """Whether a stop of the trial has been decided (it is not launched again)."""
+        return self._run(trial_id).stop_reason is not None
+
+    def _run(self, trial_id: str) -> TrialRun:
+        run = self._runs.get(trial_id)
+        if run is None:
+            run = self._runs[trial_id] = TrialRun()
+        return run
 
     def replay(
         self,
@@ -280,10 +298,10 @@ class ControllerCore:
         """
         self.apply_journal(events)
         self._counter = len(self.trials)
+        # Nothing of the earlier run's bookkeeping carries over: every trial starts from a
+        # fresh run record, ENDED when it stays finished, PENDING when it is launched again.
+        self._runs = {}
         for trial in self.trials.values():
-            trial.busy = False
-            trial.runner_alive = False
-            trial.stop_reason = None
             if trial.status == ERROR:
                 if resume_errored or restart_errored:
                     if restart_errored:
@@ -298,6 +316,8 @@ class ControllerCore:
                 trial.status = PENDING
                 target = self._to_resume if resume_unfinished else self._to_skip
                 target.append(trial.trial_id)
+            if trial.is_finished:
+                self._run(trial.trial_id).phase = Phase.ENDED
         self._open = {t.trial_id: t for t in self.trials.values() if not t.is_finished}
 
     def apply_journal(self, events: list[Event]) -> None:
@@ -330,6 +350,10 @@ class ControllerCore:
                 self._on_failure(message.ts, trial, message.error, message.retryable)
         elif isinstance(message, ActorFreed):
             self._emit(message)
+            run = self._run(message.trial_id)
+            run.holds_runner = False
+            if run.phase is Phase.RELEASING:
+                run.phase = Phase.ENDED
             self._fill(message.ts)
         elif isinstance(message, StopAll):
             self._stop_all(message.ts, message.reason)
@@ -371,7 +395,6 @@ class ControllerCore:
         if isinstance(event, TrialStarted):
             trial.status = RUNNING
             trial.attempt = event.attempt
-            trial.runner_alive = True
         elif isinstance(event, ResultReported):
             trial.last_result = event.result
             trial.num_results += 1
@@ -414,8 +437,6 @@ class ControllerCore:
                 trial.error = ErrorInfo(
                     type_name=event.error_type, message=event.message, traceback=event.traceback
                 )
-        elif isinstance(event, ActorFreed):
-            trial.runner_alive = False
 
     def _resources_of(self, event: TrialCreated) -> PlacementGroupFactory:
         """The trial's request: one shared object per distinct request (they are immutable)."""
@@ -437,7 +458,7 @@ class ControllerCore:
     def _fill(self, ts: float) -> None:
         """Create trials while there is room and the search has more."""
         while not self.search_finished:
-            live = sum(1 for t in self._unfinished() if not t.queued_on)
+            live = sum(1 for t in self._unfinished() if not self._run(t.trial_id).queued_on)
             host: Trial | None = None
             if live >= self.max_live_trials:
                 host = self._pipeline_host()
@@ -468,11 +489,12 @@ class ControllerCore:
                 )
             )
             trial = self.trials[trial_id]
-            trial.busy = True
+            run = self._run(trial_id)
+            run.phase = Phase.LAUNCHING
             self.scheduler.on_trial_add(self, trial)
             if host is not None:
-                host.successor = trial_id
-                trial.queued_on = host.trial_id
+                self._run(host.trial_id).successor = trial_id
+                run.queued_on = host.trial_id
             self._commands.append(
                 Launch(
                     trial_id=trial_id,
@@ -505,11 +527,12 @@ class ControllerCore:
         if not self._pipeline_pays:
             return None
         for trial in self._unfinished():
+            run = self._run(trial.trial_id)
             if (
-                trial.busy
-                and trial.stop_reason is None
-                and trial.successor is None
-                and trial.queued_on is None
+                run.busy
+                and run.stop_reason is None
+                and run.successor is None
+                and run.queued_on is None
             ):
                 return trial
         return None
@@ -518,9 +541,10 @@ class ControllerCore:
         """Relaunch the trials a journal replay left to resume; close the skipped ones."""
         for trial_id in self._to_skip:
             self._emit(TrialCompleted(ts=ts, trial_id=trial_id, reason="skipped"))
+            self._run(trial_id).phase = Phase.ENDED
         for trial_id in self._to_resume:
             trial = self.trials[trial_id]
-            trial.busy = True
+            self._run(trial_id).phase = Phase.LAUNCHING
             checkpoint = trial.checkpoint
             self._commands.append(
                 Launch(
@@ -550,12 +574,13 @@ class ControllerCore:
         # The launch trains in the same call, so the trial stays busy until that
         # ``TrainReturned`` arrives; a stop decided meanwhile is carried out then.
         self._emit(event)
-        trial = self.trials[event.trial_id]
-        trial.started = True
-        trial.queued_on = None
+        run = self._run(event.trial_id)
+        run.holds_runner = True
+        run.queued_on = None
 
     def _on_train_returned(self, message: TrainReturned) -> None:
         trial = self.trials[message.trial_id]
+        run = self._run(trial.trial_id)
         outcome = message.outcome
         # Still busy while its results are processed: an experiment-wide stop decided on
         # one of them marks this trial, which then ends below, after its own outcome.
@@ -574,12 +599,12 @@ class ControllerCore:
                     return
             if self._on_result(message.ts, trial, result):
                 break
-        trial.busy = False
         if trial.is_finished:
             return
-        if outcome.error is not None and trial.stop_reason is None:
+        run.phase = Phase.IDLE
+        if outcome.error is not None and run.stop_reason is None:
             self._on_failure(message.ts, trial, outcome.error, True)
-        elif outcome.returned and trial.stop_reason is None:
+        elif outcome.returned and run.stop_reason is None:
             self._complete(message.ts, trial, "returned")
         else:
             self._next_step(message.ts, trial)
@@ -600,8 +625,9 @@ class ControllerCore:
             self.search.on_trial_result(trial.trial_id, flat)
         else:
             result["done"] = True
-            if trial.stop_reason is None:  # an earlier (external) stop keeps its reason
-                trial.stop_reason = reason
+            run = self._run(trial.trial_id)
+            if run.stop_reason is None:  # an earlier (external) stop keeps its reason
+                run.stop_reason = reason
         self._emit(ResultReported(ts=ts, trial_id=trial.trial_id, result=result))
         dir_name = result.get("checkpoint_dir_name")
         if dir_name:
@@ -625,9 +651,10 @@ class ControllerCore:
         self._emit(event)
         trial = self.trials[event.trial_id]
         self._enforce_retention(event.ts, trial)
-        trial.busy = False
-        if trial.stop_reason is not None:
-            self._complete(event.ts, trial, trial.stop_reason)
+        run = self._run(trial.trial_id)
+        run.phase = Phase.IDLE
+        if run.stop_reason is not None:
+            self._complete(event.ts, trial, run.stop_reason)
         else:
             self._next_step(event.ts, trial)
 
@@ -651,18 +678,19 @@ class ControllerCore:
 
     def _next_step(self, ts: float, trial: Trial) -> None:
         """Decide what a started, idle trial does next."""
-        if trial.stop_reason is not None:
+        run = self._run(trial.trial_id)
+        if run.stop_reason is not None:
             # Ray Tune takes a due checkpoint even from the result that stops the trial.
-            due = trial.stop_reason in _RESULT_STOPS and self._checkpoint_due(trial)
-            if trial.runner_alive and (due or self._wants_final_checkpoint(trial)):
+            due = run.stop_reason in _RESULT_STOPS and self._checkpoint_due(trial)
+            if run.holds_runner and (due or self._wants_final_checkpoint(trial)):
                 self._save(trial)
             else:
-                self._complete(ts, trial, trial.stop_reason)
+                self._complete(ts, trial, run.stop_reason)
             return
         if self._checkpoint_due(trial):
             self._save(trial)
             return
-        trial.busy = True
+        run.phase = Phase.TRAINING
         self._commands.append(Train(trial_id=trial.trial_id, budget=self._budget()))
 
     def _budget(self) -> TrainBudget:
@@ -694,22 +722,23 @@ class ControllerCore:
         return (
             not self.policy.is_function
             and self.policy.checkpoint_at_end
-            and trial.stop_reason in _RESULT_STOPS
+            and self._run(trial.trial_id).stop_reason in _RESULT_STOPS
             and bool(trial.last_result)
             and not self._last_checkpointed(trial)
         )
 
     def _save(self, trial: Trial) -> None:
-        trial.busy = True
+        self._run(trial.trial_id).phase = Phase.SAVING
         self._commands.append(Save(trial_id=trial.trial_id, index=trial.next_checkpoint_index))
         trial.next_checkpoint_index += 1
 
     def _hand_over(self, trial: Trial) -> None:
         """The trial's runner is leaving it: a trial queued on it now counts as live."""
-        if trial.successor is not None:
-            self.trials[trial.successor].queued_on = None
-            trial.successor = None
-        trial.queued_on = None
+        run = self._run(trial.trial_id)
+        if run.successor is not None:
+            self._run(run.successor).queued_on = None
+            run.successor = None
+        run.queued_on = None
 
     def _complete(self, ts: float, trial: Trial, reason: Any) -> None:
         if reason not in _ENDS_SEEN_BY_THE_RUNNER:
@@ -723,7 +752,9 @@ class ControllerCore:
             flat = flatten_dict(trial.last_result)
             self.scheduler.on_trial_complete(self, trial, flat)
             self.search.on_trial_complete(trial.trial_id, flat)
-        if trial.runner_alive:
+        run = self._run(trial.trial_id)
+        run.phase = Phase.RELEASING if run.holds_runner else Phase.ENDED
+        if run.holds_runner:
             self._commands.append(Release(trial_id=trial.trial_id))
         self._fill(ts)
 
@@ -740,7 +771,7 @@ class ControllerCore:
         """
         if not message.restore_failed or message.checkpoint is None:
             return False
-        if trial.stop_reason is not None:
+        if self._run(trial.trial_id).stop_reason is not None:
             return False
         dir_name = os.path.basename(message.checkpoint)  # a string operation, no I/O
         error = message.error
@@ -782,7 +813,7 @@ class ControllerCore:
 
     def _relaunch(self, trial: Trial) -> None:
         """Launch the trial again from its latest checkpoint (none: from scratch)."""
-        trial.busy = True
+        self._run(trial.trial_id).phase = Phase.LAUNCHING
         checkpoint = trial.checkpoint
         self._commands.append(
             Launch(
@@ -794,11 +825,12 @@ class ControllerCore:
 
     def _on_failure(self, ts: float, trial: Trial, error: ErrorInfo, retryable: bool) -> None:
         self._hand_over(trial)
-        trial.busy = False
+        run = self._run(trial.trial_id)
+        run.phase = Phase.IDLE
         max_failures = self.policy.max_failures
         will_retry = (
             retryable
-            and trial.stop_reason is None
+            and run.stop_reason is None
             and (max_failures < 0 or trial.num_failures + 1 <= max_failures)
         )
         self._emit(
@@ -812,7 +844,7 @@ class ControllerCore:
                 will_retry=will_retry,
             )
         )
-        if trial.runner_alive:
+        if run.holds_runner:
             # The driver runs a trial's commands of one step in order: the kill (and its
             # ActorFreed) happens before a retry's Launch.
             self._commands.append(Release(trial_id=trial.trial_id, kill=True))
@@ -823,7 +855,7 @@ class ControllerCore:
         self.scheduler.on_trial_error(self, trial)
         if will_retry:
             self.scheduler.on_trial_add(self, trial)  # Ray Tune re-adds a requeued trial
-            trial.busy = True
+            run.phase = Phase.LAUNCHING
             checkpoint = trial.checkpoint
             self._commands.append(
                 Launch(
@@ -834,6 +866,7 @@ class ControllerCore:
                 )
             )
             return
+        run.phase = Phase.RELEASING if run.holds_runner else Phase.ENDED
         self.search.on_trial_complete(trial.trial_id, None, error=True)
         if self.policy.fail_fast:
             if self.policy.fail_fast == "raise":
@@ -848,17 +881,19 @@ class ControllerCore:
         for trial in self._unfinished():
             if trial.is_finished:  # completed by an earlier iteration's side effects
                 continue
-            if trial.stop_reason is None:
-                trial.stop_reason = reason
-            if not trial.busy:
+            run = self._run(trial.trial_id)
+            if run.stop_reason is None:
+                run.stop_reason = reason
+            if not run.busy:
                 self._complete(ts, trial, reason)
 
     def _maybe_finish(self, ts: float) -> None:
         if self.finished or not self.search_finished:
             return
-        if any(not t.is_finished or t.busy for t in self.trials.values()):
+        # Every trial ENDED: finished, no call outstanding, no runner held.
+        if any(not t.is_finished for t in self._open.values()):
             return
-        if any(t.runner_alive for t in self.trials.values()):
+        if any(run.phase is not Phase.ENDED for run in self._runs.values()):
             return
         self.finished = True
         errors = sum(1 for t in self.trials.values() if t.status == ERROR)
@@ -867,6 +902,35 @@ class ControllerCore:
 
 
 _RETRY_DELAY_CAP_S = 30.0
+
+
+class TrialsView(Sequence[Trial]):
+    """A read-only view of the core's trials, in creation order (what callbacks get).
+
+    It follows the core's list as trials are created, costs nothing to hand out, and
+    offers no way to change the list.
+    """
+
+    __slots__ = ("_trials",)
+
+    def __init__(self, trials: list[Trial]) -> None:
+        self._trials = trials
+
+    @overload
+    def __getitem__(self, index: int) -> Trial: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Trial]: ...
+    def __getitem__(self, index: int | slice) -> Trial | list[Trial]:
+        return self._trials[index]
+
+    def __len__(self) -> int:
+        return len(self._trials)
+
+    def __iter__(self) -> Iterator[Trial]:
+        return iter(self._trials)
+
+    def __repr__(self) -> str:
+        return f"TrialsView({self._trials!r})"
 
 
 def retry_delay(failure_streak: int) -> float:

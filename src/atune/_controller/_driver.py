@@ -80,7 +80,7 @@ from atune.events import (
     TrialStarted,
     encode_event,
 )
-from atune.execution._host import ErrorInfo, TrainOutcome
+from atune.execution._protocol import ErrorInfo, TrainOutcome
 from atune.execution._resources import normalize_resources, to_units
 from atune.storage._writer import FLUSH_AT_BYTES, ExperimentWriter
 from atune.trainable._session import TrialInfo
@@ -223,7 +223,7 @@ class Driver:
         self._iteration += 1
         self.dispatch.step("on_step_end", self._iteration, self.core.get_trials())
         for trial_id, wait in self._retry_waits.items():
-            if self.core.trials[trial_id].stop_reason is not None:
+            if self.core.stopping(trial_id):
                 wait.cancel()  # stopped while backing off: it is not launched at all
         by_trial: dict[str, list[Command]] = defaultdict(list)
         finished = False
@@ -442,7 +442,7 @@ class Driver:
                 await self.clock.sleep(delay_s)
             finally:
                 del self._retry_waits[trial.trial_id]
-        return trial.stop_reason is None
+        return not self.core.stopping(trial.trial_id)
 
     async def _launch(self, trial: Trial, command: Launch) -> list[Message]:
         if command.delay_s > 0 and not await self._back_off(trial, command.delay_s):

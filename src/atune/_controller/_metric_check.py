@@ -27,7 +27,7 @@ from typing import Any
 
 from atune._flatten import flatten_dict
 from atune.errors import MetricError
-from atune.execution._host import ErrorInfo
+from atune.execution._protocol import ErrorInfo
 
 __all__ = ["check_metrics", "required_metrics", "strict_metric_checking"]
 

@@ -32,8 +32,16 @@ from atune._log import get_logger
 from atune._trial import Trial
 from atune.errors import NotSerializableError, WorkerDiedError
 from atune.execution._allocator import Lease, ResourceScope
-from atune.execution._backend import Backend, Runner
-from atune.execution._host import ErrorInfo, LaunchOutcome, TrainBudget, TrainOutcome
+from atune.execution._backend import Backend
+from atune.execution._protocol import (
+    ErrorInfo,
+    LaunchMode,
+    LaunchOutcome,
+    LaunchRequest,
+    Runner,
+    TrainBudget,
+    TrainOutcome,
+)
 from atune.trainable._session import TrialInfo
 
 __all__ = ["RunnerPool", "StartFailed"]
@@ -114,26 +122,27 @@ class RunnerPool:
             StartFailed: The trainable's constructor (``setup``) or restore raised.
             WorkerDiedError: The new worker died while starting.
         """
+        request = LaunchRequest(LaunchMode.NEW, trial.config, info, checkpoint, budget)
         if after is not None:
-            taken, trained = await self._launch_after(trial, after, info, checkpoint, budget)
+            taken, trained = await self._launch_after(trial, after, request)
             if taken:
                 return True, trained
         self._launching[trial.trial_id] = anyio.Event()
         try:
-            return await self._acquire(trial, info, checkpoint, budget)
+            return await self._acquire(trial, request)
         finally:
             self._launching.pop(trial.trial_id).set()
 
     async def _acquire(
-        self, trial: Trial, info: TrialInfo, checkpoint: str | None, budget: TrainBudget
+        self, trial: Trial, request: LaunchRequest
     ) -> tuple[bool, TrainOutcome | None]:
-        request = trial.resources
+        resources = trial.resources
         if self.reuse:
-            entry = self._take_cached(request)
+            entry = self._take_cached(resources)
             if entry is not None:
                 try:
                     outcome = await self._launch(
-                        trial.trial_id, entry, True, trial.config, info, checkpoint, budget
+                        trial.trial_id, entry, request.queued_as(LaunchMode.REUSE)
                     )
                 except WorkerDiedError as exc:  # it died while idle in the cache
                     _log.info(
@@ -161,17 +170,15 @@ class RunnerPool:
         await self._evict_cache()
         self._waiting += 1
         try:
-            lease = await self.scope.acquire(request)
+            lease = await self.scope.acquire(resources)
         finally:
             self._waiting -= 1
         try:
-            runner = await self.backend.create_runner(request)
+            runner = await self.backend.create_runner(resources)
         except BaseException:
             lease.release()
             raise
-        started = await self._launch(
-            trial.trial_id, (runner, lease), False, trial.config, info, checkpoint, budget
-        )
+        started = await self._launch(trial.trial_id, (runner, lease), request)
         if started.error is not None:
             self._runners.pop(trial.trial_id, None)
             await self._discard(runner, lease)
@@ -179,18 +186,13 @@ class RunnerPool:
         return False, started.trained
 
     async def _launch_after(
-        self,
-        trial: Trial,
-        after: str,
-        info: TrialInfo,
-        checkpoint: str | None,
-        budget: TrainBudget,
+        self, trial: Trial, after: str, request: LaunchRequest
     ) -> tuple[bool, TrainOutcome | None]:
         """Queue ``trial``'s launch on ``after``'s runner; whether it took the runner.
 
         The trial holds the runner tentatively while its launch waits in the runner's
         queue, so that a later launch can queue behind it in turn. The runner's guard
-        (``only_if_finished``) makes a queued launch safe: it never touches a trial that is
+        (``LaunchMode.QUEUED``) makes a queued launch safe: it never touches a trial that is
         still going.
         """
         launching = self._launching.get(after)
@@ -202,15 +204,15 @@ class RunnerPool:
         runner, lease = entry
         me = trial.trial_id
         self._runners[me] = entry  # held tentatively, so a later launch can queue behind
+        info = request.info
         if info.trial_dir:
             # Made now, while the trial it waits for still runs, rather than by the runner
             # between the two trials: creating a directory can take half a millisecond.
             await anyio.to_thread.run_sync(_make_dir, info.trial_dir)
+        queued = request.queued_as(LaunchMode.QUEUED)
         while True:
             try:
-                outcome: LaunchOutcome | None = await runner.reset(
-                    trial.config, info, checkpoint, budget, only_if_finished=True
-                )
+                outcome: LaunchOutcome | None = await runner.launch(queued)
             except WorkerDiedError:  # the runner died under the trial it served
                 outcome = None
             except NotSerializableError:  # never sent: the runner serves its trial on
@@ -228,9 +230,7 @@ class RunnerPool:
                 # The trial it waited for was let go of while still suspended (stopped at a
                 # report, e.g. ``done``): resetting the runner is safe now.
                 try:
-                    outcome = await self._launch(
-                        me, entry, True, trial.config, info, checkpoint, budget
-                    )
+                    outcome = await self._launch(me, entry, request.queued_as(LaunchMode.REUSE))
                 except WorkerDiedError:  # it was killed (its trial failed): go the usual way
                     return False, None
                 if not (outcome.declined or outcome.error):
@@ -247,16 +247,9 @@ class RunnerPool:
         return any(other is entry for tid, other in self._runners.items() if tid != besides)
 
     async def _launch(
-        self,
-        trial_id: str,
-        entry: tuple[Runner, Lease],
-        reuse: bool,
-        config: dict[str, Any],
-        info: TrialInfo,
-        checkpoint: str | None,
-        budget: TrainBudget,
+        self, trial_id: str, entry: tuple[Runner, Lease], request: LaunchRequest
     ) -> LaunchOutcome:
-        """Start or reset ``entry``'s runner for the trial, registered while it runs.
+        """Launch ``request`` on ``entry``'s runner, registered while it runs.
 
         The runner is registered first, so an abandoned launch (time budget) can still be
         drained and killed by the driver; any other failure unregisters and kills it.
@@ -265,11 +258,8 @@ class RunnerPool:
         launching = self._launching.get(trial_id)
         if launching is not None:
             launching.set()  # a launch queued behind this trial may now use the runner
-        runner = entry[0]
         try:
-            if reuse:
-                return await runner.reset(config, info, checkpoint, budget)
-            return await runner.start(config, info, checkpoint, budget)
+            return await entry[0].launch(request)
         except anyio.get_cancelled_exc_class():
             raise  # left registered: the driver drains and kills it
         except BaseException:

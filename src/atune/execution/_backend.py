@@ -9,83 +9,22 @@ Two backends implement the same small interface:
 
 Both host the same :class:`~atune.execution._host.TrainableHost`, so a trainable behaves
 identically under either; the conformance suite in ``tests/execution`` runs against both.
-A runner's methods return user failures as ``ErrorInfo`` values; they raise only when the
-runner itself is lost (:class:`~atune.errors.WorkerDiedError`).
+The runner's protocol and the data it exchanges are in :mod:`atune.execution._protocol`.
 """
 
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from typing import Any, Protocol
 
 import anyio
 
-from atune.execution._host import (
-    ErrorInfo,
-    LaunchOutcome,
-    SaveOutcome,
-    TrainableHost,
-    TrainBudget,
-    TrainOutcome,
-)
+from atune.execution._host import TrainableHost
+from atune.execution._protocol import Runner
 from atune.execution.placement_groups import PlacementGroupFactory
-from atune.trainable._session import TrialInfo
 from atune.trainable._trainable import Trainable
 
-__all__ = ["Backend", "LocalBackend", "Runner"]
-
-
-class Runner(Protocol):
-    """One trial's runner (see :class:`~atune.execution._host.TrainableHost`)."""
-
-    resources: PlacementGroupFactory
-
-    async def start(
-        self,
-        config: dict[str, Any],
-        info: TrialInfo,
-        checkpoint_path: str | None,
-        budget: TrainBudget | None = None,
-    ) -> LaunchOutcome:
-        """Construct the trainable, restore ``checkpoint_path``, train within ``budget``."""
-        ...
-
-    async def reset(
-        self,
-        config: dict[str, Any],
-        info: TrialInfo,
-        checkpoint_path: str | None,
-        budget: TrainBudget | None = None,
-        only_if_finished: bool = False,
-    ) -> LaunchOutcome:
-        """Reuse the runner for a new trial, then train as :meth:`start`."""
-        ...
-
-    async def train(self, budget: TrainBudget) -> TrainOutcome:
-        """Run iterations within ``budget``."""
-        ...
-
-    async def save(self, index: int) -> SaveOutcome:
-        """Commit checkpoint number ``index``."""
-        ...
-
-    async def stop(self) -> ErrorInfo | None:
-        """Clean up and release the runner."""
-        ...
-
-    async def drain(self) -> list[dict[str, Any]]:
-        """Results of the ``train`` call in progress so far (it may never return)."""
-        ...
-
-    async def wait_started(self, trial_id: str, timeout: float) -> bool | None:
-        """While a launch call runs: whether it reused the runner once ``trial_id`` got
-        past its set-up (waiting up to ``timeout`` s for that), None if it has not."""
-        ...
-
-    async def kill(self) -> None:
-        """Tear the runner down at once, without cleanup."""
-        ...
+__all__ = ["Backend", "LocalBackend"]
 
 
 class Backend(ABC):

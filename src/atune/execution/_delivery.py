@@ -46,7 +46,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from atune.execution._outcomes import ErrorInfo, LaunchOutcome, TrainBudget, TrainOutcome
+from atune.execution._protocol import ErrorInfo, LaunchOutcome, TrainBudget, TrainOutcome
 
 __all__ = [
     "SLACK_S",

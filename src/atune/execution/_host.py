@@ -37,9 +37,11 @@ from typing import Any, TypeVar
 
 from atune.errors import CheckpointCorruptError, WorkerDiedError
 from atune.execution._delivery import Delivery, launch_trained, launched, same, timer_for
-from atune.execution._outcomes import (
+from atune.execution._protocol import (
     ErrorInfo,
+    LaunchMode,
     LaunchOutcome,
+    LaunchRequest,
     SaveOutcome,
     TrainBudget,
     TrainOutcome,
@@ -53,14 +55,7 @@ from atune.trainable._trainable import (
     new_staging_dir,
 )
 
-__all__ = [
-    "ErrorInfo",
-    "LaunchOutcome",
-    "SaveOutcome",
-    "TrainBudget",
-    "TrainOutcome",
-    "TrainableHost",
-]
+__all__ = ["TrainableHost"]
 
 T = TypeVar("T")
 
@@ -148,56 +143,26 @@ class TrainableHost:
         return await asyncio.wrap_future(self._thread.submit(fn, *args))
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(
-        self,
-        config: dict[str, Any],
-        info: TrialInfo,
-        checkpoint_path: str | None = None,
-        budget: TrainBudget | None = None,
-    ) -> LaunchOutcome:
-        """Construct the trainable (``setup``), restore ``checkpoint_path``, then train.
-
-        With ``budget``, the first ``train`` runs in the same call, which saves a round
-        trip per trial.
-        """
-        return await self._launch(False, config, info, checkpoint_path, budget)
-
-    async def reset(
-        self,
-        config: dict[str, Any],
-        info: TrialInfo,
-        checkpoint_path: str | None = None,
-        budget: TrainBudget | None = None,
-        only_if_finished: bool = False,
-    ) -> LaunchOutcome:
-        """Switch the instance to a new trial (actor reuse), then train as :meth:`start`.
-
-        ``declined`` is set when ``reset_config`` returns False; an exception from it comes
-        back as ``error``. The caller then starts a fresh runner either way. With
-        ``only_if_finished`` (a launch queued behind a running trial) the reset happens only
-        if the current trial's function has returned; otherwise ``busy`` is set.
-        """
-        return await self._launch(True, config, info, checkpoint_path, budget, only_if_finished)
-
-    async def _launch(self, *args: Any) -> LaunchOutcome:
-        future = self._thread.submit(self.launch_sync, *args)
-        owner = args[2].trial_id  # the TrialInfo
+    async def launch(self, request: LaunchRequest) -> LaunchOutcome:
+        """:meth:`launch_sync` in the user thread, its first batch delivered on a timer."""
+        future = self._thread.submit(self.launch_sync, request)
         return await self._delivery.deliver(
-            future, timer_for(args[4]), launch_trained, launched, owner
+            future, timer_for(request.budget), launch_trained, launched, request.info.trial_id
         )
 
-    def launch_sync(
-        self,
-        reuse: bool,
-        config: dict[str, Any],
-        info: TrialInfo,
-        checkpoint_path: str | None,
-        budget: TrainBudget | None,
-        only_if_finished: bool = False,
-    ) -> LaunchOutcome:
-        """:meth:`start` (``reuse=False``) or :meth:`reset`, in the calling thread."""
+    def launch_sync(self, request: LaunchRequest) -> LaunchOutcome:
+        """Set up the trainable for ``request``'s trial, restore, then train, in this thread.
+
+        ``LaunchMode.NEW`` constructs the trainable (``setup``); ``REUSE`` switches the
+        instance to the new trial (``reset_config``; ``declined`` when it returns False, an
+        exception comes back as ``error``; the caller then starts a fresh runner either
+        way); ``QUEUED`` resets only if the current trial has ended here, and otherwise
+        answers ``busy`` without touching anything. With a budget, the first ``train``
+        runs in the same call, which saves a round trip per trial.
+        """
+        mode, info, checkpoint_path = request.mode, request.info, request.checkpoint
         # A split call's remainder belongs to the trial before: it collects it first.
-        if only_if_finished and (not self._current_ended() or self._delivery.undelivered):
+        if mode is LaunchMode.QUEUED and (not self._current_ended() or self._delivery.undelivered):
             return LaunchOutcome(busy=True)
         self._delivery.forget()  # drain() reports only the results of the call in progress
         self._ended = False
@@ -207,11 +172,11 @@ class TrainableHost:
                 os.makedirs(info.trial_dir, exist_ok=True)
             if self._on_launch is not None:
                 self._on_launch(info)
-            if not reuse:
-                self._trainable = self._cls(config, trial_info=info)
+            if not mode.reuses:
+                self._trainable = self._cls(request.config, trial_info=info)
             else:
-                assert self._trainable is not None, "reset() before start()"
-                if not self._trainable.reset(config, info):
+                assert self._trainable is not None, "a reuse before any start"
+                if not self._trainable.reset(request.config, info):
                     return LaunchOutcome(declined=True)
         except BaseException as exc:
             return LaunchOutcome(error=ErrorInfo.from_exception(exc))
@@ -228,7 +193,8 @@ class TrainableHost:
                     restore_failed=True,
                     checkpoint_corrupt=corrupt,
                 )
-        self._set_started((info.trial_id, reuse))
+        self._set_started((info.trial_id, mode.reuses))
+        budget = request.budget
         return LaunchOutcome(trained=None if budget is None else self.train_sync(budget))
 
     def _set_started(self, started: tuple[str, bool] | None) -> None:

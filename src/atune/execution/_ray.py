@@ -27,13 +27,16 @@ from atune._log import get_logger
 from atune._serializable import unserializable_config
 from atune.errors import WorkerDiedError
 from atune.execution import _exit_record as exit_record
-from atune.execution._backend import Backend, Runner
+from atune.execution._backend import Backend
 from atune.execution._delivery import deliver_remote, launch_trained, same, timer_for
-from atune.execution._host import (
+from atune.execution._host import TrainableHost
+from atune.execution._protocol import (
     ErrorInfo,
+    LaunchMode,
     LaunchOutcome,
+    LaunchRequest,
+    Runner,
     SaveOutcome,
-    TrainableHost,
     TrainBudget,
     TrainOutcome,
 )
@@ -143,18 +146,8 @@ class _TrialActor:
 
         self._host = TrainableHost(_resolve_parameters(trainable_cls), on_launch=on_launch)
 
-    def launch(
-        self,
-        reuse: bool,
-        config: dict[str, Any],
-        info: TrialInfo,
-        checkpoint_path: str | None,
-        budget: TrainBudget | None,
-        only_if_finished: bool = False,
-    ) -> LaunchOutcome:
-        outcome = self._host.launch_sync(
-            reuse, config, info, checkpoint_path, budget, only_if_finished
-        )
+    def launch(self, request: LaunchRequest) -> LaunchOutcome:
+        outcome = self._host.launch_sync(request)
         return _settle(outcome, ended=_launch_ended(outcome))
 
     def train(self, budget: TrainBudget) -> TrainOutcome:
@@ -280,47 +273,20 @@ class _RayRunner:
                 traceback=fault,
             ) from exc
 
-    async def start(
-        self,
-        config: dict[str, Any],
-        info: TrialInfo,
-        checkpoint_path: str | None,
-        budget: TrainBudget | None = None,
-    ) -> LaunchOutcome:
-        return await self._launch(False, config, info, checkpoint_path, budget)
-
-    async def reset(
-        self,
-        config: dict[str, Any],
-        info: TrialInfo,
-        checkpoint_path: str | None,
-        budget: TrainBudget | None = None,
-        only_if_finished: bool = False,
-    ) -> LaunchOutcome:
-        return await self._launch(True, config, info, checkpoint_path, budget, only_if_finished)
-
-    async def _launch(
-        self,
-        reuse: bool,
-        config: dict[str, Any],
-        info: TrialInfo,
-        checkpoint_path: str | None,
-        budget: TrainBudget | None,
-        only_if_finished: bool = False,
-    ) -> LaunchOutcome:
+    async def launch(self, request: LaunchRequest) -> LaunchOutcome:
+        info = request.info
+        queued = request.mode is LaunchMode.QUEUED
         # Deaths are recorded in the directory of the trial the actor serves; a queued
         # launch moves there only once the runner took it.
-        if not only_if_finished:
+        if not queued:
             self._trial_dir = info.trial_dir
         try:
-            ref = self._actor.launch.remote(
-                reuse, config, info, checkpoint_path, budget, only_if_finished
-            )
+            ref = self._actor.launch.remote(request)
         except Exception as exc:  # serialising the arguments failed: a sampled config value
-            raise unserializable_config(config, exc) from exc
+            raise unserializable_config(request.config, exc) from exc
         # A queued launch waits behind another trial's call: no timer (it would find none
         # of its own to split anyway).
-        timer = 0.0 if only_if_finished or budget is None else timer_for(budget)
+        timer = 0.0 if queued else timer_for(request.budget)
         call = ref.as_future()
         value, split = await self._await(
             deliver_remote(call, timer, lambda: self._split(info.trial_id))
@@ -332,7 +298,7 @@ class _RayRunner:
         outcome: LaunchOutcome = value  # type: ignore[assignment]
         if not (outcome.busy or outcome.declined or outcome.error):
             self._serving = info.trial_id
-        if only_if_finished and not outcome.busy:
+        if queued and not outcome.busy:
             self._trial_dir = info.trial_dir
         return outcome
 

@@ -21,7 +21,6 @@ import inspect
 import numbers
 import os
 import time
-import traceback as _traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -242,8 +241,3 @@ def wrap_function(fn: Callable[..., Any], *, name: str | None = None) -> type[Fu
         namespace[RESOURCES_ATTR] = getattr(fn, RESOURCES_ATTR)
     cls_name = str(name or getattr(fn, "__name__", None) or "trainable")
     return type(cls_name, (FunctionTrainable,), namespace)
-
-
-def format_exception(exc: BaseException) -> str:
-    """The full formatted traceback of ``exc``."""
-    return "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))

@@ -1,0 +1,79 @@
+"""The core's private record of where each trial is in its run: an explicit phase.
+
+:class:`~atune._trial.Trial` is the experiment's record of a trial, set only by events
+(what the journal replays), and is what schedulers and callbacks see. What the core needs
+to drive a trial from message to message (which call is outstanding, why it is stopping,
+whether it holds a runner, the pipelining links) is here instead, one
+:class:`TrialRun` per trial, never journaled: a replay starts every trial from a fresh
+record, so nothing is reset by hand.
+
+Phases (a trial moves along the arrows; ``IDLE`` never outlives one message)::
+
+    PENDING --Launch--> LAUNCHING --(first batch returned)--> IDLE
+    IDLE --Train--> TRAINING --(returned)--> IDLE
+    IDLE --Save--> SAVING --(saved)--> IDLE
+    IDLE / LAUNCHING (failed, retried) --Launch--> LAUNCHING
+    (ended) --> RELEASING (runner still held) --ActorFreed--> ENDED
+
+``PAUSED`` (no runner, no resources, to be launched again from its checkpoint) is reserved
+for schedulers that pause trials; nothing enters it yet. A change of config between two
+runs is recorded state (an event setting ``Trial.config``), not part of this record.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["Phase", "TrialRun"]
+
+
+class Phase(enum.Enum):
+    """Where a trial is in its run (see the module docstring)."""
+
+    PENDING = "pending"
+    """Created (or restored to resume), not launched yet."""
+    LAUNCHING = "launching"
+    """A ``Launch`` is outstanding: resources, a runner, set-up and the first batch."""
+    TRAINING = "training"
+    """A ``Train`` is outstanding."""
+    IDLE = "idle"
+    """Its last call returned; the core is deciding the next step within this message."""
+    SAVING = "saving"
+    """A ``Save`` is outstanding."""
+    PAUSED = "paused"
+    """Holds no runner and no resources; waits to be launched again (unused yet)."""
+    RELEASING = "releasing"
+    """Ended; its runner is being let go of (no ``ActorFreed`` yet)."""
+    ENDED = "ended"
+    """Ended and holding no runner."""
+
+
+#: Phases in which a command for the trial is outstanding.
+_IN_CALL = frozenset((Phase.LAUNCHING, Phase.TRAINING, Phase.SAVING))
+
+
+@dataclass
+class TrialRun:
+    """The core's bookkeeping for one trial (never seen by schedulers or callbacks).
+
+    Attributes:
+        phase: See :class:`Phase`.
+        stop_reason: Why the trial is being stopped (a result's ``done``, a stopper, the
+            scheduler, the time budget...), set when decided and carried out once its
+            outstanding call returns.
+        holds_runner: A runner serves the trial (from ``TrialStarted`` to ``ActorFreed``).
+        successor: A trial whose launch is queued on this trial's runner (pipelining).
+        queued_on: The trial on whose runner this trial's launch is queued.
+    """
+
+    phase: Phase = Phase.PENDING
+    stop_reason: str | None = None
+    holds_runner: bool = False
+    successor: str | None = None
+    queued_on: str | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether a command for the trial is outstanding."""
+        return self.phase in _IN_CALL
