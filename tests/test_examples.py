@@ -69,3 +69,25 @@ def test_quickstart_finds_a_best_config(capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     assert "Ran 8 trials (0 errors)" in out
     assert "Best config: {" in out
+
+
+@pytest.mark.slow
+def test_the_demo_runs_its_trials_on_a_fresh_ray_and_warns_about_nothing(tmp_path: Path) -> None:
+    """``make demo``'s script in a fresh process: every trial ends, and nothing but the
+    progress output is printed (a deprecated Ray call once logged a warning per call)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ATUNE_STORAGE_PATH": str(tmp_path), "RAY_ADDRESS": ""}
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "quickstart.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "8 TERMINATED" in proc.stdout and "Best config" in proc.stdout
+    warnings = [line for line in proc.stderr.splitlines() if "WARNING" in line]
+    assert warnings == []

@@ -215,7 +215,7 @@ async def deliver_remote(
     """Await a remote call (a Ray actor's ref) with the timer; the driver's face on Ray.
 
     Args:
-        call: The call's future (``ObjectRef.as_future()``).
+        call: The call's future (``asyncio.wrap_future(ObjectRef.future())``).
         max_seconds: The budget's time bound; 0 means no timer.
         split: Asks the actor for its call's results so far (:meth:`Delivery.split_now`).
 

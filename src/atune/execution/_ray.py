@@ -287,7 +287,7 @@ class _RayRunner:
         # A queued launch waits behind another trial's call: no timer (it would find none
         # of its own to split anyway).
         timer = 0.0 if queued else timer_for(request.budget)
-        call = ref.as_future()
+        call = asyncio.wrap_future(ref.future())
         value, split = await self._await(
             deliver_remote(call, timer, lambda: self._split(info.trial_id))
         )
@@ -319,7 +319,7 @@ class _RayRunner:
         if pending is not None:  # it ends at its next result: no timer needed
             call, trained = pending
             return trained(await self._await(call))
-        call = self._actor.train.remote(budget).as_future()
+        call = asyncio.wrap_future(self._actor.train.remote(budget).future())
         trial_id = self._serving
         delivered: tuple[TrainOutcome | None, TrainOutcome | None] = await self._await(
             deliver_remote(call, timer_for(budget), lambda: self._split(trial_id))
