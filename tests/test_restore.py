@@ -24,6 +24,7 @@ from atune.storage._layout import (
     SPEC_FILE,
     checkpoint_name,
 )
+from atune.storage._trial_files import read_result_rows
 
 ITERATIONS = 12
 
@@ -587,3 +588,26 @@ def test_restore_retry_num_must_be_a_count(storage: str, monkeypatch: pytest.Mon
             tune_config=tune.TuneConfig(backend="local"),
             run_config=tune.RunConfig(storage_path=storage, verbose=0),
         ).fit()
+
+
+def test_restore_writes_the_rows_only_the_journal_holds(storage: str) -> None:
+    """A driver killed after a flush's journal lines were durable but before its result rows
+    were written: restoring the experiment writes those rows from the journal."""
+    from atune.storage._layout import PROGRESS_FILE, RESULT_FILE
+
+    grid = tune.Tuner(
+        _trainable,
+        param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(backend="local"),
+        run_config=tune.RunConfig(name="torn_rows", storage_path=storage, verbose=0),
+    ).fit()
+    trial_dir = Path(grid[0].path)
+    for name in (RESULT_FILE, PROGRESS_FILE):  # as if the last flush's rows never came
+        lines = (trial_dir / name).read_text().splitlines(keepends=True)
+        (trial_dir / name).write_text("".join(lines[:5]))
+    results = tune.Tuner.restore(str(Path(storage, "torn_rows")), _trainable).fit()
+    for result in results:
+        assert _rows(result) == list(range(1, ITERATIONS + 1))
+        assert [r["training_iteration"] for r in read_result_rows(Path(result.path)) or []] == list(
+            range(1, ITERATIONS + 1)
+        )

@@ -210,7 +210,7 @@ async def run_experiment(
     core = ControllerCore(policy, search, scheduler=scheduler, stopper=stopper)
     if restore is not None:
         replay(core, restore)
-        await anyio.to_thread.run_sync(reconcile_disk, core)
+        await anyio.to_thread.run_sync(reconcile_disk, core, restore.events)
     driver = Driver(
         core,
         RunnerPool(backend, scope, reuse=defaults.reuse),

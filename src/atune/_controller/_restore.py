@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ from atune.events import (
     TrialErrored,
 )
 from atune.search import SearchAlgorithm
-from atune.storage._layout import is_staging_name, parse_checkpoint_name
+from atune.storage._layout import RESULT_FILE, is_staging_name, parse_checkpoint_name
+from atune.storage._trial_files import ResultFiles
 
 __all__ = ["RestorePlan", "catch_up_search", "reconcile_disk", "replay", "reread_journal"]
 
@@ -118,13 +120,29 @@ def catch_up_search(search: SearchAlgorithm, events: list[Event], snapshot_at: i
                 search.on_trial_complete(event.trial_id, flatten_dict(result))
 
 
-def reconcile_disk(core: ControllerCore) -> None:
-    """Never reuse a checkpoint index found on disk; drop staging dirs of torn saves.
+def reconcile_disk(core: ControllerCore, events: list[Event]) -> None:
+    """Bring the trial directories in line with the journal, before the run appends.
+
+    Never reuse a checkpoint index found on disk; drop staging dirs of torn saves; and
+    write the result rows that the journal holds but ``result.json`` does not: the writer
+    appends a flush's rows only after its journal lines are durable, so a driver killed
+    in between leaves rows that only the journal has. Nothing a trial reported is lost.
 
     Blocking (file I/O): call it off the event loop.
     """
+    journaled: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for event in events:
+        if isinstance(event, ResultReported):
+            journaled[event.trial_id].append(event.result)
+    files = ResultFiles()
     for trial in core.get_trials():
         trial_dir = Path(trial.path)
+        rows = journaled.get(trial.trial_id, [])
+        missing = rows[_rows_written(trial_dir) :]
+        if missing:
+            trial_dir.mkdir(parents=True, exist_ok=True)
+            for row in missing:
+                files.append(trial_dir, row)
         if not trial_dir.is_dir():
             continue
         for child in trial_dir.iterdir():
@@ -132,3 +150,12 @@ def reconcile_disk(core: ControllerCore) -> None:
                 shutil.rmtree(child, ignore_errors=True)
             elif (index := parse_checkpoint_name(child.name)) is not None:
                 trial.next_checkpoint_index = max(trial.next_checkpoint_index, index + 1)
+    files.flush()
+
+
+def _rows_written(trial_dir: Path) -> int:
+    """How many whole rows the trial's ``result.json`` holds (a torn last one is not)."""
+    try:
+        return (trial_dir / RESULT_FILE).read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
