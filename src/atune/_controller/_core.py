@@ -796,18 +796,7 @@ class ControllerCore:
         if trial.restore_failures >= self.policy.restore_retries:
             return False
         self._hand_over(trial)
-        self._emit(
-            TrialErrored(
-                ts=message.ts,
-                trial_id=trial.trial_id,
-                error_type=error.type_name,
-                message=error.message,
-                traceback=error.traceback,
-                attempt=trial.attempt,
-                will_retry=True,
-                counted=False,
-            )
-        )
+        self._emit_error(message.ts, trial, error, will_retry=True, counted=False)
         self._relaunch(trial)
         return True
 
@@ -823,6 +812,22 @@ class ControllerCore:
             )
         )
 
+    def _emit_error(
+        self, ts: float, trial: Trial, error: ErrorInfo, *, will_retry: bool, counted: bool = True
+    ) -> None:
+        self._emit(
+            TrialErrored(
+                ts=ts,
+                trial_id=trial.trial_id,
+                error_type=error.type_name,
+                message=error.message,
+                traceback=error.traceback,
+                attempt=trial.attempt,
+                will_retry=will_retry,
+                counted=counted,
+            )
+        )
+
     def _on_failure(self, ts: float, trial: Trial, error: ErrorInfo, retryable: bool) -> None:
         self._hand_over(trial)
         run = self._run(trial.trial_id)
@@ -833,17 +838,7 @@ class ControllerCore:
             and run.stop_reason is None
             and (max_failures < 0 or trial.num_failures + 1 <= max_failures)
         )
-        self._emit(
-            TrialErrored(
-                ts=ts,
-                trial_id=trial.trial_id,
-                error_type=error.type_name,
-                message=error.message,
-                traceback=error.traceback,
-                attempt=trial.attempt,
-                will_retry=will_retry,
-            )
-        )
+        self._emit_error(ts, trial, error, will_retry=will_retry)
         if run.holds_runner:
             # The driver runs a trial's commands of one step in order: the kill (and its
             # ActorFreed) happens before a retry's Launch.
