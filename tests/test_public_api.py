@@ -42,6 +42,7 @@ PUBLIC_MODULES = [
     "atune.error",
     "atune.context",
     "atune.tune_config",
+    "atune.plot",
 ]
 
 # Import paths that Ray Tune programs (and the Ray Tune reference page) use.

@@ -258,6 +258,18 @@ def test_grid_statuses_count_unfinished_trials_as_neither() -> None:
     assert rg.num_terminated == 1
     assert rg.num_errors == 1
     assert rg.errors == [results[3].error]
+    assert rg.statuses == ["TERMINATED", "RUNNING", "PAUSED", "ERROR"]
+    rg.statuses.clear()  # a copy: the grid's own list is untouched
+    assert rg.num_terminated == 1
+
+
+def test_grid_metric_mode_and_default_statuses() -> None:
+    ok = Result(metrics={"a": 1}, checkpoint=None, error=None, path="/e/0")
+    bad = Result(metrics=None, checkpoint=None, error=RuntimeError("x"), path="/e/1")
+    rg = ResultGrid([ok, bad], experiment_path="/exp", metric="a", mode="max")
+    assert (rg.metric, rg.mode) == ("a", "max")
+    assert rg.statuses == ["TERMINATED", "ERROR"]
+    assert (grid([ok]).metric, grid([ok]).mode) == (None, None)
 
 
 def test_grid_rejects_bad_statuses() -> None:

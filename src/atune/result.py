@@ -402,6 +402,21 @@ class ResultGrid:
         return None
 
     @property
+    def metric(self) -> str | None:
+        """The default metric of :meth:`get_best_result` (``TuneConfig.metric``), or None."""
+        return self._metric
+
+    @property
+    def mode(self) -> str | None:
+        """The default mode of :meth:`get_best_result` (``TuneConfig.mode``), or None."""
+        return self._mode
+
+    @property
+    def statuses(self) -> list[str]:
+        """Each trial's status (see the class docstring), in creation order; a copy."""
+        return list(self._statuses)
+
+    @property
     def errors(self) -> list[BaseException]:
         """The errors of the trials with status ``"ERROR"``, in creation order."""
         return [
