@@ -157,3 +157,23 @@ def test_setup_mlflow_refuses_a_missing_experiment_unless_asked(
     error = results[0].error
     assert error is not None and "'nope' does not exist" in str(error)
     assert isinstance(error, (ConfigError, TuneError))
+
+
+async def test_logging_never_blocks_the_event_loop(storage: str, tracking_uri: str) -> None:
+    from blockbuster import blockbuster_ctx
+
+    tuner = tune.Tuner(
+        _train,
+        param_space={"lr": tune.grid_search([0.1, 0.2])},
+        tune_config=tune.TuneConfig(backend="local"),
+        run_config=tune.RunConfig(
+            storage_path=storage,
+            name="nb",
+            verbose=0,
+            callbacks=[MLflowLoggerCallback(tracking_uri=tracking_uri)],
+        ),
+    )
+    with blockbuster_ctx():  # raises on blocking calls made from the loop's thread
+        results = await tuner.fit()
+    assert not results.errors
+    assert len(_runs(tracking_uri, "nb")) == 2

@@ -98,3 +98,18 @@ def test_the_step_is_timesteps_total_when_reported(storage: str) -> None:
         (100, 1.0),
         (200, 2.0),
     ]
+
+
+async def test_logging_never_blocks_the_event_loop(storage: str) -> None:
+    from blockbuster import blockbuster_ctx
+
+    tuner = tune.Tuner(
+        _train,
+        param_space={"lr": tune.grid_search([0.1, 0.2])},
+        tune_config=tune.TuneConfig(backend="local"),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0, callbacks=[TBXLoggerCallback()]),
+    )
+    with blockbuster_ctx():  # raises on blocking calls made from the loop's thread
+        results = await tuner.fit()
+    assert not results.errors
+    assert all(_read(r.path).Scalars("ray/tune/loss") for r in results)

@@ -156,3 +156,23 @@ def test_callback_without_a_project_is_a_config_error(
                 storage_path=storage, verbose=0, callbacks=[WandbLoggerCallback()]
             ),
         ).fit()
+
+
+@pytest.mark.timeout(180)
+async def test_logging_never_blocks_the_event_loop(storage: str, wandb_dir: Path) -> None:
+    from blockbuster import blockbuster_ctx
+
+    tuner = tune.Tuner(
+        _train,
+        param_space={"lr": 0.1},
+        tune_config=tune.TuneConfig(backend="local"),
+        run_config=tune.RunConfig(
+            storage_path=storage,
+            verbose=0,
+            callbacks=[WandbLoggerCallback(project="p")],
+        ),
+    )
+    with blockbuster_ctx():  # raises on blocking calls made from the loop's thread
+        results = await tuner.fit()
+    assert not results.errors
+    assert len(_offline_runs(wandb_dir)) == 1
