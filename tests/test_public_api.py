@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
 import itertools
 from functools import cache
@@ -43,6 +44,18 @@ PUBLIC_MODULES = [
     "atune.context",
     "atune.tune_config",
     "atune.plot",
+    "atune.logger",
+    "atune.logger.logger",
+    "atune.integrations",
+]
+# Public modules behind an extra: checked when the extra is installed.
+EXTRA_MODULES = {
+    "atune.logger.tensorboardx": "tensorboardX",
+    "atune.integrations.mlflow": "mlflow",
+    "atune.integrations.wandb": "wandb",
+}
+PUBLIC_MODULES += [
+    name for name, needs in EXTRA_MODULES.items() if importlib.util.find_spec(needs) is not None
 ]
 
 # Import paths that Ray Tune programs (and the Ray Tune reference page) use.
@@ -61,6 +74,7 @@ RAY_TUNE_PATHS = [
     "atune.context.TuneContext",
     "atune.context.get_context",
     "atune.tune_config.TuneConfig",
+    "atune.logger.LoggerCallback",
 ]
 
 # The same object reached through a Ray Tune path and through a shorter one.
