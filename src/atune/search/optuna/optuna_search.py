@@ -125,9 +125,7 @@ class OptunaSearch(Searcher):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise ConfigError(f"seed must be an int or None, got {seed!r}", value=seed)
         self._user_sampler = sampler
-        self._seed = (
-            int(seed) if seed is not None else int(np.random.default_rng().integers(2**32))
-        )
+        self._seed = int(seed) if seed is not None else int(np.random.default_rng().integers(2**32))
         self._study_name = study_name or "optuna"
         self._storage = storage
         self._study: optuna.Study | None = None
