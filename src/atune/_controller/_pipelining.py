@@ -70,16 +70,19 @@ class Sequenced:
         self.runner = runner
         self.resources = runner.resources
         self.killed = False
-        self._turn = anyio.Event()
+        self._turn: anyio.Event | None = None  # made only when a queued launch asks
 
     def next_turn(self) -> anyio.Event:
         """Set at the next call submitted to the runner, let-go or kill (not before)."""
+        if self._turn is None:
+            self._turn = anyio.Event()
         return self._turn
 
     def mark_turn(self) -> None:
         """Wake a launch waiting for its turn (a call was submitted, or a trial let go)."""
-        self._turn.set()
-        self._turn = anyio.Event()
+        turn, self._turn = self._turn, None
+        if turn is not None:
+            turn.set()
 
     async def launch(self, request: LaunchRequest) -> LaunchOutcome:
         """The runner's launch (a turn for a launch queued behind it)."""
