@@ -3,10 +3,16 @@
 A launch queued behind a trial starts the moment that trial's function has returned;
 when the trial is still going (more reports), the queued launch must leave it alone and
 take a runner of its own. Every trial must see only its own config and results.
+
+Each test also checks something only pipelining does (the tests fail with
+``CorePolicy.pipeline`` off): a trial is created and launched while the trials before it
+still fill every slot, and (scripted runner) its launch reaches the runner before the
+previous trial's last ``train`` returned.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from typing import Any
@@ -14,8 +20,10 @@ from typing import Any
 import pytest
 
 import atune as tune
+from _controller._scripted import ScriptedBackend, make_core, make_driver
 from _events import EventLog
-from atune.events import TrialStarted
+from atune._controller._clock import VirtualClock
+from atune.events import TrialCompleted, TrialCreated, TrialStarted
 
 
 def _mixed(config: dict[str, Any]) -> None:
@@ -40,6 +48,17 @@ def _fit_mixed(storage: str, backend: str, *, fail: bool) -> tuple[tune.ResultGr
     return results, events
 
 
+def _queued_ahead(events: EventLog, slots: int) -> int:
+    """How many trials were created beyond ``slots`` before any trial completed: only
+    pipelining creates a trial while every slot is taken (it queues it on a runner)."""
+    created = 0
+    for event in events.events:
+        if isinstance(event, TrialCompleted):
+            break
+        created += isinstance(event, TrialCreated)
+    return created - slots
+
+
 def _fresh_runners(events: EventLog) -> int:
     """How many trials started on a runner of their own (not reused)."""
     return sum(not e.reused for e in events.events if isinstance(e, TrialStarted))
@@ -47,8 +66,8 @@ def _fresh_runners(events: EventLog) -> int:
 
 @pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.ray)])
 def test_pipelined_trials_each_see_only_their_own_work(storage: str, backend: str) -> None:
-    results, _ = _fit_mixed(storage, backend, fail=True)
-    assert len(results) == 24
+    results, events = _fit_mixed(storage, backend, fail=True)
+    assert len(results) == 24 and _queued_ahead(events, slots=2) > 0
     failing = {x for x in range(24) if x % 7 == 3}
     for result in results:
         rows = result.metrics_dataframe
@@ -64,6 +83,7 @@ def test_pipelined_runners_go_from_trial_to_trial(storage: str, backend: str) ->
     results, events = _fit_mixed(storage, backend, fail=False)
     assert results.num_errors == 0 and len(results) == 24
     assert _fresh_runners(events) <= 2  # one runner per slot, reused throughout
+    assert _queued_ahead(events, slots=2) > 0
 
 
 class _Stepper(tune.Trainable):
@@ -109,3 +129,25 @@ def test_class_trials_stopped_by_a_dict_stopper_are_pipelined_correctly(
         assert list(rows["steps"]) == [1, 2, 3]  # reset, then exactly three steps
         assert list(rows["training_iteration"]) == [1, 2, 3]
     assert _fresh_runners(events) <= 2  # one runner per slot, reused throughout
+    assert _queued_ahead(events, slots=2) > 0
+
+
+@pytest.mark.timeout(60)
+async def test_a_queued_launch_reaches_the_runner_before_the_last_train_returned(
+    tmp_path: Any,
+) -> None:
+    path = tmp_path / "exp"
+    async with VirtualClock() as clock:
+        backend = ScriptedBackend(clock, capacity={"CPU": 1.0}, step_s=10.0, iterations=3)
+        core = make_core(path, xs=[1, 2, 3, 4], max_live_trials=1, pipeline=True)
+        await make_driver(core, backend, path, clock=clock, reuse=True).run()
+    assert all(t.status == "TERMINATED" for t in core.trials.values())
+    assert len(backend.runners) == 1  # one runner went from trial to trial
+    log = backend.log
+    order = list(dict.fromkeys(t for call, t in log if call in ("new", "reuse", "queued")))
+    assert len(order) == 4
+    for before, after in itertools.pairwise(order):
+        last_train = max(i for i, entry in enumerate(log) if entry == ("train returned", before))
+        # Queued while ``before`` still trained: no round trip through the driver between.
+        assert log.index(("queued", after)) < last_train
+    assert backend.runners[0].trial_id == order[-1]

@@ -5,10 +5,22 @@ Its runners "train" by waiting ``step_s`` seconds on the experiment's clock and 
 results. Every await point of a runner (and of the backend's ``create_runner``) can be
 made to block for good (``block_at``), so a test cancels the driver exactly there.
 Nothing here sleeps in real time: under a ``VirtualClock`` a run takes no real time.
+
+As a real runner, a scripted runner runs its calls one at a time in the order they were
+submitted (its call queue), and a call is submitted when its coroutine starts. Each call
+can be scripted, as httpx's ``MockTransport`` does with requests: ``scripts`` maps a call
+(``"new"``, ``"reuse"``, ``"queued"`` for the launch modes, ``"train"``, ``"save"``) to a
+handler ``(runner, argument) -> outcome or None``; an outcome answers the call, None lets
+the runner answer as usual, and a handler may raise (``WorkerDiedError``: the runner
+died). By default a ``REUSE`` launch resets the runner and a ``QUEUED`` one takes it only
+once the trial it serves has returned (otherwise ``busy``), as the trainable host does.
+``backend.log`` records each call as it is submitted (``"<call>"``) and as it returns
+(``"<call> returned"``), with the trial it is for, in order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +31,7 @@ from atune._controller._core import ControllerCore, CorePolicy
 from atune._controller._driver import Driver
 from atune._controller._pool import RunnerPool
 from atune._controller._restore import RestorePlan, replay
+from atune.errors import WorkerDiedError
 from atune.events import Event
 from atune.execution._allocator import Allocator
 from atune.execution._backend import Backend
@@ -41,6 +54,9 @@ from atune.trainable._trainable import Trainable
 
 POINTS = ("create_runner", "start", "train", "save", "stop")
 
+#: A scripted answer to one call: an outcome, or None for the runner's usual answer.
+Script = Callable[["ScriptedRunner", Any], Any]
+
 
 class ScriptedBackend(Backend):
     """Creates :class:`ScriptedRunner`\\ s; see the module docstring.
@@ -54,6 +70,7 @@ class ScriptedBackend(Backend):
         fail_first: Train calls (over all trials) that fail before any succeeds.
         block_at: An await point (one of ``POINTS``) where the ``block_on``-th call
             blocks for good.
+        scripts: Handlers for calls (see the module docstring).
     """
 
     dynamic_capacity = True
@@ -68,6 +85,7 @@ class ScriptedBackend(Backend):
         fail_first: int = 0,
         block_at: str | None = None,
         block_on: int = 1,
+        scripts: dict[str, Script] | None = None,
     ) -> None:
         assert block_at is None or block_at in POINTS, block_at
         self.clock = clock
@@ -84,6 +102,12 @@ class ScriptedBackend(Backend):
         self.max_live = 0
         self.starts: list[tuple[float, str]] = []  # (clock.monotonic(), trial_id)
         self.checkpoints: dict[str, int] = {}  # dir name -> training_iteration saved
+        self.scripts = dict(scripts or {})
+        self.log: list[tuple[str, str]] = []  # (call, trial id), see the module docstring
+
+    def calls_of(self, call: str) -> list[str]:
+        """The trials ``call`` was submitted for, in order (e.g. ``"queued"``)."""
+        return [trial_id for name, trial_id in self.log if name == call]
 
     async def point(self, name: str) -> None:
         """An await point: a checkpoint, or blocking for good where the script says."""
@@ -120,7 +144,12 @@ class ScriptedRunner:
         self.trial_id = ""
         self.stopped = False
         self.killed = False
+        self.ended = False  # the trial it serves has returned
+        self.reused = False  # the trial it serves reset it (not a fresh start)
         self._live = False
+        self._last_call = anyio.Event()  # the last call submitted returned
+        self._last_call.set()
+        self._queued: set[anyio.CancelScope] = set()
 
     @property
     def released(self) -> bool:
@@ -132,11 +161,46 @@ class ScriptedRunner:
             self.backend.live += 1 if live else -1
             self.backend.max_live = max(self.backend.max_live, self.backend.live)
 
+    async def _in_turn(self, call: str, trial_id: str) -> anyio.Event:
+        """Submit a call: log it and wait for the calls submitted before it to return."""
+        self.backend.log.append((call, trial_id))
+        before, self._last_call = self._last_call, anyio.Event()
+        mine = self._last_call
+        with anyio.CancelScope() as waiting:  # a kill fails the calls still queued
+            self._queued.add(waiting)
+            try:
+                await before.wait()
+            finally:
+                self._queued.discard(waiting)
+        if self.killed:
+            mine.set()
+            raise WorkerDiedError("the scripted runner was killed")
+        return mine
+
+    def _returned(self, mine: anyio.Event, call: str, trial_id: str) -> None:
+        self.backend.log.append((f"{call} returned", trial_id))
+        mine.set()
+
     async def launch(self, request: LaunchRequest) -> LaunchOutcome:
-        if request.mode is not LaunchMode.NEW:
-            return LaunchOutcome(declined=True)
+        call, trial_id = request.mode.value, request.info.trial_id
+        mine = await self._in_turn(call, trial_id)
+        try:
+            return await self._launch(call, request)
+        finally:
+            self._returned(mine, call, trial_id)
+
+    async def _launch(self, call: str, request: LaunchRequest) -> LaunchOutcome:
+        if self.killed:
+            raise WorkerDiedError("the scripted runner was killed")
+        if request.mode is LaunchMode.QUEUED and not self.ended:
+            return LaunchOutcome(busy=True)
+        script = self.backend.scripts.get(call)
+        if script is not None and (scripted := script(self, request)) is not None:
+            return scripted  # type: ignore[no-any-return]
         config, info, checkpoint_path = request.config, request.info, request.checkpoint
         self.trial_id = info.trial_id
+        self.reused = request.mode.reuses
+        self.ended = False
         self.x = float(config.get("x", 1))
         self.iteration = (
             self.backend.checkpoints[Path(checkpoint_path).name] if checkpoint_path else 0
@@ -145,10 +209,23 @@ class ScriptedRunner:
         self._go_live(True)
         await self.backend.point("start")
         budget = request.budget
-        trained = await self.train(budget) if budget is not None else None
+        trained = await self._train(budget) if budget is not None else None
         return LaunchOutcome(trained=trained)
 
     async def train(self, budget: TrainBudget) -> TrainOutcome:
+        trial_id = self.trial_id
+        mine = await self._in_turn("train", trial_id)
+        try:
+            return await self._train(budget)
+        finally:
+            self._returned(mine, "train", trial_id)
+
+    async def _train(self, budget: TrainBudget) -> TrainOutcome:
+        if self.killed:
+            raise WorkerDiedError("the scripted runner was killed")
+        script = self.backend.scripts.get("train")
+        if script is not None and (scripted := script(self, budget)) is not None:
+            return scripted  # type: ignore[no-any-return]
         await self.backend.point("train")
         await self.backend.clock.sleep(self.backend.step_s)
         if self.backend.fail_first > 0:
@@ -157,9 +234,23 @@ class ScriptedRunner:
             return TrainOutcome(results=[], error=error)
         self.iteration += 1
         result = {"training_iteration": self.iteration, "score": self.x * self.iteration}
-        return TrainOutcome(results=[result], returned=self.iteration >= self.backend.iterations)
+        self.ended = self.iteration >= self.backend.iterations
+        return TrainOutcome(results=[result], returned=self.ended)
 
     async def save(self, index: int) -> SaveOutcome:
+        trial_id = self.trial_id
+        mine = await self._in_turn("save", trial_id)
+        try:
+            return await self._save(index)
+        finally:
+            self._returned(mine, "save", trial_id)
+
+    async def _save(self, index: int) -> SaveOutcome:
+        if self.killed:
+            raise WorkerDiedError("the scripted runner was killed")
+        script = self.backend.scripts.get("save")
+        if script is not None and (scripted := script(self, index)) is not None:
+            return scripted  # type: ignore[no-any-return]
         await self.backend.point("save")
         dir_name = f"checkpoint_{index:06d}"
         self.backend.checkpoints[dir_name] = self.iteration
@@ -175,11 +266,15 @@ class ScriptedRunner:
         return []
 
     async def wait_started(self, trial_id: str, timeout: float) -> bool | None:
-        return False if self.trial_id == trial_id else None
+        if self.trial_id != trial_id:  # not (yet) started here: ask again after ``timeout``
+            await self.backend.clock.sleep(timeout)
+        return self.reused if self.trial_id == trial_id else None
 
     async def kill(self) -> None:
         self._go_live(False)
         self.killed = True
+        for waiting in self._queued:
+            waiting.cancel()
 
 
 def make_core(
@@ -213,6 +308,7 @@ def make_driver(
     *,
     clock: Clock | None = None,
     resumed: bool = False,
+    reuse: bool = False,
     **kwargs: Any,
 ) -> Driver:
     """A driver over the scripted backend, with an allocator of its own."""
@@ -222,7 +318,7 @@ def make_driver(
     scope = Allocator(backend.capacity()).scope()
     return Driver(
         core,
-        RunnerPool(backend, scope, reuse=False),
+        RunnerPool(backend, scope, reuse=reuse),
         ExperimentWriter(str(path)),
         experiment_name=path.name,
         resumed=resumed,

@@ -22,7 +22,7 @@ import pytest
 import atune as tune
 from _checkpointing import report_with_checkpoint
 from atune.errors import WorkerDiedError
-from atune.execution._host import TrainableHost
+from atune.execution._local import LocalRunner
 from atune.execution._protocol import LaunchMode, LaunchRequest, TrainBudget
 from atune.trainable._function import wrap_function
 from atune.trainable._session import TrialInfo
@@ -44,8 +44,8 @@ def blocks_between_reports(config: dict[str, Any]) -> None:
         tune.report({"i": i, "done": i == config.get("done_at")})
 
 
-def _host(tmp_path: Path) -> TrainableHost:
-    return TrainableHost(wrap_function(blocks_between_reports))
+def _host(tmp_path: Path) -> LocalRunner:
+    return LocalRunner(wrap_function(blocks_between_reports))
 
 
 def _config(before: int, after: int, **extra: Any) -> tuple[dict[str, Any], threading.Event]:
@@ -70,7 +70,7 @@ async def test_a_blocked_call_hands_back_its_results_and_the_next_train_continue
     assert launched.trained is not None
     assert _iterations(launched.trained.results) == [0, 1, 2]
     assert not gate.is_set()
-    assert host.drain_sync() == []  # nothing handed back twice
+    assert host.host.drain() == []  # nothing handed back twice
     gate.set()
     # The same call goes on (no new call starts) and ends at its next result.
     rest = await host.train(BATCH)
@@ -79,7 +79,7 @@ async def test_a_blocked_call_hands_back_its_results_and_the_next_train_continue
     await host.stop()
 
 
-async def _until_returned(host: TrainableHost) -> list[dict[str, Any]]:
+async def _until_returned(host: LocalRunner) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     while True:
         outcome = await host.train(BATCH)
@@ -152,7 +152,7 @@ async def test_a_split_never_cuts_another_trials_call(tmp_path: Path) -> None:
     info = TrialInfo(trial_id="a", trial_dir=str(tmp_path / "a"))
     await host.launch(LaunchRequest(LaunchMode.NEW, config, info, None, TrainBudget(max_results=1)))
     call = asyncio.ensure_future(host.train(TrainBudget(max_results=256, max_seconds=60.0)))
-    while not host.drain_sync():  # the second result is in, the call blocks at the gate
+    while not host.host.drain():  # the second result is in, the call blocks at the gate
         await asyncio.sleep(0.01)
     second, gate2 = _config(before=1, after=0)
     gate2.set()
@@ -161,8 +161,8 @@ async def test_a_split_never_cuts_another_trials_call(tmp_path: Path) -> None:
     )
     await asyncio.sleep(0.3)  # several of the queued launch's timer periods
     assert not queued.done()
-    assert host.split_sync("b") == []
-    assert _iterations(host.split_sync("a")) == [1]
+    assert host.host.split("b") == []
+    assert _iterations(host.host.split("a")) == [1]
     gate.set()
     assert _iterations((await call).results) == [2]
     assert (await queued).busy  # trial "a" has not ended: the launch takes nothing

@@ -17,6 +17,7 @@ import pytest
 
 import atune as tune
 from atune.execution._host import TrainableHost
+from atune.execution._local import LocalRunner
 from atune.execution._protocol import LaunchMode, LaunchOutcome, LaunchRequest, TrainBudget
 from atune.trainable._session import TrialInfo
 
@@ -55,7 +56,7 @@ def _launch(
 ) -> LaunchOutcome:
     info = TrialInfo(trial_id=trial, trial_dir=str(tmp_path / trial))
     mode = LaunchMode.QUEUED if queued else LaunchMode.NEW
-    return host.launch_sync(LaunchRequest(mode, config, info, None, budget))
+    return host.launch(LaunchRequest(mode, config, info, None, budget))
 
 
 BIG = {"max_results": 100, "max_seconds": 60.0}
@@ -93,7 +94,7 @@ def test_a_queued_launch_goes_ahead_only_when_the_trial_ended_here(
 def test_training_again_clears_an_end_the_driver_did_not_act_on(tmp_path: Path) -> None:
     host = TrainableHost(Counter)
     _launch(host, tmp_path, "a", {}, TrainBudget(stop_criteria={"training_iteration": 1}, **BIG))
-    host.train_sync(TrainBudget(max_results=1))  # the driver went on with the trial after all
+    host.train(TrainBudget(max_results=1))  # the driver went on with the trial after all
     queued = _launch(host, tmp_path, "b", {}, TrainBudget(max_results=1), queued=True)
     assert queued.busy
 
@@ -105,23 +106,23 @@ class _FailingSetup(tune.Trainable):
 
 def test_wait_started_says_when_a_launch_got_past_its_set_up(tmp_path: Path) -> None:
     host = TrainableHost(Counter)
-    assert host.wait_started_sync("a", timeout=0) is None  # nothing launched yet
+    assert host.wait_started("a", timeout=0) is None  # nothing launched yet
     _launch(host, tmp_path, "a", {}, TrainBudget(max_results=1))
-    assert host.wait_started_sync("a", timeout=0) is False  # a fresh instance
-    assert host.wait_started_sync("b", timeout=0) is None
+    assert host.wait_started("a", timeout=0) is False  # a fresh instance
+    assert host.wait_started("b", timeout=0) is None
     queued = _launch(host, tmp_path, "b", {}, TrainBudget(max_results=1), queued=True)
-    assert queued.busy and host.wait_started_sync("b", timeout=0) is None
-    host.train_sync(TrainBudget(max_results=1, stop_criteria={"count": 2}))  # "a" ends here
+    assert queued.busy and host.wait_started("b", timeout=0) is None
+    host.train(TrainBudget(max_results=1, stop_criteria={"count": 2}))  # "a" ends here
     _launch(host, tmp_path, "b", {}, TrainBudget(max_results=1), queued=True)
-    assert host.wait_started_sync("b", timeout=0) is True  # the instance was reused
-    assert host.wait_started_sync("a", timeout=0) is None
+    assert host.wait_started("b", timeout=0) is True  # the instance was reused
+    assert host.wait_started("a", timeout=0) is None
 
 
 def test_wait_started_never_says_so_for_a_failed_set_up(tmp_path: Path) -> None:
     host = TrainableHost(_FailingSetup)
     outcome = _launch(host, tmp_path, "a", {}, TrainBudget(max_results=1))
     assert outcome.error is not None
-    assert host.wait_started_sync("a", timeout=0.01) is None
+    assert host.wait_started("a", timeout=0.01) is None
 
 
 class _Gated(tune.Trainable):
@@ -139,21 +140,22 @@ class _Gated(tune.Trainable):
 async def test_wait_started_wakes_up_while_the_first_step_still_runs(
     tmp_path: Path, in_loop: bool
 ) -> None:
+    # The host's own wait (a thread: the Ray actor's) and the in-process runner's (the loop).
     _Gated.gate.clear()
-    host = TrainableHost(_Gated)
+    runner = LocalRunner(_Gated)
     info = TrialInfo(trial_id="a", trial_dir=str(tmp_path / "a"))
     launch = asyncio.ensure_future(
-        host.launch(LaunchRequest(LaunchMode.NEW, {}, info, None, TrainBudget(max_results=1)))
+        runner.launch(LaunchRequest(LaunchMode.NEW, {}, info, None, TrainBudget(max_results=1)))
     )
     if in_loop:
-        started = await host.wait_started("a", timeout=120)
+        started = await runner.wait_started("a", timeout=120)
     else:
-        started = await asyncio.to_thread(host.wait_started_sync, "a", 120)
+        started = await asyncio.to_thread(runner.host.wait_started, "a", 120)
     assert started is False and not launch.done()  # set up, first step still running
     _Gated.gate.set()
     outcome = await launch
     assert outcome.trained is not None and outcome.trained.results[0]["x"] == 1
-    await host.stop()
+    await runner.stop()
 
 
 class Large(tune.Trainable):
@@ -170,4 +172,4 @@ def test_a_batch_is_bounded_by_bytes_from_its_first_results_size(tmp_path: Path)
     assert launched.trained is not None
     assert len(launched.trained.results) == 3
     # Without a byte bound the count bound holds as before.
-    assert len(host.train_sync(TrainBudget(max_results=5, max_seconds=60.0)).results) == 5
+    assert len(host.train(TrainBudget(max_results=5, max_seconds=60.0)).results) == 5

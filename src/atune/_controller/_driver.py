@@ -93,9 +93,10 @@ _SHUTDOWN_DEADLINE_S = 10.0
 _TIME_BUDGET_GRACE_S = 2.0
 _CAPACITY_REFRESH_S = 5.0
 # A launch trains in the same call, so its return also says the trial started. A launch
-# still running after this long (a long first step, a slow ``setup``) is asked separately
-# when the trial got past its set-up, so ``TrialStarted`` (``on_trial_start``, RUNNING)
-# is not held back until the first result.
+# still running after this long (a long first step, a slow ``setup``, a launch queued
+# behind another trial) is asked separately, by a watch in the launch's own task, when the
+# trial got past its set-up, so ``TrialStarted`` (``on_trial_start``, RUNNING) is not held
+# back until the first result.
 _START_NOTICE_AFTER_S = 0.5
 _START_WAIT_S = 2.0
 
@@ -134,7 +135,6 @@ class Driver:
         self._send: MemoryObjectSendStream[Message] | None = None
         self._trial_scopes: dict[str, anyio.CancelScope] = {}
         self._last_search_state: Any = None
-        self._launches: dict[str, _Launching] = {}  # launch calls in flight, by trial
         self._retry_waits: dict[str, anyio.CancelScope] = {}  # retries backing off
         self._storage_failure: StorageError | None = None
 
@@ -148,7 +148,6 @@ class Driver:
             async with anyio.create_task_group() as tg:
                 self.dispatch.start(tg, tg.cancel_scope.cancel)
                 tg.start_soon(self._flush_periodically, tg)
-                tg.start_soon(self._notice_slow_launches, tg)
                 if self.time_budget_s is not None:
                     tg.start_soon(self._time_budget, self.time_budget_s)
                 if self.pool.backend.dynamic_capacity:
@@ -267,32 +266,26 @@ class Driver:
             self._last_search_state = state
             self.writer.journal(encode_event(SearcherStateSaved(ts=self.clock.time(), state=state)))
 
-    async def _notice_slow_launches(self, tg: TaskGroup) -> None:
-        """Start a watch on every launch call that has been running for a while."""
-        while True:
-            await self.clock.sleep(_START_NOTICE_AFTER_S / 2)
-            now = self.clock.monotonic()
-            for trial_id, launching in self._launches.items():
-                if not launching.watched and now - launching.since >= _START_NOTICE_AFTER_S:
-                    launching.watched = True
-                    tg.start_soon(self._announce_start, trial_id, launching)
+    async def _watch_start(self, trial: Trial, command: Launch, launching: _Launching) -> None:
+        """Send ``TrialStarted`` once a launch still running got past the trial's set-up.
 
-    async def _announce_start(self, trial_id: str, launching: _Launching) -> None:
-        """Send ``TrialStarted`` once the launch got past the trial's set-up."""
-        while self._launches.get(trial_id) is launching:
+        Runs beside the launch call, in its task group, and is cancelled when the call
+        returns (which then says the trial started, unless this watch did already).
+        """
+        await self.clock.sleep(_START_NOTICE_AFTER_S)
+        while True:
             try:
-                runner = self.pool.runner(trial_id)
+                runner = self.pool.runner(trial.trial_id)
             except KeyError:  # waiting for resources, or its actor is being created
                 await self.clock.sleep(_START_NOTICE_AFTER_S / 2)
                 continue
             try:
-                reused = await runner.wait_started(trial_id, _START_WAIT_S)
+                reused = await runner.wait_started(trial.trial_id, _START_WAIT_S)
             except WorkerDiedError:  # the launch call reports it
                 return
-            if reused is not None and self._launches.get(trial_id) is launching:
+            if reused is not None:
                 launching.announced = True
-                trial = self.core.trials[trial_id]
-                self._send_message(_started(trial, launching.command, reused, self.clock.time()))
+                self._send_message(_started(trial, command, reused, self.clock.time()))
                 return
 
     async def _follow_capacity(self) -> None:
@@ -459,11 +452,21 @@ class Driver:
             signing_key=self.signing_key,
         )
         failed: ErrorInfo
-        launching = self._launches[trial.trial_id] = _Launching(command, self.clock.monotonic())
+        launching = _Launching()
+        acquired: tuple[bool, TrainOutcome | None] | Exception
+        async with anyio.create_task_group() as watch:
+            watch.start_soon(self._watch_start, trial, command, launching)
+            try:
+                acquired = await self.pool.acquire(
+                    trial, info, command.checkpoint, command.budget, after=command.after
+                )
+            except Exception as exc:  # raised below, outside the group (not as a group)
+                acquired = exc
+            watch.cancel_scope.cancel()
         try:
-            reused, trained = await self.pool.acquire(
-                trial, info, command.checkpoint, command.budget, after=command.after
-            )
+            if isinstance(acquired, Exception):
+                raise acquired
+            reused, trained = acquired
         except (InfeasibleResourcesError, NotSerializableError) as exc:  # would recur
             return [
                 RunnerFailed(
@@ -495,20 +498,15 @@ class Driver:
             if launching.announced:
                 return [returned]
             return [_started(trial, command, reused, now), returned]
-        finally:
-            del self._launches[trial.trial_id]
         return [RunnerFailed(ts=self.clock.time(), trial_id=trial.trial_id, error=failed)]
 
 
 class _Launching:
     """A launch call in flight (see ``_START_NOTICE_AFTER_S``)."""
 
-    __slots__ = ("announced", "command", "since", "watched")
+    __slots__ = ("announced",)
 
-    def __init__(self, command: Launch, since: float) -> None:
-        self.command = command
-        self.since = since
-        self.watched = False
+    def __init__(self) -> None:
         self.announced = False  # TrialStarted was sent before the call returned
 
 

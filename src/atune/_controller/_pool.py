@@ -12,12 +12,14 @@ a fresh one is started, so the trial still runs (Ray Tune fails the trial instea
 Cached runners with other requests are stopped before a launch waits for resources, so
 the cache never starves a launch.
 
-Pipelining: a launch may be queued on the runner of a trial that is still running
-(``acquire(after=...)``). It holds that runner tentatively (several trials may then map to
-one runner; a runner is let go of only when no trial holds it any more) and takes it the
-moment the running trial's function has returned; if that trial is still going it is
-queued again; if the runner dies or its trial is let go of while suspended, the launch
-falls back to the paths above.
+Pipelining (:mod:`atune._controller._pipelining`): a launch may be queued on the runner
+of a trial that is still running (``acquire(after=...)``). It holds that runner
+tentatively (several trials may then map to one runner; a runner is let go of only when
+no trial holds it any more) and takes it the moment the running trial has ended there;
+if the trial it waited for is let go of first, it resets the runner as a plain reuse; if
+the runner dies or is killed, the launch falls back to the paths above. Every runner the
+pool hands out is a :class:`~atune._controller._pipelining.Sequenced`, which sequences a
+queued launch behind the serving trial's calls.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 import anyio
 
+from atune._controller._pipelining import QueueVerdict, Sequenced, launch_queued
 from atune._log import get_logger
 from atune._trial import Trial
 from atune.errors import NotSerializableError, WorkerDiedError
@@ -47,7 +50,6 @@ from atune.trainable._session import TrialInfo
 __all__ = ["RunnerPool", "StartFailed"]
 
 _log = get_logger(__name__)
-_REQUEUE_DELAY_S = 0.005
 
 
 class StartFailed(Exception):
@@ -91,8 +93,8 @@ class RunnerPool:
         self.backend = backend
         self.scope = scope
         self.reuse = reuse
-        self._runners: dict[str, tuple[Runner, Lease]] = {}
-        self._cache: list[tuple[Runner, Lease]] = []
+        self._runners: dict[str, tuple[Sequenced, Lease]] = {}
+        self._cache: list[tuple[Sequenced, Lease]] = []
         self._launching: dict[str, anyio.Event] = {}  # trials whose runner is being found
         self._waiting = 0
 
@@ -174,7 +176,7 @@ class RunnerPool:
         finally:
             self._waiting -= 1
         try:
-            runner = await self.backend.create_runner(resources)
+            runner = Sequenced(await self.backend.create_runner(resources))
         except BaseException:
             lease.release()
             raise
@@ -209,45 +211,37 @@ class RunnerPool:
             # Made now, while the trial it waits for still runs, rather than by the runner
             # between the two trials: creating a directory can take half a millisecond.
             await anyio.to_thread.run_sync(_make_dir, info.trial_dir)
-        queued = request.queued_as(LaunchMode.QUEUED)
-        while True:
+        try:
+            verdict, outcome = await launch_queued(
+                runner, request, others_hold=lambda: self._held(entry, besides=me)
+            )
+        except NotSerializableError:  # never sent: the runner serves its trial on
+            del self._runners[me]
+            raise
+        if verdict is QueueVerdict.TAKEN:
+            assert outcome is not None
+            return True, outcome.trained
+        if verdict is QueueVerdict.FREE:
+            # The trial it waited for was let go of while still going there (stopped at a
+            # report, e.g. by a scheduler): resetting the runner is safe now.
             try:
-                outcome: LaunchOutcome | None = await runner.launch(queued)
-            except WorkerDiedError:  # the runner died under the trial it served
-                outcome = None
-            except NotSerializableError:  # never sent: the runner serves its trial on
-                del self._runners[me]
-                raise
-            if outcome is not None and not (outcome.busy or outcome.declined or outcome.error):
+                outcome = await self._launch(me, entry, request.queued_as(LaunchMode.REUSE))
+            except WorkerDiedError:  # it was killed (its trial failed): go the usual way
+                return False, None
+            if not (outcome.declined or outcome.error):
                 return True, outcome.trained
-            others_hold = self._held(entry, besides=me)
-            if outcome is None or not outcome.busy:  # the runner is dead or broken
-                del self._runners[me]
-                if not others_hold:
-                    await self._discard(runner, lease)
-                return False, None
-            if not others_hold:
-                # The trial it waited for was let go of while still suspended (stopped at a
-                # report, e.g. ``done``): resetting the runner is safe now.
-                try:
-                    outcome = await self._launch(me, entry, request.queued_as(LaunchMode.REUSE))
-                except WorkerDiedError:  # it was killed (its trial failed): go the usual way
-                    return False, None
-                if not (outcome.declined or outcome.error):
-                    return True, outcome.trained
-                self._runners.pop(me, None)
-                await self._discard(runner, lease)
-                return False, None
-            # Still going: queue again behind its next call (briefly yield first, so an
-            # idle runner awaiting the controller's next command is not polled hot).
-            await anyio.sleep(_REQUEUE_DELAY_S)
+        if self._runners.get(me) is entry:
+            del self._runners[me]
+        if not self._held(entry):
+            await self._discard(runner, lease)
+        return False, None
 
-    def _held(self, entry: tuple[Runner, Lease], besides: str | None = None) -> bool:
+    def _held(self, entry: tuple[Sequenced, Lease], besides: str | None = None) -> bool:
         """Whether a trial (other than ``besides``) holds the runner of ``entry``."""
         return any(other is entry for tid, other in self._runners.items() if tid != besides)
 
     async def _launch(
-        self, trial_id: str, entry: tuple[Runner, Lease], request: LaunchRequest
+        self, trial_id: str, entry: tuple[Sequenced, Lease], request: LaunchRequest
     ) -> LaunchOutcome:
         """Launch ``request`` on ``entry``'s runner, registered while it runs.
 
@@ -278,6 +272,7 @@ class RunnerPool:
             return "killed", "runner already gone"
         runner, lease = entry
         if not kill and self._held(entry):
+            runner.mark_turn()  # the launch queued on it may reset it now
             return "cached", "handed over to the trial queued on it"
         if kill:
             await self._discard(runner, lease)
@@ -305,7 +300,7 @@ class RunnerPool:
             await self._stop(runner, lease)
 
     # ------------------------------------------------------------------ helpers
-    def _take_cached(self, request: Any) -> tuple[Runner, Lease] | None:
+    def _take_cached(self, request: Any) -> tuple[Sequenced, Lease] | None:
         for i, (runner, _lease) in enumerate(self._cache):
             if runner.resources == request:
                 return self._cache.pop(i)
@@ -316,7 +311,7 @@ class RunnerPool:
             runner, lease = self._cache.pop()
             await self._stop(runner, lease)
 
-    async def _stop(self, runner: Runner, lease: Lease) -> ErrorInfo | None:
+    async def _stop(self, runner: Sequenced, lease: Lease) -> ErrorInfo | None:
         try:
             return await runner.stop()
         except Exception as exc:
@@ -325,7 +320,7 @@ class RunnerPool:
         finally:
             lease.release()
 
-    async def _discard(self, runner: Runner, lease: Lease) -> None:
+    async def _discard(self, runner: Sequenced, lease: Lease) -> None:
         try:
             await runner.kill()
         finally:

@@ -7,8 +7,10 @@ Two backends implement the same small interface:
 * :class:`LocalBackend` hosts runners in this process, each trainable in a worker thread of
   its own, for fast tests and debugging without Ray.
 
-Both host the same :class:`~atune.execution._host.TrainableHost`, so a trainable behaves
-identically under either; the conformance suite in ``tests/execution`` runs against both.
+Both host the same synchronous :class:`~atune.execution._host.TrainableHost` behind a thin
+adapter (the Ray actor, :class:`~atune.execution._local.LocalRunner`), so a trainable
+behaves identically under either; the conformance suite in ``tests/execution`` runs
+against both.
 The runner's protocol and the data it exchanges are in :mod:`atune.execution._protocol`.
 """
 
@@ -19,7 +21,7 @@ from abc import ABC, abstractmethod
 
 import anyio
 
-from atune.execution._host import TrainableHost
+from atune.execution._local import LocalRunner
 from atune.execution._protocol import Runner
 from atune.execution.placement_groups import PlacementGroupFactory
 from atune.trainable._trainable import Trainable
@@ -54,14 +56,6 @@ class Backend(ABC):
         """Release what :meth:`setup` acquired (a Ray started by atune stays up)."""
 
 
-class _LocalRunner(TrainableHost):
-    """In this process a host is a runner as it is; it only adds the resources it holds."""
-
-    def __init__(self, cls: type[Trainable], resources: PlacementGroupFactory) -> None:
-        super().__init__(cls)
-        self.resources = resources
-
-
 class LocalBackend(Backend):
     """Runs trainables in this process, one worker thread each (no Ray).
 
@@ -92,4 +86,4 @@ class LocalBackend(Backend):
 
     async def create_runner(self, resources: PlacementGroupFactory) -> Runner:
         assert self._cls is not None, "prepare() first"
-        return _LocalRunner(self._cls, resources)
+        return LocalRunner(self._cls, resources)

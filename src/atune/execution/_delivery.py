@@ -9,8 +9,8 @@ ships each result on its own, keeps them all.
 
 How, without giving up batching: the *face* that awaits the call does so with a timer of
 ``max_seconds`` (plus a little slack, so that while results flow the call's own deadline
-ends it first and nothing is split). In-process that face is the ``async`` methods of
-:class:`~atune.execution._host.TrainableHost` (:meth:`Delivery.deliver`), which submit the
+ends it first and nothing is split). In-process that face is
+:class:`~atune.execution._local.LocalRunner` (:meth:`Delivery.deliver`), which submits the
 call to the user thread anyway. On Ray it is the driver's runner (:func:`deliver_remote`):
 it awaits the actor's object ref with the timer and, when it fires, asks the actor for the
 split through a concurrency group of its own, so the actor keeps running user code in its

@@ -1,11 +1,13 @@
 """``TrainableHost``: one trainable instance behind a runner, shared by every backend.
 
 A host owns one ``Trainable`` (a class trainable, or a function wrapped by
-``wrap_function``). Its ``*_sync`` methods run user code in the calling thread: the Ray
-actor calls them from its one default thread. Its ``async`` methods run the same code in
-a dedicated daemon thread of the host, so that an event loop awaiting them (the caller's,
-with the local backend) never blocks. Either way all user code of a trainable runs in one
-thread, which libraries that care about thread identity expect.
+``wrap_function``). It is synchronous: its methods run user code in the calling thread,
+and each backend is a thin adapter that decides which thread that is. The Ray actor
+(:mod:`atune.execution._ray`) calls them from its one default thread; the in-process
+runner (:mod:`atune.execution._local`) submits them to a daemon thread of its own and
+awaits them from the event loop. Either way all user code of a trainable runs in one
+thread, which libraries that care about thread identity expect. Only :meth:`drain`,
+:meth:`split` and :meth:`wait_started` may be called from another thread while a call runs.
 
 Its methods never raise for user errors: failures come back as :class:`ErrorInfo` inside
 the outcome, together with any results produced before the failure, so nothing reported
@@ -24,19 +26,15 @@ call hands back the results so far on a timer and the next ``train`` continues t
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import pickle
-import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any
 
-from atune.errors import CheckpointCorruptError, WorkerDiedError
-from atune.execution._delivery import Delivery, launch_trained, launched, same, timer_for
+from atune.errors import CheckpointCorruptError
+from atune.execution._delivery import Delivery
 from atune.execution._protocol import (
     ErrorInfo,
     LaunchMode,
@@ -57,65 +55,17 @@ from atune.trainable._trainable import (
 
 __all__ = ["TrainableHost"]
 
-T = TypeVar("T")
-
-
-class _UserThread:
-    """One daemon thread that runs every call of a trainable's user code, in order.
-
-    Unlike a ``ThreadPoolExecutor`` worker, it never blocks interpreter exit: a ``step()``
-    that never returns can be abandoned (the Ray backend then kills the actor; in-process
-    the thread is left behind).
-    """
-
-    def __init__(self) -> None:
-        self._closed = False
-        self._calls: queue.SimpleQueue[
-            tuple[Callable[..., Any], tuple[Any, ...], Future[Any]] | None
-        ] = queue.SimpleQueue()
-        threading.Thread(target=self._serve, name="atune-trainable", daemon=True).start()
-
-    def _serve(self) -> None:
-        while (call := self._calls.get()) is not None:
-            fn, args, future = call
-            if self._closed:  # abandoned: calls still queued never run
-                if future.set_running_or_notify_cancel():
-                    future.set_exception(_abandoned())
-                continue
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(*args))
-                except BaseException as exc:
-                    future.set_exception(exc)
-
-    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
-        future: Future[T] = Future()
-        if self._closed:
-            future.set_exception(_abandoned())
-            return future
-        self._calls.put((fn, args, future))
-        return future
-
-    def shutdown(self) -> None:
-        self._calls.put(None)
-
-    def close(self) -> None:
-        """Fail every call still queued (and any later one) instead of running it."""
-        self._closed = True
-        self._calls.put(None)
-
-
-def _abandoned() -> WorkerDiedError:
-    return WorkerDiedError("the trainable was abandoned (a deadline passed)")
-
 
 class TrainableHost:
-    """Async control of one trainable instance, user code confined to one thread.
+    """Synchronous control of one trainable instance (see the module docstring).
 
     Args:
         trainable_cls: A ``Trainable`` subclass (functions are wrapped beforehand).
         on_launch: Called with the trial's info in the user thread at the start of every
             start or reset, before user code runs.
+        on_started: Called in the user thread with ``(trial_id, reused)`` once a launch got
+            past its set-up (see :meth:`wait_started`); the in-process runner wakes its
+            event-loop waiters with it.
     """
 
     def __init__(
@@ -123,11 +73,12 @@ class TrainableHost:
         trainable_cls: type[Trainable],
         *,
         on_launch: Callable[[TrialInfo], None] | None = None,
+        on_started: Callable[[str, bool], None] | None = None,
     ) -> None:
         self._cls = trainable_cls
         self._on_launch = on_launch
-        self._thread = _UserThread()
-        self._delivery = Delivery()
+        self._on_started = on_started
+        self.delivery = Delivery()
         self._trainable: Trainable | None = None
         # The current trial's last batch ended on a result that ends it for the driver too
         # (``done``, a stop criterion) and that asks for no checkpoint. A queued launch may
@@ -137,21 +88,10 @@ class TrainableHost:
         # reused the instance; read by :meth:`wait_started` from another thread.
         self._started: tuple[str, bool] | None = None
         self._started_changed = threading.Condition()
-        self._started_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.wrap_future(self._thread.submit(fn, *args))
 
     # ------------------------------------------------------------------ lifecycle
-    async def launch(self, request: LaunchRequest) -> LaunchOutcome:
-        """:meth:`launch_sync` in the user thread, its first batch delivered on a timer."""
-        future = self._thread.submit(self.launch_sync, request)
-        return await self._delivery.deliver(
-            future, timer_for(request.budget), launch_trained, launched, request.info.trial_id
-        )
-
-    def launch_sync(self, request: LaunchRequest) -> LaunchOutcome:
-        """Set up the trainable for ``request``'s trial, restore, then train, in this thread.
+    def launch(self, request: LaunchRequest) -> LaunchOutcome:
+        """Set up the trainable for ``request``'s trial, restore, then train.
 
         ``LaunchMode.NEW`` constructs the trainable (``setup``); ``REUSE`` switches the
         instance to the new trial (``reset_config``; ``declined`` when it returns False, an
@@ -162,9 +102,9 @@ class TrainableHost:
         """
         mode, info, checkpoint_path = request.mode, request.info, request.checkpoint
         # A split call's remainder belongs to the trial before: it collects it first.
-        if mode is LaunchMode.QUEUED and (not self._current_ended() or self._delivery.undelivered):
+        if mode is LaunchMode.QUEUED and (not self.current_ended() or self.delivery.undelivered):
             return LaunchOutcome(busy=True)
-        self._delivery.forget()  # drain() reports only the results of the call in progress
+        self.delivery.forget()  # drain() reports only the results of the call in progress
         self._ended = False
         self._set_started(None)
         try:
@@ -195,40 +135,22 @@ class TrainableHost:
                 )
         self._set_started((info.trial_id, mode.reuses))
         budget = request.budget
-        return LaunchOutcome(trained=None if budget is None else self.train_sync(budget))
+        return LaunchOutcome(trained=None if budget is None else self.train(budget))
 
     def _set_started(self, started: tuple[str, bool] | None) -> None:
         with self._started_changed:
             self._started = started
             self._started_changed.notify_all()
-            waiters, self._started_waiters = self._started_waiters, []
-        for loop, future in waiters:
-            with contextlib.suppress(RuntimeError):  # its loop has closed
-                loop.call_soon_threadsafe(_wake, future)
+        if started is not None and self._on_started is not None:
+            self._on_started(*started)
 
-    def _started_as(self, trial_id: str) -> bool | None:
+    def started_as(self, trial_id: str) -> bool | None:
+        """Whether ``trial_id``'s launch reused the instance, once it got past its set-up
+        (None before that, or when another trial holds the instance); any thread."""
         started = self._started
         return started[1] if started is not None and started[0] == trial_id else None
 
-    async def wait_started(self, trial_id: str, timeout: float) -> bool | None:
-        """:meth:`wait_started_sync` for an event loop: no thread waits (in-process use)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            with self._started_changed:
-                if (started := self._started_as(trial_id)) is not None:
-                    return started
-                waiter = (loop, loop.create_future())
-                self._started_waiters.append(waiter)
-            try:
-                await asyncio.wait_for(waiter[1], max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                return self._started_as(trial_id)
-            finally:
-                with self._started_changed, contextlib.suppress(ValueError):
-                    self._started_waiters.remove(waiter)
-
-    def wait_started_sync(self, trial_id: str, timeout: float) -> bool | None:
+    def wait_started(self, trial_id: str, timeout: float) -> bool | None:
         """Wait up to ``timeout`` s for ``trial_id``'s launch to get past its set-up.
 
         Any thread may call it while the launch call runs. Returns whether the launch
@@ -237,45 +159,23 @@ class TrainableHost:
         ``setup``, or failed there.
         """
         with self._started_changed:
-            self._started_changed.wait_for(lambda: self._started_as(trial_id) is not None, timeout)
-            return self._started_as(trial_id)
+            self._started_changed.wait_for(lambda: self.started_as(trial_id) is not None, timeout)
+            return self.started_as(trial_id)
 
-    def _current_ended(self) -> bool:
+    def current_ended(self) -> bool:
+        """Whether the current trial has ended here (a queued launch may take over)."""
         trainable = self._trainable
         return trainable is not None and (trainable.finished or self._ended)
 
-    async def stop(self) -> ErrorInfo | None:
-        """Stop the trainable (``cleanup``) and its worker thread."""
-        try:
-            return await self._call(self.stop_sync)
-        finally:
-            self._thread.shutdown()
+    @property
+    def current_trial(self) -> str:
+        """The trial whose launch last got past its set-up ("" before any)."""
+        started = self._started
+        return started[0] if started is not None else ""
 
-    async def drain(self) -> list[dict[str, Any]]:
-        """:meth:`drain_sync` (it never waits for the user thread)."""
-        return self.drain_sync()
-
-    def drain_sync(self) -> list[dict[str, Any]]:
-        """The results of the ``train`` call in progress so far (any thread may call it).
-
-        Used before abandoning a runner whose call does not return (a ``step()`` that
-        hangs past the time budget), so that results it already produced are not lost.
-        """
-        return self._delivery.drain()
-
-    async def kill(self) -> None:
-        """:meth:`abandon` (a thread cannot be killed; it is given up on)."""
-        self.abandon()
-
-    def abandon(self) -> None:
-        """Give up on the trainable without waiting for its current call (a deadline)."""
-        if self._trainable is not None:
-            self._trainable.interrupt()
-        self._thread.close()
-
-    def stop_sync(self) -> ErrorInfo | None:
-        """:meth:`stop`, in the calling thread."""
-        self._delivery.forget()
+    def stop(self) -> ErrorInfo | None:
+        """Stop the trainable (``cleanup``)."""
+        self.delivery.forget()
         trainable, self._trainable = self._trainable, None
         if trainable is None:
             return None
@@ -285,36 +185,31 @@ class TrainableHost:
             return ErrorInfo.from_exception(exc)
         return None
 
-    # ------------------------------------------------------------------- training
-    async def train(self, budget: TrainBudget) -> TrainOutcome:
-        """Run iterations within ``budget``; see the module docstring.
+    def drain(self) -> list[dict[str, Any]]:
+        """The results of the ``train`` call in progress so far (any thread may call it).
 
-        Continues the call a timed delivery split (see :mod:`atune.execution._delivery`)
-        instead of starting a new one.
+        Used before abandoning a runner whose call does not return (a ``step()`` that
+        hangs past the time budget), so that results it already produced are not lost.
         """
-        pending = self._delivery.take_pending()
-        if pending is not None:  # it ends at its next result: no timer needed
-            return await asyncio.wrap_future(pending)
-        future = self._thread.submit(self.train_sync, budget)
-        return await self._delivery.deliver(
-            future, timer_for(budget), same, same, self._current_trial()
-        )
+        return self.delivery.drain()
 
-    def split_sync(self, trial_id: str) -> list[dict[str, Any]]:
+    def interrupt(self) -> None:
+        """Ask the trainable to stop at its next report boundary (any thread; a deadline)."""
+        if self._trainable is not None:
+            self._trainable.interrupt()
+
+    # ------------------------------------------------------------------- training
+    def split(self, trial_id: str) -> list[dict[str, Any]]:
         """The results so far of ``trial_id``'s running train call, which then ends at its
         next result (any thread may call it; see :mod:`atune.execution._delivery`)."""
-        return self._delivery.split_now(trial_id)
+        return self.delivery.split_now(trial_id)
 
-    def _current_trial(self) -> str:
-        started = self._started
-        return started[0] if started is not None else ""
-
-    def train_sync(self, budget: TrainBudget) -> TrainOutcome:
-        """:meth:`train`, in the calling thread (the user thread)."""
+    def train(self, budget: TrainBudget) -> TrainOutcome:
+        """Run iterations within ``budget``; see the module docstring."""
         trainable = self._trainable
         assert trainable is not None, "train() before start()"
-        delivery = self._delivery
-        delivery.begin(self._current_trial())  # seen by drain() and a face's timer
+        delivery = self.delivery
+        delivery.begin(self.current_trial)  # seen by drain() and a face's timer
         deadline = time.monotonic() + budget.max_seconds
         self._ended = False
         criteria = budget.stop_criteria or {}
@@ -346,12 +241,8 @@ class TrainableHost:
             if ends or saves or full:
                 return delivery.finish()
 
-    async def save(self, index: int) -> SaveOutcome:
+    def save(self, index: int) -> SaveOutcome:
         """Save checkpoint number ``index`` into the trial dir, committed atomically."""
-        return await self._call(self.save_sync, index)
-
-    def save_sync(self, index: int) -> SaveOutcome:
-        """:meth:`save`, in the calling thread."""
         trainable = self._trainable
         assert trainable is not None, "save() before start()"
         try:
@@ -365,11 +256,6 @@ class TrainableHost:
         return SaveOutcome(
             dir_name=name, training_iteration=trainable.iteration, metrics=dict(last)
         )
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _bounded_count(result: dict[str, Any], budget: TrainBudget) -> int:

@@ -195,6 +195,12 @@ class Runner(Protocol):
     A runner's methods return user failures as :class:`ErrorInfo` values inside their
     outcomes; they raise only when the runner itself is lost
     (:class:`~atune.errors.WorkerDiedError`).
+
+    A runner runs ``launch``, ``train``, ``save`` and ``stop`` one at a time, in the order
+    they were submitted, and a call is submitted by the time its coroutine first suspends
+    (``drain`` and ``wait_started`` answer beside a running call). Pipelining relies on
+    this to queue a launch right behind a trial's call
+    (:mod:`atune._controller._pipelining`).
     """
 
     resources: PlacementGroupFactory

@@ -147,28 +147,28 @@ class _TrialActor:
         self._host = TrainableHost(_resolve_parameters(trainable_cls), on_launch=on_launch)
 
     def launch(self, request: LaunchRequest) -> LaunchOutcome:
-        outcome = self._host.launch_sync(request)
+        outcome = self._host.launch(request)
         return _settle(outcome, ended=_launch_ended(outcome))
 
     def train(self, budget: TrainBudget) -> TrainOutcome:
-        outcome = self._host.train_sync(budget)
+        outcome = self._host.train(budget)
         return _settle(outcome, ended=outcome.error is not None)
 
     def save(self, index: int) -> SaveOutcome:
-        outcome = self._host.save_sync(index)
+        outcome = self._host.save(index)
         return _settle(outcome, ended=outcome.error is not None)
 
     def stop(self) -> ErrorInfo | None:
-        return _settle(self._host.stop_sync(), ended=True)
+        return _settle(self._host.stop(), ended=True)
 
     def drain(self) -> list[dict[str, Any]]:
-        return self._host.drain_sync()
+        return self._host.drain()
 
     def split(self, trial_id: str) -> list[dict[str, Any]]:
-        return self._host.split_sync(trial_id)
+        return self._host.split(trial_id)
 
     def wait_started(self, trial_id: str, timeout: float) -> bool | None:
-        return self._host.wait_started_sync(trial_id, timeout)
+        return self._host.wait_started(trial_id, timeout)
 
 
 def _settle(outcome: _T, *, ended: bool) -> _T:
