@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from rich.console import Console
 
 from atune._log import get_logger
-from atune._progress_view import View, html_text, plain_text, rich_renderable
+from atune._progress_view import View, error_lines, html_text, plain_text, rich_renderable
 from atune._trial import ERROR, Trial
 from atune.callback import Callback
 from atune.events import Event, ExperimentFinished, TrialErrored
@@ -238,7 +238,9 @@ class _PlainDisplay:
     def end(self, trials: list[Trial]) -> None:
         snapshot = self.view.snapshot(trials)
         _print_line(self.console, snapshot.status)
-        self.console.print(rich_renderable(snapshot, with_status=False))
+        self.console.print(rich_renderable(snapshot, with_status=False, with_errors=False))
+        for line in error_lines(snapshot):
+            _print_line(self.console, line)
 
 
 class _LiveDisplay:

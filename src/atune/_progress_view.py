@@ -144,7 +144,20 @@ class View:
 _ERROR_HEADERS = ["trial", "# failures", "error file"]
 
 
-def rich_renderable(snapshot: Snapshot, *, with_status: bool = True) -> Any:
+def error_lines(snapshot: Snapshot) -> list[str]:
+    """``Failed trials:`` and one line per failed trial, with its error file."""
+    lines = [
+        f"{name} (failed attempts: {failures}): {path}"
+        for name, failures, path in snapshot.error_rows
+    ]
+    if snapshot.error_caption:
+        lines.append(snapshot.error_caption)
+    return ["Failed trials:", *lines] if lines else []
+
+
+def rich_renderable(
+    snapshot: Snapshot, *, with_status: bool = True, with_errors: bool = True
+) -> Any:
     """A ``rich`` renderable: the trial table, the failed trials, the status line."""
     from rich.console import Group
     from rich.table import Table
@@ -156,13 +169,11 @@ def rich_renderable(snapshot: Snapshot, *, with_status: bool = True) -> Any:
     for row in snapshot.rows:
         table.add_row(*row)
     parts: list[Any] = [table]
-    if snapshot.error_rows:
-        errors = Table(title="Failed trials", caption=snapshot.error_caption or None)
-        for header in _ERROR_HEADERS:
-            errors.add_column(header, overflow="fold")
-        for row in snapshot.error_rows:
-            errors.add_row(*row)
-        parts.append(errors)
+    if snapshot.error_rows and with_errors:
+        # Lines, not a table, so paths are not broken up; a live display crops them at
+        # the terminal's width (the whole path is in the message printed above it).
+        text = "\n".join(error_lines(snapshot))
+        parts.append(Text(text, no_wrap=True, overflow="ellipsis"))
     if with_status:
         parts.append(Text(snapshot.status))
     return Group(*parts)
