@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 import atune as tune
-from atune._progress import ProgressReporter, _LiveDisplay, _PlainDisplay
+from atune._progress import ProgressReporter, _LiveDisplay, _PlainDisplay, in_notebook
 from atune._trial import Trial
 from atune.errors import ConfigError
 from atune.events import ExperimentStarted
@@ -339,3 +339,13 @@ def test_a_custom_reporter_is_called_as_ray_calls_it(storage: str) -> None:
     name, (n, done, sys_info) = reporter.calls[-1]
     assert (name, n, done) == ("report", 3, True)
     assert "3 trials: 3 TERMINATED" in sys_info[0]
+
+
+def test_a_terminal_ipython_is_not_a_notebook(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not in_notebook()  # IPython not imported: never imported to find out
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = lambda: types.SimpleNamespace()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    assert not in_notebook()  # a shell without a kernel (terminal IPython)
+    ipython.get_ipython = lambda: types.SimpleNamespace(kernel=object())  # type: ignore[attr-defined]
+    assert in_notebook()
