@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     )
     from atune.errors import TuneError as TuneError
     from atune.execution.placement_groups import PlacementGroupFactory as PlacementGroupFactory
+    from atune.progress_reporter import (
+        CLIReporter as CLIReporter,
+        JupyterNotebookReporter as JupyterNotebookReporter,
+        ProgressReporter as ProgressReporter,
+    )
     from atune.result import Result as Result, ResultGrid as ResultGrid
     from atune.search.sample import (
         choice as choice,
@@ -67,6 +72,7 @@ _SUBMODULES = (
     "errors",
     "events",
     "execution",
+    "progress_reporter",
     "result",
     "result_grid",
     "schedulers",

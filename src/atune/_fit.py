@@ -247,7 +247,12 @@ def _callbacks(run_config: RunConfig, tune_config: TuneConfig) -> list[Callback]
     verbose = 1 if run_config.verbose is None else run_config.verbose
     if verbose >= 1:
         callbacks.append(
-            ProgressReporter(verbose, metric=tune_config.metric, mode=tune_config.mode)
+            ProgressReporter(
+                verbose,
+                metric=tune_config.metric,
+                mode=tune_config.mode,
+                reporter=run_config.progress_reporter,
+            )
         )
     return callbacks
 

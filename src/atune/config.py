@@ -219,8 +219,12 @@ class RunConfig:
         verbose: 0 silent, 1 experiment status, 2 also one line per trial event.
         checkpoint_config: See :class:`CheckpointConfig`.
         failure_config: See :class:`FailureConfig`.
-        sync_config, progress_reporter, log_to_file: Accepted for compatibility with Ray
-            Tune programs; atune stores everything locally and ignores them.
+        progress_reporter: A ``CLIReporter``, ``JupyterNotebookReporter`` or a
+            ``ProgressReporter`` subclass (:mod:`atune.progress_reporter`): what the
+            progress display shows. Anything else raises ``ConfigError``. Not used at
+            ``verbose=0``.
+        sync_config, log_to_file: Accepted for compatibility with Ray Tune programs;
+            atune stores everything locally and ignores them.
     """
 
     name: str | None = None
@@ -244,6 +248,16 @@ class RunConfig:
         if self.storage_path is None:
             self.storage_path = _default_storage_path()
         self.storage_path = local_storage_path(self.storage_path)
+        if self.progress_reporter is not None:
+            from atune.progress_reporter import ProgressReporter
+
+            if not isinstance(self.progress_reporter, ProgressReporter):
+                raise ConfigError(
+                    "RunConfig.progress_reporter must be an atune.CLIReporter, "
+                    "atune.JupyterNotebookReporter or a subclass of "
+                    f"atune.ProgressReporter, got {self.progress_reporter!r}",
+                    value=self.progress_reporter,
+                )
         if self.verbose is not None and self.verbose not in (0, 1, 2, 3):
             raise ConfigError(
                 f"RunConfig.verbose must be 0, 1, 2 or 3, got {self.verbose!r}",

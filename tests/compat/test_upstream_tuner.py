@@ -96,7 +96,7 @@ def test_driver_failure_then_restore_finishes_every_trial(storage: str) -> None:
 @pytest.mark.parametrize(
     ("tune_config", "run_config"),
     [
-        (tune.TuneConfig(backend="local"), _run(progress_reporter=object())),
+        (tune.TuneConfig(backend="local"), _run(progress_reporter=tune.CLIReporter())),
         (tune.TuneConfig(backend="local", reuse_actors=True), _run()),
         (tune.TuneConfig(backend="local"), _run(log_to_file="some_file")),
         (tune.TuneConfig(backend="local", max_concurrent_trials=3), _run()),
