@@ -243,3 +243,50 @@ async def test_bad_arguments_are_refused(storage: str, gate: str) -> None:
     with pytest.raises(RuntimeError, match="not started"):
         await run.wait()
     assert run.status().state == "not_started"
+
+
+async def test_cancelling_the_task_in_the_block_cancels_the_run(storage: str, gate: str) -> None:
+    handles: list[Any] = []
+    got_result = asyncio.Event()
+
+    async def owner() -> None:
+        async with _tuner(storage, gate, xs=[1]).start() as run:
+            handles.append(run)
+            await _until(run.events(), 1, ResultReported)
+            got_result.set()
+            await run.wait()
+
+    task = asyncio.ensure_future(owner())
+    await got_result.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (run,) = handles
+    assert run.state == "cancelled"
+    _GATES[gate].set()
+    results = await tune.Tuner.restore(run.experiment_path, _gated).fit()
+    assert results.num_errors == 0
+
+
+class _Explodes(tune.Callback):
+    def on_trial_result(self, **info: Any) -> None:
+        raise ValueError("boom")
+
+
+async def test_a_failed_run_raises_from_wait_and_the_block(storage: str, gate: str) -> None:
+    _GATES[gate].set()
+    tuner = tune.Tuner(
+        _gated,
+        param_space={"x": 1, "gate": gate, "steps": 3, "before": 0},
+        tune_config=tune.TuneConfig(backend="local", metric="score", mode="max"),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0, callbacks=[_Explodes()]),
+    )
+    with pytest.raises(tune.TuneError, match="boom"):
+        async with tuner.start() as run:
+            events = await _all(run.events())
+    assert not isinstance(events[-1], ExperimentFinished)  # the stream ended all the same
+    with pytest.raises(tune.TuneError, match="boom"):
+        await run.wait()
+    status = run.status()
+    assert status.state == "failed"
+    assert status.error is not None and "boom" in status.error
