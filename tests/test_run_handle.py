@@ -245,7 +245,10 @@ async def test_bad_arguments_are_refused(storage: str, gate: str) -> None:
     assert run.status().state == "not_started"
 
 
-async def test_cancelling_the_task_in_the_block_cancels_the_run(storage: str, gate: str) -> None:
+@pytest.mark.parametrize("where", ["in_the_block", "leaving_the_block"])
+async def test_cancelling_the_owning_task_cancels_the_run(
+    storage: str, gate: str, where: str
+) -> None:
     handles: list[Any] = []
     got_result = asyncio.Event()
 
@@ -254,10 +257,13 @@ async def test_cancelling_the_task_in_the_block_cancels_the_run(storage: str, ga
             handles.append(run)
             await _until(run.events(), 1, ResultReported)
             got_result.set()
-            await run.wait()
+            if where == "in_the_block":
+                await run.wait()
+            # else: leave the block, which waits for the run (held at its gate)
 
     task = asyncio.ensure_future(owner())
     await got_result.wait()
+    await asyncio.sleep(0)  # let the owner reach its wait
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
