@@ -18,6 +18,7 @@ from atune._version import __version__ as __version__
 # pay for the search, results and progress modules. Add a public name here and nowhere else.
 if TYPE_CHECKING:
     from atune._load import load_results as load_results
+    from atune._run import Run as Run
     from atune.callback import Callback as Callback
     from atune.config import (
         CheckpointConfig as CheckpointConfig,

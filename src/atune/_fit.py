@@ -6,6 +6,7 @@ import asyncio
 import os
 import pickle
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,11 +147,14 @@ async def run_experiment(
     experiment_path: Path,
     uid: str,
     restore: RestorePlan | None = None,
+    observers: Sequence[Callback] = (),
 ) -> ResultGrid:
     """Run a new experiment, or continue a restored one, to completion.
 
     ``experiment_path`` was claimed (and described in ``experiment.json``) by the
-    ``Tuner``, which holds its lock for the duration of this call.
+    ``Tuner``, which holds its lock for the duration of this call. ``observers`` are
+    callbacks that are not the user's (a run handle's event sink): they follow the user's
+    callbacks, and their states are not journaled.
     """
     search = _search_algorithm(tune_config)
     search.set_search_properties(
@@ -216,7 +220,7 @@ async def run_experiment(
         RunnerPool(backend, scope, reuse=defaults.reuse),
         ExperimentWriter(str(experiment_path)),
         experiment_name=experiment_path.name,
-        callbacks=_callbacks(run_config, tune_config),
+        callbacks=_callbacks(run_config, tune_config, observers),
         num_user_callbacks=len(run_config.callbacks or ()),
         time_budget_s=tune_config.time_budget_s,  # type: ignore[arg-type]
         resumed=restore is not None,
@@ -241,9 +245,11 @@ async def run_experiment(
     )
 
 
-def _callbacks(run_config: RunConfig, tune_config: TuneConfig) -> list[Callback]:
-    """The user's callbacks, then the progress display unless ``verbose=0``."""
-    callbacks = list(run_config.callbacks or ())
+def _callbacks(
+    run_config: RunConfig, tune_config: TuneConfig, observers: Sequence[Callback] = ()
+) -> list[Callback]:
+    """The user's callbacks, the observers, then the progress display unless ``verbose=0``."""
+    callbacks = [*(run_config.callbacks or ()), *observers]
     verbose = 1 if run_config.verbose is None else run_config.verbose
     if verbose >= 1:
         callbacks.append(

@@ -37,11 +37,14 @@ __all__ = [
     "ExperimentStarted",
     "ResultReported",
     "SearcherStateSaved",
+    "StreamEvent",
+    "SubscriberLagged",
     "TrialCompleted",
     "TrialCreated",
     "TrialErrored",
     "TrialStarted",
     "decode_event",
+    "decode_stream_event",
     "encode_event",
 ]
 
@@ -268,6 +271,27 @@ Event = (
 """Any event; a tagged union, so one decoder reads them all."""
 
 
+class SubscriberLagged(_EventBase, tag="subscriber_lagged", frozen=True, kw_only=True):
+    """A marker in a live event stream (``Run.events()``): events were lost here.
+
+    Never journaled and never seen by callbacks: only a subscriber of
+    :meth:`atune.Run.events` receives it, in place of the events it lost because it fell
+    more than its buffer behind (the oldest unread ones are dropped first), or, for a
+    replay from the start, because the run no longer holds its oldest events. The events
+    after the marker are again consecutive. ``Run.status()`` and ``Run.results()`` give
+    the current state to catch up from.
+
+    Attributes:
+        dropped: How many events the subscriber missed at this point.
+    """
+
+    dropped: int
+
+
+StreamEvent = Event | SubscriberLagged
+"""What a live event stream yields: any :data:`Event`, or a :class:`SubscriberLagged`."""
+
+
 def _encode_fallback(obj: Any) -> Any:
     item = getattr(obj, "item", None)  # numpy scalars
     if callable(item):
@@ -285,8 +309,10 @@ _encoder = msgspec.json.Encoder(enc_hook=_encode_fallback)
 _decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)  # type: ignore[arg-type]
 
 
-def encode_event(event: Event) -> bytes:
-    """Encode one event as a JSON object (no trailing newline).
+def encode_event(event: StreamEvent) -> bytes:
+    """Encode one event as a JSON object (no trailing newline), e.g. for SSE or a WebSocket.
+
+    The object's ``"type"`` field names the event (``"result_reported"``, ...).
 
     Values that JSON cannot hold (numpy scalars and arrays) are converted; any other
     foreign object is written as its ``repr`` so that encoding never fails mid-run.
@@ -301,3 +327,15 @@ def decode_event(data: bytes | str) -> Event:
         msgspec.DecodeError: ``data`` is not a valid event.
     """
     return _decoder.decode(data)
+
+
+_stream_decoder: msgspec.json.Decoder[StreamEvent] = msgspec.json.Decoder(StreamEvent)  # type: ignore[arg-type]
+
+
+def decode_stream_event(data: bytes | str) -> StreamEvent:
+    """Decode one event of a live stream (:func:`decode_event`, or a ``SubscriberLagged``).
+
+    Raises:
+        msgspec.DecodeError: ``data`` is not a valid event.
+    """
+    return _stream_decoder.decode(data)

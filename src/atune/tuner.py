@@ -44,6 +44,7 @@ from atune.trainable._trainable import Trainable
 
 if TYPE_CHECKING:
     from atune._controller._restore import RestorePlan
+    from atune._run import Run
     from atune.storage._lock import ExperimentLock
 
     class FitReturn(ResultGrid, Coroutine[Any, Any, ResultGrid]):
@@ -387,17 +388,41 @@ class Tuner:
         self._ran = True
         return lock
 
-    async def _fit(self) -> ResultGrid:
+    def start(self, *, history: int = 100_000) -> Run:
+        """A live handle on a run of this experiment: ``async with tuner.start() as run:``.
+
+        atune addition. Entering the block starts what ``await tuner.fit()`` runs, as a
+        task; inside it, ``run.events()`` streams the experiment's events,
+        ``run.status()`` and ``run.results()`` say where it stands, ``run.cancel()`` stops
+        it (resumably) and ``await run.wait()`` returns its ``ResultGrid``. Leaving the
+        block waits for the run to end, or cancels it when the block raised. See
+        :class:`atune.Run`.
+
+        Args:
+            history: How many of the run's latest events the handle keeps for a replay
+                from the start (``run.events()``); older ones are dropped, and a replay
+                then begins with a :class:`~atune.events.SubscriberLagged` marker.
+
+        Raises:
+            ConfigError: ``history`` is not a whole number >= 1.
+        """
+        from atune._run import Run
+
+        return Run(self, history=history)
+
+    async def _fit(self, observers: Sequence[Callback] = ()) -> ResultGrid:
         import anyio
 
         lock = await anyio.to_thread.run_sync(self._lock_experiment)
         try:
-            return await self._fit_locked(lock)
+            return await self._fit_locked(lock, observers)
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lock.release)
 
-    async def _fit_locked(self, lock: ExperimentLock) -> ResultGrid:
+    async def _fit_locked(
+        self, lock: ExperimentLock, observers: Sequence[Callback] = ()
+    ) -> ResultGrid:
         import anyio
 
         from atune._controller._restore import reread_journal
@@ -416,6 +441,7 @@ class Tuner:
                 experiment_path=self._experiment_path,
                 uid=self._uid,
                 restore=self._restore,
+                observers=observers,
             )
         return self._results
 
