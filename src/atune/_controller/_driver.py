@@ -73,6 +73,7 @@ from atune.events import (
     Event,
     ExperimentStarted,
     ResultReported,
+    SchedulerStateSaved,
     SearcherStateSaved,
     TrialCompleted,
     TrialCreated,
@@ -134,6 +135,7 @@ class Driver:
         self._send: MemoryObjectSendStream[Message] | None = None
         self._trial_scopes: dict[str, anyio.CancelScope] = {}
         self._last_search_state: Any = None
+        self._last_scheduler_state: Any = None
         self._launches: dict[str, _Launching] = {}  # launch calls in flight, by trial
         self._retry_waits: dict[str, anyio.CancelScope] = {}  # retries backing off
         self._storage_failure: StorageError | None = None
@@ -266,6 +268,12 @@ class Driver:
         if state != self._last_search_state:
             self._last_search_state = state
             self.writer.journal(encode_event(SearcherStateSaved(ts=self.clock.time(), state=state)))
+        scheduler_state = self.core.scheduler.get_state()
+        if scheduler_state is not None and scheduler_state != self._last_scheduler_state:
+            self._last_scheduler_state = scheduler_state
+            self.writer.journal(
+                encode_event(SchedulerStateSaved(ts=self.clock.time(), state=scheduler_state))
+            )
 
     async def _notice_slow_launches(self, tg: TaskGroup) -> None:
         """Start a watch on every launch call that has been running for a while."""
