@@ -134,6 +134,21 @@ def test_brackets_are_drawn_from_a_seeded_rng() -> None:
     assert len(set(draw(1).values())) > 1
 
 
+def test_the_bracket_rng_continues_after_a_state_round_trip() -> None:
+    def scheduler() -> AsyncHyperBandScheduler:
+        return ASHAScheduler(metric="s", mode="max", max_t=81, brackets=3, seed=5)
+
+    first = scheduler()
+    for i in range(10):
+        first.on_trial_add(None, type("T", (), {"trial_id": f"t{i}"})())
+    copy = scheduler()
+    copy.set_state(json.loads(json.dumps(first.get_state())))
+    for s in (first, copy):
+        for i in range(10, 30):
+            s.on_trial_add(None, type("T", (), {"trial_id": f"t{i}"})())
+    assert copy.get_state()["trial_info"] == first.get_state()["trial_info"]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match", "error"),
     [

@@ -204,17 +204,22 @@ class AsyncHyperBandScheduler(TrialScheduler):
         return [[(m, dict(rec)) for m, rec in b.rungs] for b in self._brackets]
 
     def get_state(self) -> dict[str, Any]:
-        """The scheduler's progress as JSON data (rung records, brackets of live trials, RNG)."""
-        version, internal, gauss = self._rng.getstate()
-        return {
+        """The scheduler's progress as JSON data (rung records, brackets of live trials, RNG).
+
+        The RNG's state is kept only with several brackets (one bracket draws nothing).
+        """
+        state: dict[str, Any] = {
             "rungs": [
                 [{k: encode_float(v) for k, v in rec.items()} for _, rec in b.rungs]
                 for b in self._brackets
             ],
             "trial_info": dict(self._trial_info),
             "num_stopped": self._num_stopped,
-            "rng": [version, list(internal), gauss],
         }
+        if len(self._brackets) > 1:
+            version, internal, gauss = self._rng.getstate()
+            state["rng"] = [version, list(internal), gauss]
+        return state
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`get_state` data (of a scheduler built with the same args)."""
@@ -224,8 +229,9 @@ class AsyncHyperBandScheduler(TrialScheduler):
                 recorded.update({k: decode_float(v) for k, v in saved.items()})
         self._trial_info = {str(k): int(v) for k, v in state["trial_info"].items()}
         self._num_stopped = int(state["num_stopped"])
-        version, internal, gauss = state["rng"]
-        self._rng.setstate((version, tuple(internal), gauss))
+        if "rng" in state:
+            version, internal, gauss = state["rng"]
+            self._rng.setstate((version, tuple(internal), gauss))
 
     def debug_string(self) -> str:
         """One line: how many trials it stopped and the rung sizes."""
