@@ -21,6 +21,7 @@ from atune.events import (
     ExperimentFinished,
     ExperimentStarted,
     ResultReported,
+    SchedulerStateSaved,
     SearcherStateSaved,
     TrialCompleted,
     TrialCreated,
@@ -67,6 +68,7 @@ EXAMPLES: list[Event] = [
     CheckpointDeleted(ts=8.5, trial_id="t", dir_name=checkpoint_name(1)),
     CheckpointDamaged(ts=8.6, trial_id="t", dir_name=checkpoint_name(2), message="truncated"),
     SearcherStateSaved(ts=8.75, state={"handed_out": 3, "rng": [1, 2], "finished": False}),
+    SchedulerStateSaved(ts=8.8, state={"rungs": [[{"t1": 0.5, "t2": "nan"}]], "num_stopped": 1}),
     CallbackStateSaved(ts=8.8, states=[{"index": 0, "type": "mod.Counter", "state": {"seen": 4}}]),
     ExperimentFinished(ts=9.0, num_trials=3, num_errors=1),
 ]

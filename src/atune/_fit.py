@@ -111,6 +111,16 @@ def _scheduler(tune_config: TuneConfig) -> TrialScheduler:
             f"the scheduler's metric/mode ({scheduler.metric!r}/{scheduler.mode!r}) conflict "
             f"with TuneConfig ({tune_config.metric!r}/{tune_config.mode!r}); set them in one place"
         )
+    if scheduler.requires_metric and (scheduler.metric is None or scheduler.mode is None):
+        missing = " and ".join(
+            name
+            for name, v in (("metric", scheduler.metric), ("mode", scheduler.mode))
+            if v is None
+        )
+        raise ConfigError(
+            f"{type(scheduler).__name__} has no {missing} (metric={scheduler.metric!r}, "
+            f"mode={scheduler.mode!r}): set {missing} on the scheduler or in TuneConfig"
+        )
     return scheduler
 
 

@@ -22,6 +22,7 @@ import msgspec
 
 from atune.config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from atune.errors import ConfigError, StorageError
+from atune.schedulers._restorable import scheduler_from_data, scheduler_to_data
 from atune.search import BasicVariantGenerator
 from atune.search._codec import decode_space, encode_space
 from atune.search._restorable import search_from_data, search_to_data
@@ -56,6 +57,8 @@ class ExperimentSpec(msgspec.Struct, kw_only=True):
     search_args: dict[str, Any] = msgspec.field(default_factory=dict)
     search: dict[str, Any] | None = None
     """Any other restorable search algorithm, as :mod:`atune.search._restorable` data."""
+    scheduler: dict[str, Any] | None = None
+    """atune's own scheduler, as :mod:`atune.schedulers._restorable` data."""
     verbose: int | None = None
 
     def configs(self, storage_path: str) -> tuple[TuneConfig, RunConfig]:
@@ -69,6 +72,7 @@ class ExperimentSpec(msgspec.Struct, kw_only=True):
             metric=self.metric,
             mode=self.mode,  # type: ignore[arg-type]
             search_alg=search_alg,
+            scheduler=(scheduler_from_data(self.scheduler) if self.scheduler is not None else None),
             num_samples=self.num_samples,
             max_concurrent_trials=self.max_concurrent_trials,
             time_budget_s=self.time_budget_s,
@@ -125,8 +129,11 @@ def spec_for(
             search_data = search_to_data(search)
         if not search_args and search_data is None:
             not_restored.append(f"search_alg={type(search).__name__}")
+    scheduler_data: dict[str, Any] | None = None
     if tune_config.scheduler is not None:
-        not_restored.append(f"scheduler={type(tune_config.scheduler).__name__}")
+        scheduler_data = scheduler_to_data(tune_config.scheduler)
+        if scheduler_data is None:
+            not_restored.append(f"scheduler={type(tune_config.scheduler).__name__}")
     stop = run_config.stop
     if stop is not None and not isinstance(stop, dict):
         not_restored.append(f"stop={type(stop).__name__}")
@@ -154,6 +161,7 @@ def spec_for(
         param_space=encoded,
         search_args=search_args,
         search=search_data,
+        scheduler=scheduler_data,
         verbose=run_config.verbose,
     )
 

@@ -36,6 +36,7 @@ __all__ = [
     "ExperimentFinished",
     "ExperimentStarted",
     "ResultReported",
+    "SchedulerStateSaved",
     "SearcherStateSaved",
     "StreamEvent",
     "SubscriberLagged",
@@ -169,6 +170,16 @@ class SearcherStateSaved(_EventBase, tag="searcher_state_saved", frozen=True, kw
     state: dict[str, Any]
 
 
+class SchedulerStateSaved(_EventBase, tag="scheduler_state_saved", frozen=True, kw_only=True):
+    """A snapshot of the trial scheduler's state (JSON data), for ``Tuner.restore``.
+
+    Written at most once per journal flush, when the state changed, after the events it
+    accounts for. Only schedulers whose ``get_state()`` returns data write it.
+    """
+
+    state: dict[str, Any]
+
+
 class CallbackStateSaved(_EventBase, tag="callback_state_saved", frozen=True, kw_only=True):
     """A snapshot of what the user's callbacks returned from ``get_state()``, for restore.
 
@@ -265,6 +276,7 @@ Event = (
     | TrialErrored
     | ActorFreed
     | SearcherStateSaved
+    | SchedulerStateSaved
     | CallbackStateSaved
     | ExperimentFinished
 )

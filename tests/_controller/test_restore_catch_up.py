@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, Literal
 
-from atune._controller._restore import catch_up_search
+from atune._controller._restore import catch_up_scheduler, catch_up_search
 from atune.events import (
     Event,
     ResultReported,
+    SchedulerStateSaved,
     SearcherStateSaved,
     TrialCompleted,
     TrialCreated,
     TrialErrored,
 )
+from atune.schedulers import TrialScheduler
 from atune.search import SearchAlgorithm, Suggestion
 
 
@@ -83,4 +86,54 @@ def test_completions_and_creations_after_the_snapshot_are_replayed_in_order() ->
         ("complete", "b", None, True),
         ("complete", "c", None, True),
         ("next", "d"),
+    ]
+
+
+class SchedulerRecorder(TrialScheduler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[Any, ...]] = []
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        self.calls.append(("add", trial.trial_id))
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        self.calls.append(("result", trial.trial_id, result.get("m/x")))
+        return self.STOP  # ignored: the decision was carried out live
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
+        self.calls.append(("complete", trial.trial_id, result.get("m/x")))
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        self.calls.append(("error", trial.trial_id))
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        self.calls.append(("remove", trial.trial_id))
+
+
+def test_the_scheduler_hears_every_event_after_its_snapshot_as_it_did_live() -> None:
+    events: list[Event] = [
+        _created("a"),
+        ResultReported(ts=0, trial_id="a", result={"m": {"x": 1.0}}),
+        SchedulerStateSaved(ts=0, state={}),
+        _created("b"),
+        ResultReported(ts=0, trial_id="a", result={"m": {"x": 2.0}}),
+        ResultReported(ts=0, trial_id="b", result={"m": {"x": 3.0}, "done": True}),
+        TrialCompleted(ts=0, trial_id="b", reason="scheduler"),
+        _errored("a", will_retry=True),
+        TrialCompleted(ts=0, trial_id="a", reason="skipped"),
+    ]
+    scheduler = SchedulerRecorder()
+    core: Any = SimpleNamespace(
+        scheduler=scheduler, trials={t: SimpleNamespace(trial_id=t) for t in "ab"}
+    )
+    catch_up_scheduler(core, events, snapshot_at=2)
+    assert scheduler.calls == [
+        ("add", "b"),
+        ("result", "a", 2.0),
+        # A result that ended its trial is seen by on_trial_complete only, as live.
+        ("complete", "b", 3.0),
+        ("error", "a"),
+        ("add", "a"),  # re-added for its retry, as live
+        ("remove", "a"),  # skipped on restore
     ]

@@ -39,6 +39,7 @@ from atune.events import (
     ExperimentFinished,
     ExperimentStarted,
     ResultReported,
+    SchedulerStateSaved,
     SearcherStateSaved,
     TrialCompleted,
     TrialCreated,
@@ -388,7 +389,13 @@ class ControllerCore:
             return
         if isinstance(
             event,
-            (ExperimentStarted, ExperimentFinished, SearcherStateSaved, CallbackStateSaved),
+            (
+                ExperimentStarted,
+                ExperimentFinished,
+                SearcherStateSaved,
+                SchedulerStateSaved,
+                CallbackStateSaved,
+            ),
         ):
             return
         trial = self.trials[event.trial_id]

@@ -73,6 +73,7 @@ from atune.events import (
     Event,
     ExperimentStarted,
     ResultReported,
+    SchedulerStateSaved,
     SearcherStateSaved,
     TrialCompleted,
     TrialCreated,
@@ -135,6 +136,7 @@ class Driver:
         self._send: MemoryObjectSendStream[Message] | None = None
         self._trial_scopes: dict[str, anyio.CancelScope] = {}
         self._last_search_state: Any = None
+        self._last_scheduler_state: Any = None
         self._retry_waits: dict[str, anyio.CancelScope] = {}  # retries backing off
         self._storage_failure: StorageError | None = None
 
@@ -265,6 +267,12 @@ class Driver:
         if state != self._last_search_state:
             self._last_search_state = state
             self.writer.journal(encode_event(SearcherStateSaved(ts=self.clock.time(), state=state)))
+        scheduler_state = self.core.scheduler.get_state()
+        if scheduler_state is not None and scheduler_state != self._last_scheduler_state:
+            self._last_scheduler_state = scheduler_state
+            self.writer.journal(
+                encode_event(SchedulerStateSaved(ts=self.clock.time(), state=scheduler_state))
+            )
 
     async def _watch_start(self, trial: Trial, command: Launch, launching: _Launching) -> None:
         """Send ``TrialStarted`` once a launch still running got past the trial's set-up.

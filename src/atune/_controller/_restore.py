@@ -20,6 +20,7 @@ from atune._flatten import flatten_dict
 from atune.events import (
     Event,
     ResultReported,
+    SchedulerStateSaved,
     SearcherStateSaved,
     TrialCompleted,
     TrialCreated,
@@ -29,7 +30,14 @@ from atune.search import SearchAlgorithm
 from atune.storage._layout import RESULT_FILE, is_staging_name, parse_checkpoint_name
 from atune.storage._trial_files import ResultFiles
 
-__all__ = ["RestorePlan", "catch_up_search", "reconcile_disk", "replay", "reread_journal"]
+__all__ = [
+    "RestorePlan",
+    "catch_up_scheduler",
+    "catch_up_search",
+    "reconcile_disk",
+    "replay",
+    "reread_journal",
+]
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,7 @@ def reread_journal(plan: RestorePlan) -> RestorePlan:
 
 
 def replay(core: ControllerCore, plan: RestorePlan) -> None:
-    """Rebuild the core from the journal, and the search algorithm from its last snapshot."""
+    """Rebuild the core from the journal; the searcher and scheduler from their snapshots."""
     core.replay(
         plan.events,
         resume_unfinished=plan.resume_unfinished,
@@ -83,6 +91,58 @@ def replay(core: ControllerCore, plan: RestorePlan) -> None:
         assert isinstance(snapshot, SearcherStateSaved)
         core.search.set_state(snapshot.state)
     catch_up_search(core.search, plan.events, snapshot_at)
+    scheduler_at = max(
+        (i for i, e in enumerate(plan.events) if isinstance(e, SchedulerStateSaved)), default=-1
+    )
+    if scheduler_at >= 0:
+        saved = plan.events[scheduler_at]
+        assert isinstance(saved, SchedulerStateSaved)
+        core.scheduler.set_state(saved.state)
+    catch_up_scheduler(core, plan.events, scheduler_at)
+
+
+def catch_up_scheduler(core: ControllerCore, events: list[Event], snapshot_at: int) -> None:
+    """Tell the scheduler what happened after its snapshot at ``events[snapshot_at]``.
+
+    The events after the snapshot go through the scheduler's hooks as they did live (the
+    core is pure, so the scheduler ends in the state it had when the driver stopped): a
+    trial created is added, a result it decided on is handed to ``on_trial_result`` (its
+    decision was already carried out and is ignored), a trial that ended is completed (with
+    its last result) or errored. A result that ended its trial (``done``) is seen only by
+    ``on_trial_complete``, as live. With no snapshot (``-1``) the whole journal is replayed.
+    """
+    scheduler = core.scheduler
+    last: dict[str, dict[str, Any]] = {}
+    failing: set[str] = set()
+    for index, event in enumerate(events):
+        if isinstance(event, ResultReported):
+            last[event.trial_id] = event.result
+            failing.discard(event.trial_id)
+        elif isinstance(event, TrialErrored) and event.will_retry:
+            failing.add(event.trial_id)
+        if index <= snapshot_at:
+            continue
+        if isinstance(event, TrialCreated):
+            scheduler.on_trial_add(core, core.trials[event.trial_id])
+        elif isinstance(event, ResultReported):
+            if not event.result.get("done"):
+                trial = core.trials[event.trial_id]
+                scheduler.on_trial_result(core, trial, flatten_dict(event.result))
+        elif isinstance(event, TrialErrored):
+            trial = core.trials[event.trial_id]
+            scheduler.on_trial_error(core, trial)
+            if event.will_retry:
+                scheduler.on_trial_add(core, trial)
+        elif isinstance(event, TrialCompleted):
+            trial = core.trials[event.trial_id]
+            if event.reason == "skipped":  # closed on an earlier restore, never seen live
+                scheduler.on_trial_remove(core, trial)
+            elif event.trial_id in failing and event.reason != "returned":
+                scheduler.on_trial_error(core, trial)
+            else:
+                result = dict(last.get(event.trial_id, {}))
+                result["done"] = True
+                scheduler.on_trial_complete(core, trial, flatten_dict(result))
 
 
 def catch_up_search(search: SearchAlgorithm, events: list[Event], snapshot_at: int) -> None:

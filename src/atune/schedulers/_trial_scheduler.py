@@ -31,6 +31,10 @@ class TrialScheduler:
     #: decide per result keep the default False, so every result is a lock-step decision.
     supports_buffered_results = False
 
+    #: Whether the scheduler needs a metric and a mode: the experiment then refuses to start
+    #: until both are set (on the scheduler or in ``TuneConfig``).
+    requires_metric = False
+
     def __init__(self, metric: str | None = None, mode: str | None = None) -> None:
         self._metric = metric
         self._mode = mode
@@ -74,6 +78,16 @@ class TrialScheduler:
     def debug_string(self) -> str:
         """One line describing the scheduler's state."""
         return type(self).__name__
+
+    def get_state(self) -> dict[str, Any] | None:
+        """The scheduler's progress as JSON data, journaled for ``Tuner.restore``.
+
+        None (the default) when there is nothing to keep.
+        """
+        return None
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue from what :meth:`get_state` returned in an earlier run."""
 
 
 class FIFOScheduler(TrialScheduler):

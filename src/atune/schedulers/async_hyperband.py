@@ -1,0 +1,244 @@
+"""Asynchronous successive halving (ASHA), Ray Tune's stopping variant.
+
+Semantics (Ray Tune's rung rule, exactly):
+
+* Bracket ``s`` (``0 <= s < brackets``) has ``K_s = int(np.log(max_t / grace_period) /
+  np.log(reduction_factor) - s + 1)`` rungs at milestones ``grace_period *
+  reduction_factor ** (k + s)``, ``k = 0..K_s-1``. The float expression is Ray's: with
+  ``max_t=243, reduction_factor=3`` the log ratio is 4.999..., so the rung at 243 is
+  dropped (it only matters with ``stop_last_trials=False``).
+* A new trial joins bracket ``s`` with probability proportional to ``e^(K_s - max K)``,
+  drawn from the scheduler's own ``random.Random(seed)`` (Ray uses the global numpy RNG).
+* Per result: without ``time_attr`` or a numeric metric, CONTINUE. If ``result[time_attr]
+  >= max_t`` and ``stop_last_trials``, STOP. Otherwise the milestones are walked from the
+  highest: the highest one the trial reached and is not yet recorded at is evaluated:
+  ``cutoff`` is the ``(1 - 1/reduction_factor)`` quantile (linear interpolation, NaNs
+  ignored) of the scores already recorded there; the trial stops iff its score is
+  strictly below the cutoff; its score is recorded either way. A rung with no (non-NaN)
+  records has no cutoff.
+* ``on_trial_complete`` records the last result the same way (this fills the rung at
+  ``max_t``); the trial is then forgotten.
+
+The scheduler never pauses. Its whole state (rung records, bracket of each live trial, RNG)
+is JSON data (:meth:`get_state`/:meth:`set_state`), journaled so that ``Tuner.restore``
+continues every rung.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from atune.schedulers._common import (
+    check_mode,
+    check_number,
+    decode_float,
+    encode_float,
+    score_of,
+)
+from atune.schedulers._trial_scheduler import TrialScheduler
+
+if TYPE_CHECKING:
+    from atune._trial import Trial
+
+__all__ = ["ASHAScheduler", "AsyncHyperBandScheduler"]
+
+
+class _Bracket:
+    """One bracket: its rungs, highest milestone first, each with the scores recorded there."""
+
+    def __init__(self, milestones: list[float], reduction_factor: float, stop_last_trials: bool):
+        self.rungs: list[tuple[float, dict[str, float]]] = [(m, {}) for m in milestones]
+        self.quantile = (1 - 1 / reduction_factor) * 100
+        self.stop_last_trials = stop_last_trials
+
+    def cutoff(self, recorded: dict[str, float]) -> float | None:
+        values = [v for v in recorded.values() if not math.isnan(v)]
+        if not values:
+            return None
+        with np.errstate(invalid="ignore"):
+            return float(np.percentile(values, self.quantile))
+
+    def on_result(self, trial_id: str, t: float, score: float) -> str:
+        for milestone, recorded in self.rungs:
+            if t >= milestone and trial_id in recorded and not self.stop_last_trials:
+                break
+            if t < milestone or trial_id in recorded:
+                continue
+            cutoff = self.cutoff(recorded)
+            recorded[trial_id] = score
+            if cutoff is not None and score < cutoff:
+                return TrialScheduler.STOP
+            break
+        return TrialScheduler.CONTINUE
+
+
+class AsyncHyperBandScheduler(TrialScheduler):
+    """ASHA: stop a trial whose score falls below the top ``1/reduction_factor`` at a rung.
+
+    Args:
+        time_attr: The monotone result key that measures progress.
+        metric: The result key to optimise (or set it in ``TuneConfig``).
+        mode: ``"min"`` or ``"max"`` (or set it in ``TuneConfig``).
+        max_t: Trials stop at ``time_attr >= max_t`` (with ``stop_last_trials``).
+        grace_period: The first rung: no trial stops earlier.
+        reduction_factor: Each rung keeps the top ``1/reduction_factor`` (must be > 1).
+        brackets: How many brackets (at least 1).
+        stop_last_trials: Stop trials at ``max_t``; False lets them run on.
+        seed: Seeds the RNG that assigns brackets (atune's addition).
+
+    Raises:
+        ValueError: ``max_t <= 0``, ``grace_period <= 0``, ``grace_period > max_t``,
+            ``reduction_factor <= 1``, ``brackets < 1`` or a bad ``mode``; the message
+            names the parameter and its value.
+        TypeError: one of them is not a number.
+    """
+
+    def __init__(
+        self,
+        time_attr: str = "training_iteration",
+        metric: str | None = None,
+        mode: str | None = None,
+        max_t: float = 100,
+        grace_period: float = 1,
+        reduction_factor: float = 4,
+        brackets: int = 1,
+        stop_last_trials: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        check_number("max_t", max_t, positive=True)
+        check_number("grace_period", grace_period, positive=True)
+        check_number("reduction_factor", reduction_factor)
+        check_number("brackets", brackets, integer=True)
+        check_mode(mode)
+        if grace_period > max_t:
+            raise ValueError(f"grace_period ({grace_period!r}) must be <= max_t ({max_t!r})")
+        if not reduction_factor > 1:
+            raise ValueError(f"reduction_factor must be > 1, got {reduction_factor!r}")
+        if brackets < 1:
+            raise ValueError(f"brackets must be >= 1, got {brackets!r}")
+        if not isinstance(time_attr, str):
+            raise TypeError(f"time_attr must be a str, got {time_attr!r}")
+        super().__init__(metric, mode)
+        self._args: dict[str, Any] = {
+            "time_attr": time_attr,
+            "metric": metric,
+            "mode": mode,
+            "max_t": max_t,
+            "grace_period": grace_period,
+            "reduction_factor": reduction_factor,
+            "brackets": brackets,
+            "stop_last_trials": stop_last_trials,
+            "seed": seed,
+        }
+        self._time_attr = time_attr
+        self._max_t = max_t
+        self._stop_last_trials = stop_last_trials
+        self._rng = random.Random(seed)
+        self._brackets: list[_Bracket] = []
+        sizes: list[int] = []
+        for s in range(brackets):
+            count = int(np.log(max_t / grace_period) / np.log(reduction_factor) - s + 1)
+            milestones = [grace_period * reduction_factor ** (k + s) for k in range(count)]
+            self._brackets.append(_Bracket(milestones[::-1], reduction_factor, stop_last_trials))
+            sizes.append(count)
+        top = max(sizes)
+        self._weights = [math.exp(k - top) for k in sizes]
+        self._trial_info: dict[str, int] = {}
+        self._num_stopped = 0
+
+    requires_metric = True
+
+    def init_args(self) -> dict[str, Any]:
+        """The constructor arguments, as JSON data (for ``experiment.json``)."""
+        return dict(self._args)
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        """Assign the trial a bracket (seeded draw; no draw with one bracket)."""
+        if len(self._brackets) == 1:
+            index = 0
+        else:
+            index = self._rng.choices(range(len(self._brackets)), weights=self._weights)[0]
+        self._trial_info[trial.trial_id] = index
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
+        """STOP at ``max_t`` or below a rung's cutoff; else CONTINUE (see the module doc)."""
+        t = result.get(self._time_attr)
+        score = score_of(result, self._metric, self._mode)
+        if score is None or isinstance(t, bool) or not isinstance(t, (int, float)):
+            return self.CONTINUE
+        if t >= self._max_t and self._stop_last_trials:
+            action = self.STOP
+        else:
+            action = self._bracket(trial.trial_id).on_result(trial.trial_id, t, score)
+        if action == self.STOP:
+            self._num_stopped += 1
+        return action
+
+    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> None:
+        """Record the last result at its rung, then forget the trial."""
+        t = result.get(self._time_attr)
+        score = score_of(result, self._metric, self._mode)
+        if score is not None and not isinstance(t, bool) and isinstance(t, (int, float)):
+            self._bracket(trial.trial_id).on_result(trial.trial_id, t, score)
+        self._trial_info.pop(trial.trial_id, None)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
+        """Forget a removed trial (its rung records stay)."""
+        self._trial_info.pop(trial.trial_id, None)
+
+    def _bracket(self, trial_id: str) -> _Bracket:
+        index = self._trial_info.get(trial_id)
+        if index is None:  # not added (e.g. a result replayed on restore): join bracket 0
+            index = self._trial_info[trial_id] = 0
+        return self._brackets[index]
+
+    def rungs(self) -> list[list[tuple[float, dict[str, float]]]]:
+        """Per bracket, its rungs (highest milestone first) and the scores recorded there.
+
+        Scores are sign-adjusted (negated for ``mode="min"``). A copy.
+        """
+        return [[(m, dict(rec)) for m, rec in b.rungs] for b in self._brackets]
+
+    def get_state(self) -> dict[str, Any]:
+        """The scheduler's progress as JSON data (rung records, brackets of live trials, RNG).
+
+        The RNG's state is kept only with several brackets (one bracket draws nothing).
+        """
+        state: dict[str, Any] = {
+            "rungs": [
+                [{k: encode_float(v) for k, v in rec.items()} for _, rec in b.rungs]
+                for b in self._brackets
+            ],
+            "trial_info": dict(self._trial_info),
+            "num_stopped": self._num_stopped,
+        }
+        if len(self._brackets) > 1:
+            version, internal, gauss = self._rng.getstate()
+            state["rng"] = [version, list(internal), gauss]
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`get_state` data (of a scheduler built with the same args)."""
+        for bracket, rungs in zip(self._brackets, state["rungs"], strict=True):
+            for (_, recorded), saved in zip(bracket.rungs, rungs, strict=True):
+                recorded.clear()
+                recorded.update({k: decode_float(v) for k, v in saved.items()})
+        self._trial_info = {str(k): int(v) for k, v in state["trial_info"].items()}
+        self._num_stopped = int(state["num_stopped"])
+        if "rng" in state:
+            version, internal, gauss = state["rng"]
+            self._rng.setstate((version, tuple(internal), gauss))
+
+    def debug_string(self) -> str:
+        """One line: how many trials it stopped and the rung sizes."""
+        sizes = ", ".join(
+            "/".join(f"{m:g}:{len(rec)}" for m, rec in b.rungs) for b in self._brackets
+        )
+        return f"AsyncHyperBand: num_stopped={self._num_stopped} rungs=[{sizes}]"
+
+
+ASHAScheduler = AsyncHyperBandScheduler
