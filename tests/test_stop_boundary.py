@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -210,3 +211,21 @@ async def test_reused_runner_stops_each_trial_at_its_boundary(backend: str, stor
         assert logged_iterations(result) == [1, 2, 3]
     if backend == "ray":  # one actor served all three trials
         assert len({metrics_of(result)["pid"] for result in results}) == 1
+
+
+def _hangs_after_one_report(config: dict[str, Any]) -> None:
+    tune.report({"i": 1})
+    time.sleep(4)  # past the time budget and its grace: the trial is abandoned here
+    tune.report({"i": 2})
+
+
+def test_report_outside_a_trial_ignores_an_abandoned_in_process_trial(storage: str) -> None:
+    """An abandoned trial's thread lives on until its function returns; ``report()`` from
+    outside any trial must not fall back on that trial's session (it raised its internal
+    stop signal instead of returning None)."""
+    tune.Tuner(
+        _hangs_after_one_report,
+        tune_config=tune.TuneConfig(backend="local", time_budget_s=0.5),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    assert tune.report({"score": 1}) is None  # type: ignore[func-returns-value]

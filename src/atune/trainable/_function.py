@@ -29,7 +29,7 @@ from atune.execution._request import RESOURCES_ATTR
 from atune.storage._layout import parse_checkpoint_name
 from atune.trainable._checkpoint import Checkpoint
 from atune.trainable._greenlet_bridge import Suspendable, TrialStopped
-from atune.trainable._session import TrialInfo, _activate, _deactivate, _Session
+from atune.trainable._session import TrialInfo, _activate, _deactivate, _Session, _withdraw
 from atune.trainable._trainable import (
     Trainable,
     _write_checkpoint_state,
@@ -194,6 +194,8 @@ class FunctionTrainable(Trainable):
     def interrupt(self) -> None:
         if self._run_state is not None:
             self._run_state.interrupt()
+        if self._session is not None:
+            _withdraw(self._session)
 
 
 def validate_function(fn: Callable[..., Any], extra_kwargs: tuple[str, ...] = ()) -> None:

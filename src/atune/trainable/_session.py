@@ -94,6 +94,15 @@ def _deactivate(session: _Session, token: contextvars.Token[_Session | None] | N
             _current.set(None)
 
 
+def _withdraw(session: _Session) -> None:
+    """The trial of ``session`` is being abandoned: no other thread may fall back on it.
+
+    Its own thread still finds it (the context variable), and stops at its next report.
+    """
+    with _active_lock:
+        _active.discard(session)
+
+
 def _session() -> _Session | None:
     session = _current.get()
     if session is not None:
