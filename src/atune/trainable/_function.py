@@ -194,8 +194,9 @@ class FunctionTrainable(Trainable):
     def interrupt(self) -> None:
         if self._run_state is not None:
             self._run_state.interrupt()
-        if self._session is not None:
-            _withdraw(self._session)
+        session = getattr(self, "_session", None)  # set once the function started
+        if session is not None:
+            _withdraw(session)
 
 
 def validate_function(fn: Callable[..., Any], extra_kwargs: tuple[str, ...] = ()) -> None:
