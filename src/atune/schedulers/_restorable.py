@@ -9,34 +9,26 @@ recorded: restore says it is not restored, as before.
 
 from __future__ import annotations
 
-import importlib
-import json
 from typing import Any
 
-from atune.errors import StorageError
+from atune._as_data import ClassTable
 
 __all__ = ["scheduler_from_data", "scheduler_to_data"]
 
-# Class name -> module. Only these are ever built from experiment.json.
-_CLASSES = {
-    "FIFOScheduler": "atune.schedulers._trial_scheduler",
-    "AsyncHyperBandScheduler": "atune.schedulers.async_hyperband",
-    "MedianStoppingRule": "atune.schedulers.median_stopping_rule",
-}
+_TABLE = ClassTable(
+    "scheduler",
+    {
+        "FIFOScheduler": "atune.schedulers._trial_scheduler",
+        "AsyncHyperBandScheduler": "atune.schedulers.async_hyperband",
+        "MedianStoppingRule": "atune.schedulers.median_stopping_rule",
+    },
+    build_errors=(TypeError, ValueError),
+)
 
 
 def scheduler_to_data(scheduler: Any) -> dict[str, Any] | None:
     """``scheduler`` as ``{"class", "args"}`` data, or None when it cannot be."""
-    name = type(scheduler).__name__
-    if _CLASSES.get(name) != type(scheduler).__module__:
-        return None
-    init_args = getattr(scheduler, "init_args", None)
-    args = init_args() if callable(init_args) else {}
-    try:
-        json.dumps(args, allow_nan=False)
-    except (TypeError, ValueError):
-        return None
-    return {"class": name, "args": dict(args)}
+    return _TABLE.to_data(scheduler)
 
 
 def scheduler_from_data(data: dict[str, Any]) -> Any:
@@ -46,13 +38,4 @@ def scheduler_from_data(data: dict[str, Any]) -> Any:
         StorageError: the record names a class outside atune's table, or its args do not
             fit the class.
     """
-    try:
-        name, args = data["class"], dict(data["args"])
-        module = _CLASSES[name]
-    except (KeyError, TypeError) as exc:
-        raise StorageError(f"experiment.json: not a restorable scheduler: {data!r}") from exc
-    cls = getattr(importlib.import_module(module), name)
-    try:
-        return cls(**args)
-    except (TypeError, ValueError) as exc:
-        raise StorageError(f"experiment.json: cannot rebuild {name} from {args!r}: {exc}") from exc
+    return _TABLE.from_data(data)
