@@ -1,4 +1,5 @@
-"""Each integration, imported without its extra, names the ``pip install`` line."""
+"""Each integration (loggers, search algorithms), imported without its extra, names the
+``pip install`` line."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
         ("atune.logger.tensorboardx", "tensorboardX", "tensorboard"),
         ("atune.integrations.mlflow", "mlflow", "mlflow"),
         ("atune.integrations.wandb", "wandb", "wandb"),
+        ("atune.search.optuna", "optuna", "optuna"),
     ],
 )
 def test_import_without_the_extra_names_it(module: str, blocked: str, extra: str) -> None:

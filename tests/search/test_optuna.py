@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -232,28 +231,6 @@ def test_state_round_trips_as_json() -> None:
     second.on_trial_complete("t3", {"m": 2.0})
     first.on_trial_complete("t3", {"m": 2.0})
     assert second.suggest("t4") == first.suggest("t4")  # the same sampler seed and history
-
-
-def test_import_without_optuna_names_the_extra() -> None:
-    code = textwrap.dedent(
-        """
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "optuna" or name.startswith("optuna."):
-                    raise ImportError("No module named 'optuna' (blocked)")
-        sys.meta_path.insert(0, Block())
-        import atune.search
-        try:
-            import atune.search.optuna
-        except ImportError as exc:
-            print(exc)
-        else:
-            print("imported")
-        """
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert 'pip install "atune[optuna]"' in out.stdout, out.stdout + out.stderr
 
 
 # ----------------------------------------------------------- driver killed, then restore
