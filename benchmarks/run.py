@@ -48,6 +48,8 @@ PRIMARY: dict[str, tuple[str, bool]] = {
     "actor_start": ("start_s", False),
     "result_throughput": ("results_per_s", True),
     "loop_lag": ("p99_ms", False),
+    "first_fit_loop_stall": ("stall_ms", False),
+    "first_fit_loop_stall_cold_ray": ("stall_ms", False),
 }
 
 # Workload -> the target of issue 5, shown next to the ratio.
@@ -59,6 +61,7 @@ TARGETS: dict[str, str] = {
     "class_reuse": "atune overhead_pct <= 10",
     "checkpoint_heavy": "ratio >= 2",
     "loop_lag": "atune p99_ms < 5",
+    "first_fit_loop_stall": "atune stall_ms <= 50",
     "bookkeeping": "atune overhead_pct <= 5, flat RSS",
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import pickle
 import weakref
@@ -35,15 +36,13 @@ from atune.schedulers import FIFOScheduler, TrialScheduler
 from atune.search import BasicVariantGenerator, SearchAlgorithm, Searcher, SearchGenerator
 from atune.stopper import make_stopper
 from atune.storage._writer import ExperimentWriter
-from atune.trainable._function import FunctionTrainable
+from atune.trainable._function import FunctionTrainable, trainable_name
 from atune.trainable._trainable import Trainable
 
 __all__ = [
     "build_result_grid",
     "rebuild_error",
     "run_experiment",
-    "trainable_kind",
-    "trainable_name",
 ]
 
 _log = get_logger(__name__)
@@ -53,16 +52,6 @@ _log = get_logger(__name__)
 _allocators: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Allocator]] = (
     weakref.WeakKeyDictionary()
 )
-
-
-def trainable_name(cls: type[Trainable]) -> str:
-    """The name trials of ``cls`` are named after (the function's or class's name)."""
-    return cls.__name__
-
-
-def trainable_kind(cls: type[Trainable]) -> str:
-    """``"function"`` for a wrapped function, ``"class"`` for a ``Trainable`` subclass."""
-    return "function" if issubclass(cls, FunctionTrainable) else "class"
 
 
 def _shared_allocator(kind: str, capacity: dict[str, float]) -> Allocator:
@@ -76,12 +65,14 @@ def _shared_allocator(kind: str, capacity: dict[str, float]) -> Allocator:
     return allocator
 
 
-def _make_backend(tune_config: TuneConfig) -> Backend:
+async def _make_backend(tune_config: TuneConfig) -> Backend:
     if tune_config.backend == "local":
         return LocalBackend()
-    from atune.execution._ray import RayBackend
-
-    return RayBackend()
+    # Imported in a worker thread: the Ray backend's modules are not loaded before the
+    # first Ray experiment, and the event loop may be serving others meanwhile.
+    ray_backend = await anyio.to_thread.run_sync(importlib.import_module, "atune.execution._ray")
+    backend: Backend = ray_backend.RayBackend()
+    return backend
 
 
 def _search_algorithm(tune_config: TuneConfig) -> SearchAlgorithm:
@@ -175,7 +166,7 @@ async def run_experiment(
     is_function = issubclass(trainable_cls, FunctionTrainable)
     checkpoint_config = run_config.checkpoint_config
 
-    backend = _make_backend(tune_config)
+    backend = await _make_backend(tune_config)
     await backend.setup()
     capacity = await anyio.to_thread.run_sync(backend.capacity)
     allocator = _shared_allocator(tune_config.backend, capacity)

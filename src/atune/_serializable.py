@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import io
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
@@ -38,8 +39,16 @@ _Dumps = Callable[[Any], Any]
 
 
 def ray_dumps() -> _Dumps:
-    """``ray.cloudpickle.dumps``: how Ray serialises task arguments and actor classes."""
-    from ray import cloudpickle
+    """``cloudpickle.dumps``: how Ray serialises task arguments and actor classes.
+
+    Ray's own copy once Ray is imported; before that, the ``cloudpickle`` package that
+    Ray's copy is taken from, which accepts and refuses the same objects: checking a
+    ``Tuner``'s arguments must not import Ray on the caller's event loop (most of a second).
+    """
+    if "ray" in sys.modules:
+        from ray import cloudpickle
+    else:
+        import cloudpickle
 
     dumps: _Dumps = cloudpickle.dumps
     return dumps

@@ -19,6 +19,7 @@ start of ``fit()``.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import os
 import shutil
@@ -28,7 +29,6 @@ from collections.abc import Callable, Coroutine, Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from atune._fit import run_experiment, trainable_kind, trainable_name
 from atune._log import get_logger
 from atune._serializable import check_param_space, check_trainable
 from atune._spec import spec_for
@@ -39,7 +39,7 @@ from atune.errors import ConfigError, StorageError
 from atune.result import ResultGrid
 from atune.search import validate_param_space
 from atune.stopper import make_stopper
-from atune.trainable._function import wrap_function
+from atune.trainable._function import trainable_kind, trainable_name, wrap_function
 from atune.trainable._trainable import Trainable
 
 if TYPE_CHECKING:
@@ -411,6 +411,10 @@ class Tuner:
         return Run(self, history=history)
 
     async def _fit(self, observers: Sequence[Callback] = ()) -> ResultGrid:
+        # The controller, the driver, the backends and anyio load in a worker thread: a
+        # first fit() in a fresh process would otherwise stall the caller's event loop
+        # for the whole import (hundreds of milliseconds).
+        await asyncio.to_thread(_load_fit_machinery)
         import anyio
 
         lock = await anyio.to_thread.run_sync(self._lock_experiment)
@@ -425,15 +429,16 @@ class Tuner:
     ) -> ResultGrid:
         import anyio
 
-        from atune._controller._restore import reread_journal
-
         assert lock.held
+        fit = await anyio.to_thread.run_sync(importlib.import_module, "atune._fit")
         if self._restore is not None:
+            from atune._controller._restore import reread_journal
+
             # Read the journal again now that no one else can append to it, and cut a
             # torn last line off before this run appends.
             self._restore = await anyio.to_thread.run_sync(reread_journal, self._restore)
         with short_switch_interval():
-            self._results = await run_experiment(
+            self._results = await fit.run_experiment(
                 self._trainable_cls,
                 self._param_space,
                 self._tune_config,
@@ -572,6 +577,12 @@ class _FitCall(Coroutine[Any, Any, ResultGrid]):
         return "<pending Tuner.fit(): await it>"
 
 
+def _load_fit_machinery() -> None:
+    """Import what ``fit()`` runs on (called in a worker thread, see ``Tuner._fit``)."""
+    importlib.import_module("atune._fit")
+    importlib.import_module("anyio._backends._asyncio")  # anyio loads it on first use
+
+
 def _check_same_trainable(original_name: str, original_kind: str, trainable: Any) -> None:
     """Refuse a trainable that is not the one the experiment ran (Ray Tune does too).
 
@@ -581,8 +592,6 @@ def _check_same_trainable(original_name: str, original_kind: str, trainable: Any
         ConfigError: (a ``ValueError``) the name or the kind differs, or ``trainable`` is
             not a trainable at all.
     """
-    from atune._fit import trainable_kind
-
     cls = as_trainable_class(trainable)
     name, kind = trainable_name(cls), trainable_kind(cls)
     if original_kind and kind != original_kind:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -71,11 +72,14 @@ async def ensure_ray_async() -> None:
     """:func:`ensure_ray` without blocking the event loop.
 
     Ray is initialised from one long-lived thread: Ray ties its connection to the thread
-    that called ``ray.init``, so a pool thread that later exits would break it.
+    that called ``ray.init``, so a pool thread that later exits would break it. The first
+    ``import ray`` (most of a second) happens in that thread too. What cannot leave the
+    loop's thread is the connection itself: Ray builds its in-process ``CoreWorker`` while
+    holding the GIL, which stalls every Python thread of the process for its duration (a
+    few hundred milliseconds); a service connects before it starts serving (docs/async.md).
     """
-    import ray
-
-    if ray.is_initialized():
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
         return
     global _init_executor
     if _init_executor is None:

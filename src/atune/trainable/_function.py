@@ -38,7 +38,14 @@ from atune.trainable._trainable import (
     new_staging_dir,
 )
 
-__all__ = ["FunctionTrainable", "TrainableReturned", "validate_function", "wrap_function"]
+__all__ = [
+    "FunctionTrainable",
+    "TrainableReturned",
+    "trainable_kind",
+    "trainable_name",
+    "validate_function",
+    "wrap_function",
+]
 
 
 class TrainableReturned(Exception):
@@ -244,3 +251,13 @@ def wrap_function(fn: Callable[..., Any], *, name: str | None = None) -> type[Fu
         namespace[RESOURCES_ATTR] = getattr(fn, RESOURCES_ATTR)
     cls_name = str(name or getattr(fn, "__name__", None) or "trainable")
     return type(cls_name, (FunctionTrainable,), namespace)
+
+
+def trainable_name(cls: type[Trainable]) -> str:
+    """The name trials of ``cls`` are named after (the function's or class's name)."""
+    return cls.__name__
+
+
+def trainable_kind(cls: type[Trainable]) -> str:
+    """``"function"`` for a wrapped function, ``"class"`` for a ``Trainable`` subclass."""
+    return "function" if issubclass(cls, FunctionTrainable) else "class"
