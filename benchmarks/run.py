@@ -62,6 +62,7 @@ TARGETS: dict[str, str] = {
     "checkpoint_heavy": "ratio >= 2",
     "loop_lag": "atune p99_ms < 5",
     "first_fit_loop_stall": "atune stall_ms <= 50",
+    "asha": "ratio >= 10",
     "bookkeeping": "atune overhead_pct <= 5, flat RSS",
 }
 

@@ -95,6 +95,12 @@ def sleepy_reports(config: dict[str, Any]) -> None:
         tune.report({"i": i})
 
 
+def learning_curve(config: dict[str, Any]) -> None:
+    """Report a saturating curve whose height is ``config["x"]`` (``asha``)."""
+    for i in range(config["iters"]):
+        tune.report({"score": config["x"] * (1.0 - 0.9 ** (i + 1))})
+
+
 def sleep_then_report(config: dict[str, Any]) -> None:
     """Sleep once, then report once (``bookkeeping``)."""
     time.sleep(config["sleep_s"])
@@ -215,6 +221,30 @@ def class_reuse(p: dict[str, Any], storage: str) -> Metrics:
         "floor_s": floor,
         "overhead_pct": 100 * (fit_s - floor) / floor,
         **_check(grid, p["trials"], p["steps"]),
+    }
+
+
+def asha(p: dict[str, Any], storage: str) -> Metrics:
+    """ASHA over many short function trials: a scheduler decision on every result."""
+    scheduler = tune.schedulers.ASHAScheduler(
+        metric="score", mode="max", max_t=p["iters"], grace_period=1, reduction_factor=3
+    )
+    xs = [(7 * i % p["trials"]) / p["trials"] for i in range(p["trials"])]  # a fixed shuffle
+    tuner = _tuner(
+        learning_curve,
+        {"x": tune.grid_search(xs), "iters": p["iters"]},
+        storage,
+        scheduler=scheduler,
+    )
+    grid, fit_s = _timed_fit(tuner)
+    checked = _check(grid, p["trials"])
+    return {
+        "fit_s": fit_s,
+        "results_per_s": checked["iterations_total"] / fit_s,
+        "full_length_trials": float(
+            sum(r.metrics.get("training_iteration") == p["iters"] for r in grid)
+        ),
+        **checked,
     }
 
 
@@ -385,6 +415,7 @@ WORKLOADS: dict[str, Callable[[dict[str, Any], str], Metrics]] = {
     "class_reuse": class_reuse,
     "checkpoint_heavy": checkpoint_heavy,
     "loop_lag": loop_lag,
+    "asha": asha,
     "first_fit_loop_stall": first_fit_loop_stall,
     "first_fit_loop_stall_cold_ray": first_fit_loop_stall,
     "many_trials_reuse": many_trials,
@@ -400,6 +431,7 @@ FULL: dict[str, dict[str, Any]] = {
     "checkpoint_heavy": {"trials": 4, "iters": 20, "mb": 10},
     "loop_lag": {"trials": 20, "reports": 20, "sleep_s": 0.01, "tick_s": 0.01},
     "first_fit_loop_stall": {"trials": 4, "reports": 5, "sleep_s": 0.01},
+    "asha": {"trials": 200, "iters": 100},
     "first_fit_loop_stall_cold_ray": {"trials": 4, "reports": 5, "sleep_s": 0.01, "cold_ray": True},
     "many_trials_reuse": {"trials": 200, "reuse": True},
     "many_trials_default": {"trials": 200, "reuse": None},
@@ -414,6 +446,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "checkpoint_heavy": {"trials": 2, "iters": 4, "mb": 10},
     "loop_lag": {"trials": 4, "reports": 10, "sleep_s": 0.01, "tick_s": 0.01},
     "first_fit_loop_stall": {"trials": 2, "reports": 3, "sleep_s": 0.01},
+    "asha": {"trials": 20, "iters": 10},
     "first_fit_loop_stall_cold_ray": {"trials": 2, "reports": 3, "sleep_s": 0.01, "cold_ray": True},
     "many_trials_reuse": {"trials": 10, "reuse": True},
     "many_trials_default": {"trials": 10, "reuse": None},
