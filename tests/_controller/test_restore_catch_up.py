@@ -15,7 +15,7 @@ from atune.events import (
     TrialCreated,
     TrialErrored,
 )
-from atune.schedulers import TrialScheduler
+from atune.schedulers import FIFOScheduler, TrialScheduler
 from atune.search import SearchAlgorithm, Suggestion
 
 
@@ -137,3 +137,31 @@ def test_the_scheduler_hears_every_event_after_its_snapshot_as_it_did_live() -> 
         ("add", "a"),  # re-added for its retry, as live
         ("remove", "a"),  # skipped on restore
     ]
+
+
+class ResultsOnly(FIFOScheduler):
+    """A FIFO subclass that listens to one hook: it must still be caught up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[float] = []
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        self.seen.append(result["m/x"])
+        return self.CONTINUE
+
+
+def test_a_scheduler_that_overrides_any_hook_is_caught_up_and_plain_fifo_is_skipped() -> None:
+    events: list[Event] = [
+        _created("a"),
+        ResultReported(ts=0, trial_id="a", result={"m": {"x": 1.0}}),
+        ResultReported(ts=0, trial_id="a", result={"m": {"x": 2.0}}),
+    ]
+    trials = {"a": SimpleNamespace(trial_id="a")}
+    listening = ResultsOnly()
+    catch_up_scheduler(SimpleNamespace(scheduler=listening, trials=trials), events, -1)  # type: ignore[arg-type]
+    assert listening.seen == [1.0, 2.0]
+    # Plain FIFO has no hook to tell: nothing is flattened or called, whatever the events
+    # hold (a trial id it could not look up proves it was not consulted).
+    unknown: list[Event] = [ResultReported(ts=0, trial_id="nobody", result={"m": 1})]
+    catch_up_scheduler(SimpleNamespace(scheduler=FIFOScheduler(), trials={}), unknown, -1)  # type: ignore[arg-type]

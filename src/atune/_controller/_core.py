@@ -28,6 +28,7 @@ from atune._controller._metric_check import check_metrics
 from atune._controller._policy import live_trial_limit
 from atune._controller._run import Phase, TrialRun
 from atune._flatten import flatten_dict
+from atune._gc import collection_paused
 from atune._trial import ERROR, PENDING, RUNNING, TERMINATED, CheckpointRecord, Trial
 from atune.events import (
     ActorFreed,
@@ -329,8 +330,9 @@ class ControllerCore:
         is RUNNING here, with its last journaled result. :meth:`replay` builds on this to
         resume a run; reading past results (``atune.load_results``) uses it alone.
         """
-        for event in events:
-            self._apply(event)
+        with collection_paused():
+            for event in events:
+                self._apply(event)
 
     def handle(self, message: Message) -> tuple[list[Event], list[Command]]:
         """Process one message; return the events it produced and the commands to run."""

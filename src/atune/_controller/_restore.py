@@ -26,6 +26,7 @@ from atune.events import (
     TrialCreated,
     TrialErrored,
 )
+from atune.schedulers import TrialScheduler
 from atune.search import SearchAlgorithm
 from atune.storage._layout import RESULT_FILE, is_staging_name, parse_checkpoint_name
 from atune.storage._trial_files import ResultFiles
@@ -112,6 +113,8 @@ def catch_up_scheduler(core: ControllerCore, events: list[Event], snapshot_at: i
     ``on_trial_complete``, as live. With no snapshot (``-1``) the whole journal is replayed.
     """
     scheduler = core.scheduler
+    if not _listens(scheduler):
+        return  # FIFO: nothing to tell (flattening every result cost seconds at scale)
     last: dict[str, dict[str, Any]] = {}
     failing: set[str] = set()
     for index, event in enumerate(events):
@@ -143,6 +146,23 @@ def catch_up_scheduler(core: ControllerCore, events: list[Event], snapshot_at: i
                 result = dict(last.get(event.trial_id, {}))
                 result["done"] = True
                 scheduler.on_trial_complete(core, trial, flatten_dict(result))
+
+
+_SCHEDULER_HOOKS = (
+    "on_trial_add",
+    "on_trial_result",
+    "on_trial_error",
+    "on_trial_complete",
+    "on_trial_remove",
+)
+
+
+def _listens(scheduler: TrialScheduler) -> bool:
+    """Whether ``scheduler`` overrides any hook that :func:`catch_up_scheduler` calls."""
+    return any(
+        getattr(type(scheduler), hook) is not getattr(TrialScheduler, hook)
+        for hook in _SCHEDULER_HOOKS
+    )
 
 
 def catch_up_search(search: SearchAlgorithm, events: list[Event], snapshot_at: int) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 
+from atune._gc import collection_paused
 from atune._log import get_logger
 from atune.errors import JournalCorruptError, StorageError
 from atune.events import Event, decode_event
@@ -57,6 +58,11 @@ def read_journal(path: str | os.PathLike[str], *, live: bool = False) -> Journal
         data = path.read_bytes()
     except FileNotFoundError as exc:
         raise StorageError(f"no journal at {path}") from exc
+    with collection_paused():
+        return _decode(path, data, live=live)
+
+
+def _decode(path: Path, data: bytes, *, live: bool) -> JournalContents:
     events: list[Event] = []
     offset = 0
     lines = data.split(b"\n")
