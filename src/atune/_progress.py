@@ -302,7 +302,7 @@ class _NotebookDisplay:
 
         bundle = self._bundle(trials)
         if self.handle is None or not self.overwrite:
-            self.handle = display(bundle, raw=True, display_id=True)
+            self.handle = display(bundle, raw=True, display_id=True)  # type: ignore[no-untyped-call]
         else:
             self.handle.update(bundle, raw=True)
 

@@ -25,6 +25,7 @@ variables it captures that fail.
 from __future__ import annotations
 
 import copy
+import importlib
 import io
 import sys
 from collections.abc import Callable, Iterator
@@ -45,12 +46,8 @@ def ray_dumps() -> _Dumps:
     Ray's copy is taken from, which accepts and refuses the same objects: checking a
     ``Tuner``'s arguments must not import Ray on the caller's event loop (most of a second).
     """
-    if "ray" in sys.modules:
-        from ray import cloudpickle
-    else:
-        import cloudpickle
-
-    dumps: _Dumps = cloudpickle.dumps
+    module = importlib.import_module("ray.cloudpickle" if "ray" in sys.modules else "cloudpickle")
+    dumps: _Dumps = module.dumps
     return dumps
 
 
