@@ -28,6 +28,9 @@ raises (a cancellation included), the run is cancelled first. :meth:`Run.cancel`
 run as cancelling ``fit()`` does: every trial is stopped, the journal flushed, and
 ``Tuner.restore`` continues the experiment later. The stream of every subscriber ends when
 the run has ended and the subscriber has read what was buffered.
+
+**Display.** :meth:`Run.display` shows a run (one in the background, typically) in a
+notebook as one output that updates in place (:mod:`atune._run_display`).
 """
 
 from __future__ import annotations
