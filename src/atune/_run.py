@@ -28,6 +28,9 @@ raises (a cancellation included), the run is cancelled first. :meth:`Run.cancel`
 run as cancelling ``fit()`` does: every trial is stopped, the journal flushed, and
 ``Tuner.restore`` continues the experiment later. The stream of every subscriber ends when
 the run has ended and the subscriber has read what was buffered.
+
+**Display.** :meth:`Run.display` shows a run (one in the background, typically) in a
+notebook as one output that updates in place (:mod:`atune._run_display`).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from atune.events import (
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from atune._run_display import LiveOutput
     from atune._trial import Trial
     from atune.result import ResultGrid
     from atune.tuner import Tuner
@@ -198,6 +202,7 @@ class _Sink(Callback):
         self.num_results = 0
         self.trials: Sequence[Trial] = ()
         self.streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
+        self.outputs: list[LiveOutput] = []  # Run.display()'s notebook outputs
         self.best: BestResult | None = None
         self._metric = metric
         self._sign = -1.0 if mode == "min" else 1.0
@@ -214,6 +219,8 @@ class _Sink(Callback):
                 self._consider(event)
         for stream in self.streams:
             stream._push(event)
+        for output in self.outputs:
+            output.on_event(event)
 
     def _consider(self, event: ResultReported) -> None:
         assert self._metric is not None
@@ -241,6 +248,9 @@ class _Sink(Callback):
     def end(self) -> None:
         for stream in self.streams:
             stream._end()
+        outputs, self.outputs = self.outputs, []
+        for output in outputs:
+            output.refresh()  # the final state
 
 
 class Run:
@@ -378,6 +388,34 @@ class Run:
         else:
             sink.streams.add(stream)
         return stream
+
+    def display(self) -> None:
+        """Show the run's progress: in a notebook, one output that updates in place.
+
+        In a notebook (an IPython kernel), makes one output in the calling cell, the
+        status line and an HTML table of the trials (with a ``text/plain`` version
+        without escape codes), and returns at once; the output is updated in place as
+        the run goes (at most once a second) and a last time when it ends, while the
+        notebook goes on. Each call makes an output of its own. Meant for a run in the
+        background (a task that owns the ``async with`` block, see the class docstring);
+        it shows whatever ``RunConfig(verbose=...)`` says, ``verbose=0`` included.
+
+        Outside a notebook, prints the status line and the trial table once, as plain
+        text, to stdout (``RunConfig(verbose=1)`` is the live terminal display).
+        """
+        from atune._progress_view import View
+        from atune._run_display import LiveOutput, print_snapshot, wants_live_output
+
+        tune_config = self._tuner._tune_config
+        view = View(tune_config.metric, tune_config.mode, None)
+        sink = self._sink
+        if not wants_live_output():
+            print_snapshot(view, sink.trials)
+            return
+        output = LiveOutput(view, lambda: sink.trials)
+        output.show()
+        if self._task is None or not self._task.done():
+            sink.outputs.append(output)
 
     @property
     def experiment_path(self) -> str:
