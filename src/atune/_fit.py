@@ -52,9 +52,9 @@ __all__ = [
 
 _log = get_logger(__name__)
 # A simulation flushes its journal (and snapshots the searcher's and scheduler's state)
-# once a virtual minute, not every half second: a flush is a worker-thread round trip,
+# every ten virtual minutes, not every half second: a flush is a worker-thread round trip,
 # and a study of simulated hours would otherwise spend its time on them.
-_SIMULATED_FLUSH_INTERVAL_S = 60.0
+_SIMULATED_FLUSH_INTERVAL_S = 600.0
 
 # One allocator per event loop and backend kind, shared by every experiment on that loop,
 # so two concurrent ``await tuner.fit()`` never oversubscribe the cluster.

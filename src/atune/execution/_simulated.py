@@ -103,7 +103,8 @@ class SimulatedRunner:
         self._time_total = 0.0
         self._since_restore = 0
         self._time_since_restore = 0.0
-        self._next: tuple[dict[str, Any], float] | None = None  # the next row, looked up
+        # The next iteration's row, looked up ahead (to mark the last result done).
+        self._next: tuple[int, tuple[dict[str, Any], float] | None] | None = None
         self._ended = False  # the trial it serves reported its last result here
         self._current: list[dict[str, Any]] = []  # results of the train call in progress
         self._last_call = anyio.Event()
@@ -183,11 +184,7 @@ class SimulatedRunner:
                 return TrainOutcome(results=results, returned=True)
             metrics, seconds = row
             await clock.sleep(seconds)
-            try:
-                done = self._peek_row() is None
-            except Exception as exc:
-                return TrainOutcome(results=results, error=ErrorInfo.from_exception(exc))
-            result = self._autofill(metrics, seconds, done)
+            result = self._autofill(metrics, seconds, self._is_last())
             results.append(result)
             if result["done"]:
                 self._ended = True
@@ -196,14 +193,24 @@ class SimulatedRunner:
                 return TrainOutcome(results=results)
 
     def _take_row(self) -> tuple[dict[str, Any], float] | None:
-        row = self._next if self._next is not None else self._lookup(self._iteration + 1)
-        self._next = None
-        return row
+        """The row of the next iteration (``self._iteration + 1``)."""
+        iteration = self._iteration + 1
+        peeked, self._next = self._next, None
+        if peeked is not None and peeked[0] == iteration:
+            return peeked[1]
+        return self._lookup(iteration)
 
-    def _peek_row(self) -> tuple[dict[str, Any], float] | None:
-        """The row after the current iteration (kept, so each row is looked up once)."""
-        self._next = self._lookup(self._iteration + 1)
-        return self._next
+    def _is_last(self) -> bool:
+        """Whether the row being reported is its curve's last (the next one is looked up
+        now and kept, so each row is looked up once). A curve that raises for the next
+        iteration raises again when that iteration is due, and fails the trial then."""
+        iteration = self._iteration + 2
+        try:
+            row = self._lookup(iteration)
+        except Exception:
+            return False
+        self._next = (iteration, row)
+        return row is None
 
     def _lookup(self, iteration: int) -> tuple[dict[str, Any], float] | None:
         return self.backend.simulator.row(self._config, iteration)
