@@ -71,9 +71,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Curve", "LearningCurves", "Simulator", "config_key"]
 
-#: A learning curve as a function: ``curve(config, iteration) -> (metrics, seconds)``,
-#: or None when ``config``'s curve has no such iteration (it ended before).
 Curve = Callable[[dict[str, Any], int], tuple[Mapping[str, Any], float] | None]
+"""A learning curve as a function: ``curve(config, iteration) -> (metrics, seconds)``,
+or None when ``config``'s curve has no such iteration (it ended before)."""
 
 #: The start of virtual time: 2024-01-01 00:00:00 UTC.
 _EPOCH = 1_704_067_200.0
