@@ -33,16 +33,20 @@ def main(argv: list[str]) -> int:
     import ray
     import workloads  # imports the framework under test (atune or ray.tune)
 
+    needs_ray = name not in workloads.WITHOUT_RAY
     started = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
+    if needs_ray:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
     ray_init_s = time.perf_counter() - started
     storage = tempfile.mkdtemp(prefix=f"bench-{workloads.FRAMEWORK}-{name}-")
     try:
         metrics = workloads.run_workload(name, params, storage)
     finally:
         shutil.rmtree(storage, ignore_errors=True)
-        ray.shutdown()
-    metrics["ray_init_s"] = ray_init_s
+        if needs_ray:
+            ray.shutdown()
+    if needs_ray:
+        metrics["ray_init_s"] = ray_init_s
     with open(result_path, "w") as f:
         json.dump({"metrics": metrics, "pid": os.getpid()}, f)
     return 0
