@@ -45,7 +45,7 @@ pauses, ``checkpoint_frequency``, ``checkpoint_at_end``, which is on by default)
 written as a tiny directory holding the iteration it was taken at, so a trial restored
 from a checkpoint (after a pause, a PBT exploit or ``Tuner.restore``) continues its curve
 from there. A trial restored with a new config (PBT) continues along the new config's
-curve. A missing table entry or an exception raised by a curve function fails the trial,
+curve (with a table, the new config must be in it; a curve function answers any config). A missing table entry or an exception raised by a curve function fails the trial,
 as a user error would.
 
 Why a trainable stand-in rather than a separate ``simulate()`` function: everything a
