@@ -33,12 +33,13 @@ def main(argv: list[str]) -> int:
     import ray
     import workloads  # imports the framework under test (atune or ray.tune)
 
+    needs_ray = name not in workloads.WITHOUT_RAY
     started = time.perf_counter()
+    ray_init_s = 0.0
     if params.get("cold_ray"):
         # The framework starts Ray itself, inside the measured run (``cold_ray``).
         os.environ.setdefault("RAY_DASHBOARD_ENABLED", "0")
-        ray_init_s = 0.0
-    else:
+    elif needs_ray:
         ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
         ray_init_s = time.perf_counter() - started
     storage = tempfile.mkdtemp(prefix=f"bench-{workloads.FRAMEWORK}-{name}-")
@@ -46,8 +47,10 @@ def main(argv: list[str]) -> int:
         metrics = workloads.run_workload(name, params, storage)
     finally:
         shutil.rmtree(storage, ignore_errors=True)
-        ray.shutdown()
-    metrics["ray_init_s"] = ray_init_s
+        if needs_ray:
+            ray.shutdown()
+    if needs_ray:
+        metrics["ray_init_s"] = ray_init_s
     with open(result_path, "w") as f:
         json.dump({"metrics": metrics, "pid": os.getpid()}, f)
     return 0

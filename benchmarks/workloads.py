@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import os
 import statistics
 import tempfile
@@ -26,6 +27,7 @@ __all__ = [
     "FRAMEWORK_ENV",
     "FULL",
     "QUICK",
+    "WITHOUT_RAY",
     "WORKLOADS",
     "run_workload",
 ]
@@ -105,6 +107,13 @@ def sleep_then_report(config: dict[str, Any]) -> None:
     """Sleep once, then report once (``bookkeeping``)."""
     time.sleep(config["sleep_s"])
     tune.report({"score": 1})
+
+
+def simulated_curve(config: dict[str, Any], iteration: int) -> tuple[dict[str, float], float]:
+    """A learning curve for the simulator: a noisy decreasing loss, 36 s per iteration."""
+    floor, speed = config["floor"], config["speed"]
+    noise = 0.02 * math.sin(iteration * 12.9898 + floor * 78.233)
+    return {"loss": floor + math.exp(-speed * iteration) + noise}, 36.0
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -409,6 +418,31 @@ def bookkeeping(p: dict[str, Any], storage: str) -> Metrics:
     }
 
 
+def simulator_asha(p: dict[str, Any], storage: str) -> Metrics:
+    """An ASHA study in virtual time (atune only): trials of 1 simulated hour each."""
+    from atune.schedulers import ASHAScheduler
+    from atune.simulator import Simulator
+
+    simulator = Simulator(
+        simulated_curve, workers=p["workers"], max_iterations=p["iterations"], seed=0
+    )
+    tuner = _tuner(
+        simulator,
+        {"floor": tune.uniform(0, 1), "speed": tune.loguniform(0.01, 1)},
+        storage,
+        metric="loss",
+        mode="min",
+        num_samples=p["trials"],
+        scheduler=ASHAScheduler(max_t=p["iterations"], grace_period=1, reduction_factor=4),
+    )
+    cpu_start = time.process_time()
+    grid, fit_s = _timed_fit(tuner)
+    fit_cpu_s = time.process_time() - cpu_start  # a loaded machine stretches fit_s, not this
+    checked = _check(grid, p["trials"])
+    hours = max(r.metrics["timestamp"] for r in grid) - simulator.epoch
+    return {"fit_s": fit_s, "fit_cpu_s": fit_cpu_s, "virtual_hours": hours / 3600, **checked}
+
+
 WORKLOADS: dict[str, Callable[[dict[str, Any], str], Metrics]] = {
     "actor_start": actor_start,
     "result_throughput": result_throughput,
@@ -421,8 +455,12 @@ WORKLOADS: dict[str, Callable[[dict[str, Any], str], Metrics]] = {
     "many_trials_reuse": many_trials,
     "many_trials_default": many_trials,
     "bookkeeping": bookkeeping,
+    "simulator_asha_1000": simulator_asha,
 }
 """Workload name -> function, in the order the runner runs them (the slow ones last)."""
+
+WITHOUT_RAY = frozenset({"simulator_asha_1000"})
+"""Workloads that need no Ray (the virtual-time simulator): their process starts none."""
 
 FULL: dict[str, dict[str, Any]] = {
     "actor_start": {},
@@ -436,8 +474,9 @@ FULL: dict[str, dict[str, Any]] = {
     "many_trials_reuse": {"trials": 200, "reuse": True},
     "many_trials_default": {"trials": 200, "reuse": None},
     "bookkeeping": {"trials": 2000, "sleep_s": 0.05, "cpus": 2},
+    "simulator_asha_1000": {"trials": 1000, "iterations": 100, "workers": 32},
 }
-"""The sizes of issue 5."""
+"""The sizes of issue 5 (and issue 11's simulator study)."""
 
 QUICK: dict[str, dict[str, Any]] = {
     "actor_start": {},
@@ -451,6 +490,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "many_trials_reuse": {"trials": 10, "reuse": True},
     "many_trials_default": {"trials": 10, "reuse": None},
     "bookkeeping": {"trials": 40, "sleep_s": 0.05, "cpus": 2},
+    "simulator_asha_1000": {"trials": 50, "iterations": 100, "workers": 32},
 }
 """Small sizes for a smoke run (``--quick``)."""
 

@@ -91,3 +91,25 @@ def test_the_demo_runs_its_trials_on_a_fresh_ray_and_warns_about_nothing(tmp_pat
     assert "8 TERMINATED" in proc.stdout and "Best config" in proc.stdout
     warnings = [line for line in proc.stderr.splitlines() if "WARNING" in line]
     assert warnings == []
+
+
+def test_simulate_asha_compares_schedulers_in_virtual_time(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    namespace = runpy.run_path(str(EXAMPLES / "simulate_asha.py"), run_name="simulate_asha")
+    png = tmp_path / "simulate_asha.png"
+    results = namespace["main"](num_samples=10, workers=4, out=png)
+    assert list(results) == list(namespace["SCHEDULERS"])
+    assert png.read_bytes().startswith(b"\x89PNG")
+    epochs = {
+        name: sum(r.metrics["training_iteration"] for r in grid)
+        for name, (grid, _) in results.items()
+    }
+    assert epochs["random search (FIFO)"] == 10 * namespace["MAX_T"]
+    assert epochs["ASHA"] < epochs["random search (FIFO)"]
+    for grid, trace in results.values():
+        assert grid.num_errors == 0
+        hours = [h for h, _ in trace.points]
+        best = [b for _, b in trace.points]
+        assert hours == sorted(hours) and best == sorted(best, reverse=True)
+    again = namespace["compare"](num_samples=10, workers=4, storage=str(tmp_path / "again"))
+    assert again["ASHA"][1].points == results["ASHA"][1].points  # deterministic

@@ -51,3 +51,29 @@ async def test_fit_never_blocks_the_loop(
     request.getfixturevalue("blockbuster")  # armed only around fit(), after construction
     results = await tuner.fit()
     assert results.num_errors == 1 and results.num_terminated == 2
+
+
+def _curve(config: dict[str, Any], iteration: int) -> tuple[dict[str, Any], float] | None:
+    return ({"loss": config["x"] / iteration}, 30.0) if iteration <= 12 else None
+
+
+async def test_a_simulated_fit_never_blocks_the_loop(
+    storage: str, request: pytest.FixtureRequest
+) -> None:
+    """The simulator's checkpoint writes and reads go to worker threads too."""
+    from atune.schedulers import ASHAScheduler
+    from atune.simulator import Simulator
+
+    tuner = tune.Tuner(
+        Simulator(_curve, workers=2),
+        param_space={"x": tune.grid_search([1, 2, 3, 4])},
+        tune_config=tune.TuneConfig(
+            metric="loss", mode="min", scheduler=ASHAScheduler(max_t=12, reduction_factor=2)
+        ),
+        run_config=tune.RunConfig(
+            storage_path=storage, checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=4)
+        ),
+    )
+    request.getfixturevalue("blockbuster")  # armed only around fit(), after construction
+    results = await tuner.fit()
+    assert results.num_errors == 0 and len(results) == 4

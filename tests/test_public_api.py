@@ -44,6 +44,7 @@ PUBLIC_MODULES = [
     "atune.context",
     "atune.tune_config",
     "atune.plot",
+    "atune.simulator",
     "atune.logger",
     "atune.logger.logger",
     "atune.integrations",

@@ -9,10 +9,11 @@ import pickle
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from atune._controller._clock import Clock, VirtualClock, WallClock
 from atune._controller._core import ControllerCore, CorePolicy, rank_checkpoints
 from atune._controller._driver import Driver
 from atune._controller._metric_check import required_metrics, strict_metric_checking
@@ -39,6 +40,9 @@ from atune.storage._writer import ExperimentWriter
 from atune.trainable._function import FunctionTrainable, trainable_name
 from atune.trainable._trainable import Trainable
 
+if TYPE_CHECKING:
+    from atune.simulator import Simulator
+
 __all__ = [
     "build_result_grid",
     "rebuild_error",
@@ -46,6 +50,10 @@ __all__ = [
 ]
 
 _log = get_logger(__name__)
+# A simulation flushes its journal (and snapshots the searcher's and scheduler's state)
+# every ten virtual minutes, not every half second: a flush is a worker-thread round trip,
+# and a study of simulated hours would otherwise spend its time on them.
+_SIMULATED_FLUSH_INTERVAL_S = 600.0
 
 # One allocator per event loop and backend kind, shared by every experiment on that loop,
 # so two concurrent ``await tuner.fit()`` never oversubscribe the cluster.
@@ -75,12 +83,12 @@ async def _make_backend(tune_config: TuneConfig) -> Backend:
     return backend
 
 
-def _search_algorithm(tune_config: TuneConfig) -> SearchAlgorithm:
+def _search_algorithm(tune_config: TuneConfig, seed: int | None = None) -> SearchAlgorithm:
     alg = tune_config.search_alg
     if alg is None:
         # max_concurrent_trials is enforced by the controller and the allocator; the
         # generator itself need not limit (so a next trial can be queued on a runner).
-        return BasicVariantGenerator()
+        return BasicVariantGenerator(random_state=seed)
     if isinstance(alg, SearchAlgorithm):
         return alg
     if isinstance(alg, Searcher):
@@ -149,15 +157,69 @@ async def run_experiment(
     uid: str,
     restore: RestorePlan | None = None,
     observers: Sequence[Callback] = (),
+    simulator: Simulator | None = None,
 ) -> ResultGrid:
     """Run a new experiment, or continue a restored one, to completion.
 
     ``experiment_path`` was claimed (and described in ``experiment.json``) by the
     ``Tuner``, which holds its lock for the duration of this call. ``observers`` are
     callbacks that are not the user's (a run handle's event sink): they follow the user's
-    callbacks, and their states are not journaled.
+    callbacks, and their states are not journaled. With a ``simulator``, trials are
+    answered by its simulated backend on a virtual clock (:mod:`atune.simulator`).
     """
-    search = _search_algorithm(tune_config)
+    if simulator is None:
+        return await _run_experiment(
+            trainable_cls,
+            param_space,
+            tune_config,
+            run_config,
+            experiment_path=experiment_path,
+            uid=uid,
+            restore=restore,
+            observers=observers,
+            backend=await _make_backend(tune_config),
+            allocator=None,
+            clock=WallClock(),
+        )
+    from atune.execution._simulated import SimulatedBackend
+
+    async with VirtualClock(epoch=simulator.epoch) as clock:
+        backend = SimulatedBackend(simulator, clock)
+        return await _run_experiment(
+            trainable_cls,
+            param_space,
+            tune_config,
+            run_config,
+            experiment_path=experiment_path,
+            uid=uid,
+            restore=restore,
+            observers=observers,
+            backend=backend,
+            allocator=Allocator(backend.capacity()),  # virtual: shared with no one
+            clock=clock,
+            seed=simulator.seed,
+            flush_interval_s=_SIMULATED_FLUSH_INTERVAL_S,
+        )
+
+
+async def _run_experiment(
+    trainable_cls: type[Trainable],
+    param_space: dict[str, Any],
+    tune_config: TuneConfig,
+    run_config: RunConfig,
+    *,
+    experiment_path: Path,
+    uid: str,
+    restore: RestorePlan | None,
+    observers: Sequence[Callback],
+    backend: Backend,
+    allocator: Allocator | None,
+    clock: Clock,
+    seed: int | None = None,
+    flush_interval_s: float | None = None,
+) -> ResultGrid:
+    """:func:`run_experiment` on ``backend`` and ``clock`` (the shared allocator if None)."""
+    search = _search_algorithm(tune_config, seed)
     search.set_search_properties(
         tune_config.metric, tune_config.mode, param_space, tune_config.num_samples
     )
@@ -166,10 +228,10 @@ async def run_experiment(
     is_function = issubclass(trainable_cls, FunctionTrainable)
     checkpoint_config = run_config.checkpoint_config
 
-    backend = await _make_backend(tune_config)
     await backend.setup()
     capacity = await anyio.to_thread.run_sync(backend.capacity)
-    allocator = _shared_allocator(tune_config.backend, capacity)
+    if allocator is None:
+        allocator = _shared_allocator(tune_config.backend, capacity)
     scope = allocator.scope(max_concurrent=tune_config.max_concurrent_trials)
     await backend.prepare(trainable_cls)
 
@@ -226,6 +288,8 @@ async def run_experiment(
         time_budget_s=tune_config.time_budget_s,  # type: ignore[arg-type]
         resumed=restore is not None,
         signing_key=signing_key,
+        clock=clock,
+        **({} if flush_interval_s is None else {"flush_interval_s": flush_interval_s}),
     )
     if restore is not None:
         await driver.dispatch.restore(restore.events)

@@ -19,6 +19,7 @@ start of ``fit()``.
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import importlib
 import inspect
 import os
@@ -27,7 +28,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from atune._log import get_logger
 from atune._serializable import check_param_space, check_trainable
@@ -71,7 +72,9 @@ class Tuner:
     Args:
         trainable: A function ``fn(config)`` that calls ``report()`` (or returns/yields
             metrics), or a ``Trainable`` subclass; optionally wrapped by
-            ``with_parameters`` / ``with_resources``.
+            ``with_parameters`` / ``with_resources``. (atune) A
+            :class:`~atune.simulator.Simulator` runs the study in virtual time against
+            learning curves instead (``tune_config.backend`` is then not used).
         param_space: The search space: a dict whose leaves may be search domains
             (``uniform``, ``choice``, ``grid_search``, ...), nested dicts and lists.
         tune_config: How to search (metric, mode, samples, concurrency, ...).
@@ -114,6 +117,9 @@ class Tuner:
         """Validate and keep the arguments (no I/O)."""
         if trainable is None:
             raise ConfigError("Tuner needs a trainable (a function or a Trainable subclass)")
+        from atune.simulator import simulator_of
+
+        self._simulator = simulator_of(trainable)
         self._trainable_cls = as_trainable_class(trainable)
         self._tune_config = tune_config or TuneConfig()
         if not isinstance(self._tune_config, TuneConfig):
@@ -138,8 +144,8 @@ class Tuner:
         if param_space is None:
             param_space = {}
         validate_param_space(param_space, num_samples=self._tune_config.num_samples)
-        check_param_space(param_space, backend=self._tune_config.backend)
-        if self._tune_config.backend == "ray":  # in-process, nothing is serialised
+        check_param_space(param_space, backend=self._backend)
+        if self._backend == "ray":  # in-process, nothing is serialised
             check_trainable(self._trainable_cls)
         self._param_space = param_space
         self._check_checkpoint_config()
@@ -160,9 +166,15 @@ class Tuner:
         from atune.storage._experiment_dir import claim_experiment_dir, default_experiment_name
         from atune.storage._writer import create_journal
 
-        name = self._run_config.name or default_experiment_name(trainable_name(self._trainable_cls))
+        simulator = self._simulator
+        now = None
+        if simulator is not None:  # a deterministic name and uid: equal runs, equal journals
+            now = _dt.datetime.fromtimestamp(simulator.epoch, _dt.timezone.utc)
+        name = self._run_config.name or default_experiment_name(
+            trainable_name(self._trainable_cls), now
+        )
         path = claim_experiment_dir(self._storage_path, name)
-        uid = uuid.uuid4().hex[:5]
+        uid = uuid.uuid4().hex[:5] if simulator is None else simulator.uid
         spec = spec_for(
             name=path.name,
             trainable_name=trainable_name(self._trainable_cls),
@@ -180,6 +192,11 @@ class Tuner:
             shutil.rmtree(path, ignore_errors=True)  # leave no half-made experiment
             raise
         return path, uid
+
+    @property
+    def _backend(self) -> Literal["ray", "local"]:
+        """Where trials run: ``tune_config.backend``; a simulation is in-process."""
+        return "local" if self._simulator is not None else self._tune_config.backend
 
     @property
     def experiment_path(self) -> str:
@@ -363,7 +380,7 @@ class Tuner:
 
             lock = self._lock_experiment()  # fail at once when someone else runs it
             try:
-                if self._tune_config.backend == "ray":
+                if self._backend == "ray":
                     from atune.execution._ray import ensure_ray
 
                     ensure_ray()  # from the main thread, where Ray can install its handlers
@@ -447,6 +464,7 @@ class Tuner:
                 uid=self._uid,
                 restore=self._restore,
                 observers=observers,
+                simulator=self._simulator,
             )
         return self._results
 
@@ -615,6 +633,11 @@ def as_trainable_class(trainable: Any) -> type[Trainable]:
         ConfigError: ``trainable`` is neither a ``Trainable`` subclass nor a function
             taking a single ``config`` parameter.
     """
+    from atune.simulator import simulator_of
+
+    simulator = simulator_of(trainable)
+    if simulator is not None:
+        return simulator._trainable
     if inspect.isclass(trainable):
         if issubclass(trainable, Trainable):
             return trainable

@@ -118,8 +118,10 @@ class Driver:
         resumed: bool = False,
         signing_key: bytes = b"",
         clock: Clock | None = None,
+        flush_interval_s: float = _FLUSH_INTERVAL_S,
     ) -> None:
         self.core = core
+        self.flush_interval_s = flush_interval_s
         self.clock: Clock = clock if clock is not None else WallClock()
         self.pool = pool
         self.writer = writer
@@ -238,7 +240,7 @@ class Driver:
         return finished
 
     async def _flush_periodically(self, tg: TaskGroup) -> None:
-        """Flush every ``_FLUSH_INTERVAL_S``; a write failure ends the experiment.
+        """Flush every ``flush_interval_s`` (clock time); a write failure ends the experiment.
 
         A ``StorageError`` (full disk, file too large) is not retried: the experiment
         stops as if cancelled (runners killed, one last flush tried) and ``fit()`` raises
@@ -246,7 +248,7 @@ class Driver:
         from there once the disk has room.
         """
         while True:
-            await self.clock.sleep(_FLUSH_INTERVAL_S)
+            await self.clock.sleep(self.flush_interval_s)
             try:
                 await self._flush()
             except StorageError as exc:
