@@ -47,6 +47,9 @@ def test_the_docs_build_with_warnings_as_errors(tmp_path: Path) -> None:
     assert 'id="atune.Run.events"' in page  # the run handle's methods are documented
     # Sphinx roles in docstrings became links (docs/_ext/sphinx_roles.py), not raw text.
     assert ":class:`" not in page and ":meth:`" not in page
+    # ... and reStructuredText simple tables became tables (the hooks of Callback).
+    callbacks = (tmp_path / "reference" / "callbacks" / "index.html").read_text()
+    assert "<td><code>on_step_begin</code></td>" in callbacks
 
 
 @pytest.mark.parametrize("path", _markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))

@@ -6,8 +6,10 @@ atune's docstrings are Google style with Sphinx roles for cross references
 ``mkdocs.yml``) rewrites each role into an *optional* autorefs link before the docstrings
 are parsed: the name is resolved in the scope of the object the docstring belongs to, and
 becomes a link when the reference documents that object, or plain code otherwise (so a
-reference to a private helper never breaks the ``--strict`` build). A paragraph ending
-in ``::`` (reStructuredText's "a literal block follows") ends in ``:``.
+reference to a private helper never breaks the ``--strict`` build). Two more bits of
+reStructuredText become Markdown: a paragraph ending in ``::`` ("a literal block
+follows") ends in ``:``, and a simple table (columns drawn with ``====  ====`` borders,
+an optional header between the first two) becomes a Markdown table.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ _ROLE = re.compile(
 )
 _EXPLICIT_TITLE = re.compile(r"^(?P<title>.+?)\s*<(?P<target>[^<>]+)>$")
 _LITERAL_BLOCK = re.compile(r"(?<=\S)::(?=\n\s*\n)")
+_BORDER = re.compile(r"^ *=+(?: +=+)+ *$")
 
 
 def _walk(obj: Object) -> Iterator[Object]:
@@ -66,6 +69,56 @@ def _link(obj: Object, match: re.Match[str]) -> str:
     )
 
 
+def _cells(line: str, starts: list[int]) -> list[str]:
+    ends = [*starts[1:], len(line)]
+    return [line[a:b].strip() for a, b in zip(starts, ends, strict=True)]
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return [line(header), "|" + "---|" * len(header), *(line(row) for row in rows)]
+
+
+def _simple_tables(text: str) -> str:
+    """Each reStructuredText simple table of ``text`` as a Markdown table."""
+    lines = text.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        if not _BORDER.match(lines[i]):
+            out.append(lines[i])
+            i += 1
+            continue
+        starts = [m.start() for m in re.finditer(r"=+", lines[i])]
+        borders, rows, j = [i], [], i + 1
+        while j < len(lines):
+            if _BORDER.match(lines[j]):
+                borders.append(j)
+                if j + 1 >= len(lines) or not lines[j + 1].strip():
+                    break  # the closing border
+            elif lines[j].strip():
+                cells = _cells(lines[j], starts)
+                if cells[0] or not rows:
+                    rows.append((j, cells))
+                else:  # a continuation line: the first column is blank
+                    previous = rows[-1][1]
+                    for k, cell in enumerate(cells):
+                        if cell:
+                            previous[k] = f"{previous[k]} {cell}".strip()
+            j += 1
+        if len(borders) >= 3:  # a header row between the first two borders
+            header = next(c for line, c in rows if line < borders[1])
+            body = [c for line, c in rows if line > borders[1]]
+        else:
+            header, body = [""] * len(starts), [c for _, c in rows]
+        indent = " " * (len(lines[i]) - len(lines[i].lstrip()))
+        out.extend(indent + row for row in _markdown_table(header, body))
+        i = j + 1
+    return "\n".join(out)
+
+
 class SphinxRoles(Extension):
     """Rewrite the Sphinx roles of every docstring of the package once it is loaded."""
 
@@ -74,5 +127,8 @@ class SphinxRoles(Extension):
             docstring = obj.docstring
             if docstring is None:
                 continue
-            value = _ROLE.sub(lambda m, o=obj: _link(o, m), docstring.value)
+            value = docstring.value
+            if "==" in value:  # tables first: their columns are found by position
+                value = _simple_tables(value)
+            value = _ROLE.sub(lambda m, o=obj: _link(o, m), value)
             docstring.value = _LITERAL_BLOCK.sub(":", value)
