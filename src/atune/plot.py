@@ -12,7 +12,8 @@ Optuna's ``optuna.visualization.matplotlib``:
   metric, one line per trial, coloured by the metric.
 
 Each returns a new :class:`matplotlib.figure.Figure`: a notebook shows it when it is the
-cell's value, ``figure.savefig("curves.png")`` writes it. Figures are created directly,
+cell's value (once its figure display is on: ``%matplotlib inline``, or any import of
+``matplotlib.pyplot``), ``figure.savefig("curves.png")`` writes it. Figures are created directly,
 not through ``pyplot``, so no plotting window opens, pyplot's list of open figures does
 not grow, and a figure is freed like any other object once it is no longer referenced.
 

@@ -189,8 +189,9 @@ class JupyterNotebookReporter(TuneReporterBase):
     """Progress in a notebook: one output with an HTML table, updated in place.
 
     Args:
-        overwrite: Update one output in place (default); ``False`` adds one per report.
-        **options: See the module docstring.
+        **options: The common options (see the module docstring), and ``overwrite``:
+            update one output in place (the default, ``True``); ``False`` adds one
+            output per report.
     """
 
     _extra_options = ("overwrite",)
