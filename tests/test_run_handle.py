@@ -160,6 +160,8 @@ async def test_cancel_is_clean_and_restore_completes(storage: str, gate: str) ->
         run.cancel()
         partial = await run.wait()
     assert run.state == "cancelled" and run.status().state == "cancelled"
+    # Nothing runs any more: the trials it stopped are counted as interrupted, not RUNNING.
+    assert run.status().trials_by_status == {"INTERRUPTED": 2}
     assert len(partial) == 2
     _GATES[gate].set()
     restored = tune.Tuner.restore(run.experiment_path, _gated)

@@ -67,6 +67,9 @@ __all__ = ["BestResult", "EventStream", "Run", "RunStatus"]
 BUFFER_SIZE = 10_000
 """Unread events a subscriber may hold before the oldest are dropped (the default)."""
 
+INTERRUPTED = "INTERRUPTED"
+"""How :meth:`Run.status` counts the unfinished trials of a cancelled or failed run."""
+
 RunState = Literal["not_started", "running", "finished", "failed", "cancelled"]
 
 
@@ -98,6 +101,8 @@ class RunStatus(msgspec.Struct, frozen=True, kw_only=True):
         num_trials: Trials created so far (restored ones included).
         trials_by_status: How many trials are in each status (``PENDING``,
             ``RUNNING``, ``TERMINATED``, ``ERROR``, ...), from the controller's own trials.
+            Once a run was cancelled or failed, its unfinished trials count as
+            ``INTERRUPTED``: nothing runs them, and ``Tuner.restore`` resumes them.
         num_events: Events of this run so far.
         num_results: Results reported in this run so far.
         best: The best result so far (None without a metric or before any result).
@@ -437,9 +442,13 @@ class Run:
     def status(self) -> RunStatus:
         """A snapshot: state, trials by status, counts and the best result so far."""
         trials = list(self._sink.trials)
+        ended = self.state in ("cancelled", "failed")
         by_status: dict[str, int] = {}
         for trial in trials:
-            by_status[trial.status] = by_status.get(trial.status, 0) + 1
+            # A run that ended early left its unfinished trials as the journal has them
+            # (what Tuner.restore resumes), but none of them runs any more.
+            status = INTERRUPTED if ended and not trial.is_finished else trial.status
+            by_status[status] = by_status.get(status, 0) + 1
         error = None
         task = self._task
         if task is not None and task.done() and not task.cancelled():
