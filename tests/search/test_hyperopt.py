@@ -339,6 +339,7 @@ def test_missing_metric_or_mode_names_the_parameter(
         ({"random_state_seed": "7"}, TypeError, "random_state_seed must be an int"),
         ({"points_to_evaluate": [1]}, TypeError, "must be a dict, got 1"),
         ({"space": [1, 2]}, TypeError, "space must be a dict"),
+        ({"space": {"k": 1}}, ConfigError, "no HyperOpt expression or atune domain"),
     ],
 )
 def test_bad_arguments_name_the_parameter(

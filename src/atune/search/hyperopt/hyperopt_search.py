@@ -116,6 +116,12 @@ class HyperOptSearch(Searcher):
             random_state_seed = int(np.random.default_rng().integers(2**32))
         self._seed = int(random_state_seed)
         self._converted: Converted | None = _space_of(space)
+        if self._converted is None and isinstance(space, dict) and space:
+            raise ConfigError(
+                "HyperOptSearch: space holds no HyperOpt expression or atune domain, only "
+                f"constants: {space!r}; put constants in param_space",
+                value=space,
+            )
         self._domain: Domain | None = None
         self._trials = Trials()
         self._docs: dict[int, dict[str, Any]] = {}
