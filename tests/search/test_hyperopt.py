@@ -488,3 +488,26 @@ def test_driver_sigkill_then_restore_continues_the_search(storage: str, tmp_path
         run_config=tune.RunConfig(storage_path=str(tmp_path / "again"), verbose=0),
     ).fit()
     assert got == [r.config for r in sorted(uninterrupted, key=lambda r: r.path)]
+
+
+def test_concurrent_trials_and_wrappers(storage: str) -> None:
+    from atune.search import ConcurrencyLimiter, Repeater
+
+    searcher = HyperOptSearch(random_state_seed=3, n_initial_points=2)
+    results = tune.Tuner(
+        quadratic,
+        param_space=SPACE,
+        tune_config=tune.TuneConfig(
+            search_alg=Repeater(ConcurrencyLimiter(searcher, 2, batch=True), repeat=2),
+            num_samples=8,
+            max_concurrent_trials=4,
+            metric="loss",
+            mode="min",
+            backend="local",
+        ),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    assert len(results) == 8 and results.num_errors == 0
+    configs = [{k: v for k, v in c.items() if k != "__trial_index__"} for c in _configs(results)]
+    assert len({c["x"] for c in configs}) == 4  # each config ran twice
+    assert [d["state"] for d in searcher.trials.trials] == [hyperopt.JOB_STATE_DONE] * 4
