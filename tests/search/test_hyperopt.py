@@ -72,6 +72,13 @@ def _drive(searcher: HyperOptSearch, n: int, start: int = 0) -> list[dict[str, A
     return out
 
 
+def _drive_m(searcher: HyperOptSearch, i: int) -> dict[str, Any]:
+    config = searcher.suggest(str(i))
+    assert isinstance(config, dict)
+    searcher.on_trial_complete(str(i), {"m": 1.0})
+    return config
+
+
 # ------------------------------------------------------------------------- conversion
 def _samples(domain: Any, n: int = 300) -> set[Any]:
     space = convert_search_space({"p": domain}).space
@@ -144,6 +151,12 @@ def test_nested_choices_keep_rays_labels_and_run(storage: str) -> None:
     }
     paths = convert_search_space(space).paths
     assert paths["opt/lr"] == "opt/lr" and paths["opt/1/lr"] == "opt/lr"
+    deeper = {
+        "o": tune.choice([{"a": {"b": tune.uniform(0, 1)}}, {"a": {"b": tune.uniform(2, 3)}}])
+    }
+    assert convert_search_space(deeper).paths == {"o": "o", "o/a/b": "o/a/b", "o/1/a/b": "o/a/b"}
+    searcher = HyperOptSearch(deeper, metric="m", mode="min", random_state_seed=0)
+    assert {_drive_m(searcher, i)["o"]["a"]["b"] >= 2 for i in range(12)} == {True, False}
     results = _fit(
         HyperOptSearch(random_state_seed=0), storage, num_samples=12, param_space=space,
         metric="loss", mode="min",

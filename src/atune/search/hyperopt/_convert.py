@@ -127,11 +127,14 @@ class _Converter:
     def __init__(self) -> None:
         self.paths: dict[str, str] = {}
 
-    def label(self, wanted: str, fallback: str, path: str) -> str:
-        """``wanted`` (Ray's label), or ``fallback`` if another branch already took it."""
-        label = wanted if wanted not in self.paths else fallback
+    def label(self, label: str, path: str) -> str:
+        """Record that ``label`` decides the config key ``path``."""
         self.paths[label] = path
         return label
+
+    def taken(self, prefix: str) -> bool:
+        """Whether a label ``prefix`` or under it exists already (another branch)."""
+        return any(x == prefix or x.startswith(prefix + "/") for x in self.paths)
 
     def node(self, node: Any, label: str, path: str) -> Any:
         if isinstance(node, Apply):
@@ -157,10 +160,10 @@ class _Converter:
                 value=path,
             )
         if isinstance(domain, Categorical) and isinstance(domain.get_sampler(), Uniform):
-            name = self.label(label, label, path)
+            name = self.label(label, path)
             options = [self.category(v, name, i, path) for i, v in enumerate(domain.categories)]
             return hp.choice(name, options)
-        return _expression(self.label(label, label, path), path, domain)
+        return _expression(self.label(label, path), path, domain)
 
     def category(self, value: Any, choice: str, index: int, path: str) -> Any:
         """A dict category keeps the choice's label as its prefix (Ray), unless taken."""
@@ -168,11 +171,11 @@ class _Converter:
             out = {}
             for key, item in value.items():
                 wanted = _join(choice, key)
-                label = wanted if wanted not in self.paths else _join(f"{choice}/{index}", key)
+                label = _join(f"{choice}/{index}", key) if self.taken(wanted) else wanted
                 out[key] = self.node(item, label, _join(path, key))
             return out
         if isinstance(value, Domain) and not isinstance(value, Categorical):
-            return _expression(self.label(f"{choice}/{index}", "", path), path, value)
+            return _expression(self.label(f"{choice}/{index}", path), path, value)
         if has_domains(value):
             return self.node(value, f"{choice}/{index}", path)
         return Literal(value)

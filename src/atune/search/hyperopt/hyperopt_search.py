@@ -33,7 +33,12 @@ from hyperopt.pyll import Apply, rec_eval
 from atune._log import get_logger
 from atune.errors import ConfigError
 from atune.search._codec import decode_space, encode_space
-from atune.search.hyperopt._convert import Converted, convert_search_space, point_to_vals
+from atune.search.hyperopt._convert import (
+    Converted,
+    convert_search_space,
+    has_domains,
+    point_to_vals,
+)
 from atune.search.searcher import Searcher
 
 __all__ = ["HyperOptSearch"]
@@ -384,8 +389,6 @@ def _has_apply(space: Any) -> bool:
 
 def _space_of(space: Any) -> Converted | None:
     """The converted space, or None when there is none (yet)."""
-    from atune.search.hyperopt._convert import has_domains
-
     if space is None or (isinstance(space, dict) and not space):
         return None
     if isinstance(space, Apply):
