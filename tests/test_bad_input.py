@@ -251,3 +251,195 @@ def test_a_sampled_value_that_does_not_pickle_fails_only_its_trial_on_ray(storag
     (error,) = results.errors
     assert isinstance(error, NotSerializableError)
     assert "'opt.k'" in str(error) and "_thread.lock" in str(error)
+
+
+# ------------------------------------------------- schedulers and searchers (issue 11)
+def _asha(**kwargs: Any) -> Any:
+    from atune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(**kwargs)
+
+
+def _median(**kwargs: Any) -> Any:
+    from atune.schedulers import MedianStoppingRule
+
+    return MedianStoppingRule(**kwargs)
+
+
+def _optuna(**kwargs: Any) -> Any:
+    from atune.search.optuna import OptunaSearch
+
+    return OptunaSearch(**kwargs)
+
+
+def _hyperopt(**kwargs: Any) -> Any:
+    from atune.search.hyperopt import HyperOptSearch
+
+    return HyperOptSearch(**kwargs)
+
+
+def _limited(searcher: Any) -> Any:
+    from atune.search import ConcurrencyLimiter
+
+    return ConcurrencyLimiter(searcher, max_concurrent=1)
+
+
+def _repeated(searcher: Any) -> Any:
+    from atune.search import Repeater
+
+    return Repeater(searcher, repeat=2)
+
+
+GRID = {"lr": tune.grid_search([0.1, 0.2])}
+
+# At construction: (build, error type, what the message must show).
+SCHEDULING_AT_CONSTRUCTION: dict[str, tuple[Callable[[], Any], type[Exception], str]] = {
+    "asha-grace-period-above-max-t": (
+        lambda: _asha(grace_period=10, max_t=5),
+        ValueError,
+        "grace_period (10) must be <= max_t (5)",
+    ),
+    "asha-reduction-factor-1": (
+        lambda: _asha(reduction_factor=1),
+        ValueError,
+        "reduction_factor must be > 1, got 1",
+    ),
+    "asha-reduction-factor-0.5": (
+        lambda: _asha(reduction_factor=0.5),
+        ValueError,
+        "reduction_factor must be > 1, got 0.5",
+    ),
+    "asha-max-t-str": (lambda: _asha(max_t="9"), TypeError, "max_t must be a number, got '9'"),
+    "asha-mode": (lambda: _asha(mode="maximize"), ValueError, "'maximize'"),
+    "median-mode": (lambda: _median(mode="best"), ValueError, "'best'"),
+    "optuna-grid-in-space": (
+        lambda: _optuna(space=GRID, metric="m", mode="min"),
+        ValueError,
+        "grid_search at 'lr'",
+    ),
+    "hyperopt-grid-in-space": (
+        lambda: _hyperopt(space=GRID, metric="m", mode="min"),
+        ValueError,
+        "grid_search at 'lr'",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "shown"),
+    list(SCHEDULING_AT_CONSTRUCTION.values()),
+    ids=list(SCHEDULING_AT_CONSTRUCTION),
+)
+def test_scheduler_and_searcher_arguments_are_checked_at_construction(
+    build: Callable[[], Any], error: type[Exception], shown: str
+) -> None:
+    if "_optuna" in build.__code__.co_names:
+        pytest.importorskip("optuna")
+    if "_hyperopt" in build.__code__.co_names:
+        pytest.importorskip("hyperopt")
+    with pytest.raises(error, match=re.escape(shown)):
+        build()
+
+
+def _no_trial_started(storage: str) -> None:
+    """``Tuner`` claimed its directory, but ``fit()`` created no trial in it."""
+    for experiment in Path(storage).iterdir():
+        assert [p.name for p in experiment.iterdir() if p.is_dir()] == []
+        journal = experiment / "events.jsonl"
+        assert not journal.exists() or "trial_created" not in journal.read_text()
+
+
+# At the start of fit(): (TuneConfig arguments, param_space, what the message must show).
+SCHEDULING_AT_FIT: dict[str, tuple[Callable[[], dict[str, Any]], dict[str, Any], str]] = {
+    "asha-no-metric-no-mode": (lambda: {"scheduler": _asha()}, {}, "has no metric and mode"),
+    "asha-no-mode": (lambda: {"scheduler": _asha(metric="score")}, {}, "has no mode"),
+    "asha-only-tune-config-mode": (
+        lambda: {"scheduler": _asha(), "mode": "max"},
+        {},
+        "AsyncHyperBandScheduler has no metric",
+    ),
+    "median-no-metric": (
+        lambda: {"scheduler": _median(mode="max")},
+        {},
+        "MedianStoppingRule has no metric",
+    ),
+    "asha-metric-on-both": (
+        lambda: {"scheduler": _asha(metric="score", mode="max"), "metric": "acc"},
+        {},
+        "metric is set both on AsyncHyperBandScheduler (metric='score') and on TuneConfig "
+        "(metric='acc')",
+    ),
+    "median-mode-on-both": (
+        lambda: {"scheduler": _median(metric="score", mode="max"), "mode": "min"},
+        {},
+        "mode is set both on MedianStoppingRule (mode='max') and on TuneConfig (mode='min')",
+    ),
+    "optuna-no-metric": (
+        lambda: {"search_alg": _optuna(mode="min")},
+        {"x": tune.uniform(0, 1)},
+        "OptunaSearch needs a metric",
+    ),
+    "optuna-no-mode": (
+        lambda: {"search_alg": _optuna(), "metric": "score"},
+        {"x": tune.uniform(0, 1)},
+        "OptunaSearch needs a mode",
+    ),
+    "optuna-metric-on-both": (
+        lambda: {"search_alg": _optuna(metric="score", mode="max"), "metric": "acc"},
+        {"x": tune.uniform(0, 1)},
+        "metric is set both on OptunaSearch (metric='score') and on TuneConfig (metric='acc')",
+    ),
+    "optuna-grid-in-param-space": (
+        lambda: {"search_alg": _optuna(metric="score", mode="max")},
+        GRID,
+        "grid_search at 'lr'",
+    ),
+    "limited-optuna-no-metric": (
+        lambda: {"search_alg": _limited(_optuna(mode="max"))},
+        {"x": tune.uniform(0, 1)},
+        "OptunaSearch needs a metric",
+    ),
+    "repeated-optuna-metric-on-both": (
+        lambda: {"search_alg": _repeated(_optuna(metric="score", mode="max")), "metric": "acc"},
+        {"x": tune.uniform(0, 1)},
+        "on OptunaSearch (metric='score')",
+    ),
+    "hyperopt-no-mode": (
+        lambda: {"search_alg": _hyperopt(metric="score")},
+        {"x": tune.uniform(0, 1)},
+        "HyperOptSearch needs a mode",
+    ),
+    "hyperopt-metric-on-both": (
+        lambda: {"search_alg": _hyperopt(metric="score", mode="max"), "metric": "acc"},
+        {"x": tune.uniform(0, 1)},
+        "on HyperOptSearch (metric='score') and on TuneConfig (metric='acc')",
+    ),
+    "hyperopt-grid-in-param-space": (
+        lambda: {"search_alg": _hyperopt(metric="score", mode="max")},
+        GRID,
+        "grid_search at 'lr'",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("tune_kwargs", "space", "shown"), list(SCHEDULING_AT_FIT.values()), ids=list(SCHEDULING_AT_FIT)
+)
+def test_scheduler_and_searcher_settings_fail_before_any_trial(
+    storage: str, tune_kwargs: Callable[[], dict[str, Any]], space: dict[str, Any], shown: str
+) -> None:
+    names = tune_kwargs.__code__.co_names
+    if "_optuna" in names:
+        pytest.importorskip("optuna")
+    if "_hyperopt" in names:
+        pytest.importorskip("hyperopt")
+    tuner = Tuner(
+        train_fn,
+        param_space=space,
+        tune_config=TuneConfig(backend="local", **tune_kwargs()),
+        run_config=RunConfig(name="bad", storage_path=storage),
+    )
+    with pytest.raises(ConfigError, match=re.escape(shown)) as info:
+        tuner.fit()
+    assert isinstance(info.value, ValueError)
+    _no_trial_started(storage)

@@ -54,6 +54,7 @@ EXTRA_MODULES = {
     "atune.logger.tensorboardx": "tensorboardX",
     "atune.integrations.mlflow": "mlflow",
     "atune.integrations.wandb": "wandb",
+    "atune.search.hyperopt": "hyperopt",
 }
 PUBLIC_MODULES += [
     name for name, needs in EXTRA_MODULES.items() if importlib.util.find_spec(needs) is not None

@@ -106,9 +106,23 @@ def _scheduler(tune_config: TuneConfig) -> TrialScheduler:
             f"TuneConfig.scheduler must be a TrialScheduler, got {scheduler!r}", value=scheduler
         )
     if not scheduler.set_search_properties(tune_config.metric, tune_config.mode):
+        name = type(scheduler).__name__
+        clashes = [
+            f"{key} is set both on {name} ({key}={mine!r}) and on TuneConfig ({key}={theirs!r})"
+            for key, mine, theirs in (
+                ("metric", scheduler.metric, tune_config.metric),
+                ("mode", scheduler.mode, tune_config.mode),
+            )
+            if mine is not None and theirs is not None and mine != theirs
+        ] or [
+            f"{name}'s metric/mode ({scheduler.metric!r}/{scheduler.mode!r}) conflict with "
+            f"TuneConfig ({tune_config.metric!r}/{tune_config.mode!r})"
+        ]
         raise ConfigError(
-            f"the scheduler's metric/mode ({scheduler.metric!r}/{scheduler.mode!r}) conflict "
-            f"with TuneConfig ({tune_config.metric!r}/{tune_config.mode!r}); set them in one place"
+            "; ".join(clashes) + "; set it in one place",
+            value=tune_config.metric
+            if scheduler.metric != tune_config.metric
+            else tune_config.mode,
         )
     if scheduler.requires_metric and (scheduler.metric is None or scheduler.mode is None):
         missing = " and ".join(

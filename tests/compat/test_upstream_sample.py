@@ -1,8 +1,9 @@
 """Ray Tune's ``tests/test_sample.py`` (the search-space part), asserted against atune.
 
-The ``testConvert*`` tests of that file translate spaces for external searchers (Ax,
-BayesOpt, BOHB, Dragonfly, HEBO, HyperOpt, Nevergrad, Optuna, SkOpt, ZOOpt), which atune
-does not ship yet; see docs/compatibility.md.
+The ``testConvert*`` tests of that file translate spaces for external searchers. The
+HyperOpt ones are here (atune ships ``HyperOptSearch``); those of searchers atune does not
+ship (Ax, BayesOpt, BOHB, Dragonfly, HEBO, Nevergrad, SkOpt, ZOOpt) are not; see
+docs/compatibility.md.
 """
 
 from __future__ import annotations
@@ -29,39 +30,46 @@ def _variants(space: dict[str, Any], count: int) -> list[dict[str, Any]]:
     return configs
 
 
+EVERY_PRIMITIVE: dict[str, Any] = {
+    "func": tune.sample_from(lambda config: config["uniform"] * 0.01),
+    "uniform": tune.uniform(-5, -1),
+    "quniform": tune.quniform(3.2, 5.4, 0.2),
+    "loguniform": tune.loguniform(1e-4, 1e-2),
+    "qloguniform": tune.qloguniform(1e-4, 1e-1, 5e-5),
+    "choice": tune.choice([2, 3, 4]),
+    "randint": tune.randint(-9, 15),
+    "lograndint": tune.lograndint(1, 10),
+    "qrandint": tune.qrandint(-21, 12, 3),
+    "qlograndint": tune.qlograndint(2, 20, 2),
+    "randn": tune.randn(10, 2),
+    "qrandn": tune.qrandn(10, 2, 0.2),
+}
+
+
+def _assert_in_domain(out: dict[str, Any]) -> None:
+    """Each primitive of EVERY_PRIMITIVE (but ``func``) drew a value in its domain."""
+    assert -5 <= out["uniform"] < -1
+    assert 3.2 <= out["quniform"] <= 5.4
+    assert out["quniform"] / 0.2 == pytest.approx(round(out["quniform"] / 0.2))
+    assert 1e-4 <= out["loguniform"] < 1e-2
+    assert 1e-4 <= out["qloguniform"] <= 1e-1
+    assert out["qloguniform"] / 5e-5 == pytest.approx(round(out["qloguniform"] / 5e-5))
+    assert out["choice"] in (2, 3, 4)
+    assert isinstance(out["randint"], int) and -9 <= out["randint"] < 15
+    assert isinstance(out["lograndint"], int) and 1 <= out["lograndint"] < 10
+    assert isinstance(out["qrandint"], int) and -21 <= out["qrandint"] <= 12
+    assert out["qrandint"] % 3 == 0
+    assert isinstance(out["qlograndint"], int) and 2 <= out["qlograndint"] <= 20
+    assert out["qlograndint"] % 2 == 0
+    assert 0 < out["randn"] < 20  # five standard deviations either side
+    assert 0 < out["qrandn"] < 20
+    assert out["qrandn"] / 0.2 == pytest.approx(round(out["qrandn"] / 0.2))
+
+
 def test_every_sampling_primitive_stays_in_its_domain() -> None:
-    space = {
-        "func": tune.sample_from(lambda config: config["uniform"] * 0.01),
-        "uniform": tune.uniform(-5, -1),
-        "quniform": tune.quniform(3.2, 5.4, 0.2),
-        "loguniform": tune.loguniform(1e-4, 1e-2),
-        "qloguniform": tune.qloguniform(1e-4, 1e-1, 5e-5),
-        "choice": tune.choice([2, 3, 4]),
-        "randint": tune.randint(-9, 15),
-        "lograndint": tune.lograndint(1, 10),
-        "qrandint": tune.qrandint(-21, 12, 3),
-        "qlograndint": tune.qlograndint(2, 20, 2),
-        "randn": tune.randn(10, 2),
-        "qrandn": tune.qrandn(10, 2, 0.2),
-    }
-    for out in _variants(space, 300):
+    for out in _variants(EVERY_PRIMITIVE, 300):
         assert out["func"] == pytest.approx(out["uniform"] * 0.01)
-        assert -5 <= out["uniform"] < -1
-        assert 3.2 <= out["quniform"] <= 5.4
-        assert out["quniform"] / 0.2 == pytest.approx(round(out["quniform"] / 0.2))
-        assert 1e-4 <= out["loguniform"] < 1e-2
-        assert 1e-4 <= out["qloguniform"] <= 1e-1
-        assert out["qloguniform"] / 5e-5 == pytest.approx(round(out["qloguniform"] / 5e-5))
-        assert out["choice"] in (2, 3, 4)
-        assert isinstance(out["randint"], int) and -9 <= out["randint"] < 15
-        assert isinstance(out["lograndint"], int) and 1 <= out["lograndint"] < 10
-        assert isinstance(out["qrandint"], int) and -21 <= out["qrandint"] <= 12
-        assert out["qrandint"] % 3 == 0
-        assert isinstance(out["qlograndint"], int) and 2 <= out["qlograndint"] <= 20
-        assert out["qlograndint"] % 2 == 0
-        assert 0 < out["randn"] < 20  # five standard deviations either side
-        assert 0 < out["qrandn"] < 20
-        assert out["qrandn"] / 0.2 == pytest.approx(round(out["qrandn"] / 0.2))
+        _assert_in_domain(out)
 
 
 def test_bounded_float_one_sampler_and_log_needs_positive_bounds() -> None:
@@ -160,3 +168,105 @@ def test_numpy_seed_makes_sampled_configs_reproducible(storage: str) -> None:
     first, second = run(), run()
     assert len(first) == 8
     assert first == second
+
+
+# --------------------------------------------------------------------------- HyperOpt
+def _mock_objective(config: dict[str, Any]) -> dict[str, float]:
+    return {"a": 1.0}
+
+
+def test_convert_hyperopt_matches_a_hand_written_space(storage: str) -> None:
+    pytest.importorskip("hyperopt")
+    from hyperopt import hp
+
+    from atune.search.hyperopt import HyperOptSearch
+
+    with pytest.raises(ValueError):
+        HyperOptSearch(space={"grid": tune.grid_search([0, 1])}, metric="a", mode="max")
+    space = {
+        "a": Categorical([2, 3, 4]).uniform(),
+        "b": {"x": Integer(-15, -10), "y": 4, "z": Float(1e-4, 1e-2).loguniform()},
+    }
+    by_hand = {
+        "a": hp.choice("a", [2, 3, 4]),
+        "b": {
+            "x": hp.uniformint("b/x", -15, -11),
+            "y": 4,
+            "z": hp.loguniform("b/z", np.log(1e-4), np.log(1e-2)),
+        },
+    }
+    first = HyperOptSearch(space=space, random_state_seed=1234, metric="a", mode="max")
+    second = HyperOptSearch(space=by_hand, random_state_seed=1234, metric="a", mode="max")
+    config = first.suggest("0")
+    assert config == second.suggest("0")
+    assert config["a"] in (2, 3, 4) and config["b"]["x"] in range(-15, -10)
+    assert config["b"]["y"] == 4 and 1e-4 < config["b"]["z"] < 1e-2
+
+    results = tune.Tuner(
+        _mock_objective,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            search_alg=HyperOptSearch(metric="a", mode="max"), num_samples=1, backend="local"
+        ),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    assert results[0].config["a"] in (2, 3, 4)
+
+    mixed = HyperOptSearch(
+        space={"a": tune.uniform(5, 6), "b": hp.uniform("b", 8, 9)}, metric="a", mode="max"
+    )
+    config = mixed.suggest("0")
+    assert 5 <= config["a"] <= 6 and 8 <= config["b"] <= 9
+
+
+def test_convert_hyperopt_nested_choices(storage: str) -> None:
+    pytest.importorskip("hyperopt")
+    from atune.search.hyperopt import HyperOptSearch
+
+    space = {
+        "a": 1,
+        "dict_nested": Categorical(
+            [{"a": Categorical(["M", "N"]).uniform(), "b": Categorical(["O", "P"]).uniform()}]
+        ).uniform(),
+        "list_nested": Categorical(
+            [
+                [Categorical(["M", "N"]).uniform(), Categorical(["O", "P"]).uniform()],
+                [Categorical(["Q", "R"]).uniform(), Categorical(["S", "T"]).uniform()],
+            ]
+        ).uniform(),
+        "domain_nested": Categorical(
+            [Categorical(["M", "N"]).uniform(), Categorical(["O", "P"]).uniform()]
+        ).uniform(),
+    }
+    results = tune.Tuner(
+        _mock_objective,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            search_alg=HyperOptSearch(metric="a", mode="max"), num_samples=10, backend="local"
+        ),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    assert len(results) == 10 and results.num_errors == 0
+    for result in results:
+        config = result.config
+        assert config["dict_nested"]["a"] in ("M", "N")
+        assert config["dict_nested"]["b"] in ("O", "P")
+        assert isinstance(config["list_nested"], list)  # Ray Tune's conversion: a dict
+        if config["list_nested"][0] in ("M", "N"):
+            assert config["list_nested"][1] in ("O", "P")
+        else:
+            assert config["list_nested"][0] in ("Q", "R")
+            assert config["list_nested"][1] in ("S", "T")
+        assert config["domain_nested"] in ("M", "N", "O", "P")
+
+
+def test_sample_bounds_hyperopt() -> None:
+    pytest.importorskip("hyperopt")
+    from atune.search.hyperopt import HyperOptSearch
+
+    space = {k: v for k, v in EVERY_PRIMITIVE.items() if k != "func"}
+    searcher = HyperOptSearch(space=space, metric="a", mode="max", n_initial_points=1000)
+    for i in range(300):
+        config = searcher.suggest(f"trial_{i}")
+        assert isinstance(config, dict)
+        _assert_in_domain(config)

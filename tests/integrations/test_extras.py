@@ -17,6 +17,7 @@ import pytest
         ("atune.integrations.mlflow", "mlflow", "mlflow"),
         ("atune.integrations.wandb", "wandb", "wandb"),
         ("atune.search.optuna", "optuna", "optuna"),
+        ("atune.search.hyperopt", "hyperopt", "hyperopt"),
     ],
 )
 def test_import_without_the_extra_names_it(module: str, blocked: str, extra: str) -> None:

@@ -5,7 +5,8 @@
 * :class:`BasicVariantGenerator`: the default random and grid search.
 * :class:`Searcher`: the extension point for optimizers; :class:`ConcurrencyLimiter`
   wraps one, :class:`Repeater` repeats its configs, :class:`SearchGenerator` runs one for
-  the controller. Optuna lives in ``atune.search.optuna`` (the ``optuna`` extra).
+  the controller. Optuna lives in ``atune.search.optuna`` (the ``optuna`` extra),
+  HyperOpt in ``atune.search.hyperopt`` (the ``hyperopt`` extra).
 * :class:`SearchAlgorithm`, :class:`Suggestion` and :data:`FINISHED`: the protocol the
   controller consumes; :func:`validate_param_space` checks a space early, at ``Tuner(...)``.
 """

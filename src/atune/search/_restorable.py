@@ -27,6 +27,7 @@ _TABLE = ClassTable(
         "ConcurrencyLimiter": "atune.search.concurrency_limiter",
         "Repeater": "atune.search.repeater",
         "OptunaSearch": "atune.search.optuna.optuna_search",
+        "HyperOptSearch": "atune.search.hyperopt.hyperopt_search",
     },
     wrapped="searcher",
     args_required=True,
