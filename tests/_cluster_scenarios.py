@@ -38,7 +38,10 @@ from typing import Any
 
 import ray
 from ray.cluster_utils import Cluster
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from ray.util.scheduling_strategies import (
+    NodeAffinitySchedulingStrategy,
+    PlacementGroupSchedulingStrategy,
+)
 
 import atune as tune
 from atune.execution.placement_groups import PlacementGroupFactory
@@ -47,6 +50,8 @@ from atune.execution.placement_groups import PlacementGroupFactory
 # broken run only; a working one ends them as soon as the expected peak is seen.
 _MAX_WAIT_ITERATIONS = 300
 _LOSS_ITERATIONS = 25
+# A scenario's fit() that runs longer has hung (a working one takes well under a minute).
+_FIT_LIMIT_S = 180
 
 
 @ray.remote(num_cpus=0)
@@ -101,8 +106,16 @@ def _where() -> str:
 
 
 def bundles_nodes(config: dict[str, Any]) -> None:
-    """Reports the node of its actor and of one task per further bundle."""
-    others = ray.get([_where.remote() for _ in config["case"]["bundles"][1:]])
+    """Reports the node of its actor (bundle 0) and of one task in each further bundle."""
+    group = ray.util.get_current_placement_group()
+    others = ray.get(
+        [
+            _where.options(
+                scheduling_strategy=PlacementGroupSchedulingStrategy(group, index)
+            ).remote()
+            for index in range(1, len(config["case"]["bundles"]))
+        ]
+    )
     tune.report({"nodes": ",".join([_node(), *others])})
 
 
@@ -155,7 +168,9 @@ def _fit_while(tuner: tune.Tuner, act: Callable[[threading.Thread], None]) -> tu
     try:
         act(thread)
     finally:
-        thread.join()
+        thread.join(_FIT_LIMIT_S)
+    if thread.is_alive():  # the cluster's shutdown ends it
+        raise TimeoutError(f"fit() did not return within {_FIT_LIMIT_S} s")
     if "error" in box:
         raise box["error"]
     return box["results"]  # type: ignore[no-any-return]
