@@ -25,7 +25,6 @@ Each scenario's outcome (or its traceback) goes into the JSON under its name.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import tempfile
@@ -186,7 +185,10 @@ def _trials(results: tune.ResultGrid) -> list[dict[str, Any]]:
             {
                 "trial_id": rows[-1]["trial_id"] if rows else None,
                 "error": None if result.error is None else str(result.error),
-                "rows": [{k: row.get(k) for k in ("i", "node", "peak", "nodes", "training_iteration")} for row in rows],
+                "rows": [
+                    {k: row.get(k) for k in ("i", "node", "peak", "nodes", "training_iteration")}
+                    for row in rows
+                ],
             }
         )
     return out
@@ -223,7 +225,7 @@ def join(cluster: Cluster, storage: str, head: str, out: dict[str, Any]) -> None
 
 def placement(cluster: Cluster, storage: str, head: str, out: dict[str, Any]) -> None:
     out["node_b"] = cluster.add_node(num_cpus=1).node_id
-    live = _counter("live_placement", head)  # kept: a dropped handle ends the actor
+    live = _counter("live_placement", head)  # held: a dropped handle ends the actor
     singles = tune.Tuner(
         until_peak,
         param_space={"counter": "live_placement", "peak": 4},
@@ -231,6 +233,7 @@ def placement(cluster: Cluster, storage: str, head: str, out: dict[str, Any]) ->
         run_config=tune.RunConfig(storage_path=storage, name="singles", verbose=0),
     ).fit()
     out["singles"] = _trials(singles)
+    out["singles_peak"] = ray.get(live.get_peak.remote())
     pack, spread = [{"CPU": 1}] * 2, [{"CPU": 1}] * 3
     groups = tune.Tuner(
         tune.with_resources(bundles_nodes, _pgf),
@@ -248,7 +251,11 @@ def placement(cluster: Cluster, storage: str, head: str, out: dict[str, Any]) ->
         run_config=tune.RunConfig(storage_path=storage, name="groups", verbose=0),
     ).fit()
     out["groups"] = [
-        {"strategy": r.config["case"]["strategy"], "error": r.error and str(r.error), "nodes": r.metrics.get("nodes")}
+        {
+            "strategy": r.config["case"]["strategy"],
+            "error": r.error and str(r.error),
+            "nodes": r.metrics.get("nodes"),
+        }
         for r in groups
     ]
 
@@ -260,7 +267,9 @@ def loss(cluster: Cluster, storage: str, head: str, out: dict[str, Any], node_a:
         while fitting.is_alive():
             progress = ray.get(live.get_progress.remote())
             if any(node == node_a.node_id and i >= 3 for i, node in progress.values()):
-                out["lost_trials"] = sorted(t for t, (_, node) in progress.items() if node == node_a.node_id)
+                out["lost_trials"] = sorted(
+                    t for t, (_, node) in progress.items() if node == node_a.node_id
+                )
                 cluster.remove_node(node_a, allow_graceful=False)
                 return
             time.sleep(0.05)
@@ -313,7 +322,9 @@ def main() -> None:
             out["seconds"] = round(time.monotonic() - started, 1)
             started = time.monotonic()
         out = report["loss"] = {}
-        node_a = next((n for n in cluster.worker_nodes if n.node_id == report["join"].get("node_a")), None)
+        node_a = next(
+            (n for n in cluster.worker_nodes if n.node_id == report["join"].get("node_a")), None
+        )
         try:
             if node_a is None:
                 raise RuntimeError("node A never joined")

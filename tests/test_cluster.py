@@ -83,7 +83,7 @@ def test_single_bundle_trials_fill_every_node(cluster_run: dict[str, Any]) -> No
     placement = _scenario(cluster_run, "placement")
     singles = placement["singles"]
     assert all(t["error"] is None for t in singles), [t["error"] for t in singles]
-    assert max(row["peak"] for t in singles for row in t["rows"]) == 4
+    assert placement["singles_peak"] == 4
     per_node = Counter(t["rows"][0]["node"] for t in singles)
     node_a, node_b = cluster_run["join"]["node_a"], placement["node_b"]
     assert per_node == {cluster_run["head"]: 1, node_a: 2, node_b: 1}
