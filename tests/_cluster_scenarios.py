@@ -43,6 +43,7 @@ from ray.util.scheduling_strategies import (
 )
 
 import atune as tune
+from atune.execution._ray import ensure_ray
 from atune.execution.placement_groups import PlacementGroupFactory
 
 # Iterations a trial that waits for company makes at most (0.1 s each): a bound for a
@@ -305,9 +306,12 @@ def main() -> None:
         },
     )
     try:
-        ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+        # As a script on a cluster node connects: no address given, Ray's record of the
+        # cluster (written by ``Cluster`` as by ``ray start``) is found.
+        ensure_ray()
         head = _node()
         report["head"] = head
+        report["cluster_head"] = cluster.head_node.node_id
         started = time.monotonic()
         for name, run in (
             ("join", lambda out: join(cluster, storage, head, out)),

@@ -68,6 +68,14 @@ def _scenario(run: dict[str, Any], name: str) -> dict[str, Any]:
     return out  # type: ignore[no-any-return]
 
 
+def test_without_an_address_atune_joins_the_cluster_of_this_machine(
+    cluster_run: dict[str, Any],
+) -> None:
+    """No ``ray.init`` and no ``RAY_ADDRESS``: the cluster this machine belongs to is used
+    (Ray refuses the CPU count atune gives a Ray it starts itself)."""
+    assert cluster_run["head"] == cluster_run["cluster_head"]
+
+
 def test_more_trials_start_when_a_node_joins(cluster_run: dict[str, Any]) -> None:
     """A 1-CPU head runs one 1-CPU trial at a time; after a 2-CPU node joins, three."""
     join = _scenario(cluster_run, "join")

@@ -84,7 +84,12 @@ async def ensure_ray_async() -> None:
 
 
 def ensure_ray() -> None:
-    """Connect to Ray, starting a local instance when none is running (blocking)."""
+    """Connect to Ray, starting a local instance when none is running (blocking).
+
+    In order: an existing connection; ``RAY_ADDRESS``; the cluster this machine joined with
+    ``ray start`` (Ray records its address, and ``ray.init()`` finds it); else a new local
+    instance with this machine's CPUs.
+    """
     import ray
 
     if ray.is_initialized():
@@ -93,12 +98,19 @@ def ensure_ray() -> None:
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
         return
-    ray.init(
-        num_cpus=os.cpu_count() or 1,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        log_to_driver=True,
-    )
+    try:
+        ray.init(
+            num_cpus=os.cpu_count() or 1,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=True,
+        )
+    except ValueError as exc:
+        # ``ray.init()`` found a cluster started with ``ray start`` on this machine and
+        # refuses to size it: join it as it is (nothing was started or connected yet).
+        if "existing cluster" not in str(exc):
+            raise
+        ray.init(logging_level=logging.WARNING)
 
 
 class _TrialActor:
