@@ -99,17 +99,24 @@ def test_single_bundle_trials_fill_every_node(cluster_run: dict[str, Any]) -> No
 
 @pytest.mark.parametrize(
     ("strategy", "distinct"),
-    [("PACK", 1), ("STRICT_PACK", 1), ("SPREAD", 3), ("STRICT_SPREAD", 3)],
+    [("PACK", None), ("STRICT_PACK", 1), ("SPREAD", 3), ("STRICT_SPREAD", 3)],
 )
 def test_placement_group_strategies(
-    cluster_run: dict[str, Any], strategy: str, distinct: int
+    cluster_run: dict[str, Any], strategy: str, distinct: int | None
 ) -> None:
-    """A multi-bundle trial's actor and its tasks land where the strategy says: packed on
-    the one node with room for both bundles, or spread over three nodes."""
+    """A multi-bundle trial's actor and its tasks land where the strategy says: all on the
+    one node with room for both bundles, or one per node. ``PACK`` is best effort in Ray
+    (it may use two nodes although one has room), so only its bundles' being placed is
+    checked; ``SPREAD`` spreads whenever there are nodes enough, as here."""
     placement = _scenario(cluster_run, "placement")
     (group,) = [g for g in placement["groups"] if g["strategy"] == strategy]
     assert group["error"] is None
     nodes = group["nodes"].split(",")
+    every_node = {cluster_run["head"], cluster_run["join"]["node_a"], placement["node_b"]}
+    assert set(nodes) <= every_node
+    if distinct is None:
+        assert len(nodes) == 2
+        return
     assert len(set(nodes)) == distinct, nodes
     if distinct == 1:
         assert nodes[0] == cluster_run["join"]["node_a"]  # the only node with 2 CPUs
