@@ -263,11 +263,15 @@ def placement(cluster: Cluster, storage: str, head: str, out: dict[str, Any]) ->
 
 def loss(cluster: Cluster, storage: str, head: str, out: dict[str, Any], node_a: Any) -> None:
     live = _counter("live_loss", head)
+    config_peak = 4
 
     def kill_node_a_mid_trial(fitting: threading.Thread) -> None:
         while fitting.is_alive():
             progress = ray.get(live.get_progress.remote())
-            if any(node == node_a.node_id and i >= 3 for i, node in progress.values()):
+            # Once every trial reported (so both trials on A are known) and one on A is
+            # three iterations in.
+            started = len(progress) == config_peak
+            if started and any(node == node_a.node_id and i >= 3 for i, node in progress.values()):
                 out["lost_trials"] = sorted(
                     t for t, (_, node) in progress.items() if node == node_a.node_id
                 )
@@ -277,7 +281,7 @@ def loss(cluster: Cluster, storage: str, head: str, out: dict[str, Any], node_a:
 
     tuner = tune.Tuner(
         checkpointing,
-        param_space={"counter": "live_loss", "peak": 4},
+        param_space={"counter": "live_loss", "peak": config_peak},
         tune_config=tune.TuneConfig(num_samples=4),
         run_config=tune.RunConfig(
             storage_path=storage,
