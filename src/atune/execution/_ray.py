@@ -227,8 +227,8 @@ def _resolve_parameters(cls: type[Trainable]) -> type[Trainable]:
 
 _remote_actor_cls: Any = None
 # How long a death Ray reports as "temporarily unavailable" is waited on for Ray's verdict
-# (see ``_RayRunner._settle``): Ray's health checks declare a lost node dead well within
-# this, with its default settings.
+# (see ``_RayRunner._verdict``): with Ray 2.60's default health checks, a node killed
+# without notice was declared dead within about 15 s in atune's tests.
 _UNAVAILABLE_WAIT_S = 60.0
 _UNAVAILABLE_POLL_S = 0.5
 _CONTROL = "control"  # drain, split, ping: answer while a train call runs or hangs
@@ -267,7 +267,7 @@ class _RayRunner:
         self._trial_dir: str | None = None  # where the actor records its death
         # Why the actor died, worked out once: reading its death records removes them, and
         # several calls (a launch and a start watch) can fail on the same death. Ray's
-        # settled report comes with it (see ``_settle``).
+        # settled report comes with it (see ``_verdict``).
         self._death: tuple[str, str, BaseException] | None = None
         self._death_lock = anyio.Lock()
         # The trial the actor serves (its last launch that took the actor): the timer of a
@@ -285,7 +285,7 @@ class _RayRunner:
         except RayActorError as exc:
             async with self._death_lock:
                 if self._death is None:
-                    settled = await self._settle(exc)
+                    settled = await self._verdict(exc)
                     cause, fault = await anyio.to_thread.run_sync(
                         _death_cause, settled, self._trial_dir
                     )
@@ -298,7 +298,7 @@ class _RayRunner:
                 traceback=fault,
             ) from exc
 
-    async def _settle(self, exc: BaseException) -> BaseException:
+    async def _verdict(self, exc: BaseException) -> BaseException:
         """Ray's final word on an actor it reports as only temporarily unavailable.
 
         Ray raises ``ActorUnavailableError`` when it lost the connection to the actor but
@@ -309,8 +309,7 @@ class _RayRunner:
         until Ray reports it dead, which names the cause (``its node has died``) and
         means Ray no longer places anything on that node; the capacity the driver reads
         next leaves the node out. An actor that answers again, or is still unavailable
-        after ``_UNAVAILABLE_WAIT_S``, is given up on with the first report (the driver
-        kills it).
+        after ``_UNAVAILABLE_WAIT_S``, is given up on as unavailable (the driver kills it).
         """
         from ray.exceptions import ActorUnavailableError, RayActorError
 
