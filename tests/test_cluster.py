@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,8 @@ def cluster_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         except subprocess.TimeoutExpired:
             proc.kill()
             log, _ = proc.communicate()
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)  # the cluster's logs and sockets
     if not out.exists():
         pytest.fail(f"the cluster run wrote no report (exit {proc.returncode}):\n{log[-5000:]}")
     yield json.loads(out.read_text())
