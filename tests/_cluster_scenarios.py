@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -43,6 +42,7 @@ from ray.util.scheduling_strategies import (
 )
 
 import atune as tune
+from _checkpointing import report_with_checkpoint, resume_point
 from atune.execution._ray import ensure_ray
 from atune.execution.placement_groups import PlacementGroupFactory
 
@@ -127,12 +127,8 @@ def _pgf(config: dict[str, Any]) -> PlacementGroupFactory:
 def checkpointing(config: dict[str, Any]) -> None:
     """Checkpoints every iteration and continues from its checkpoint when retried."""
     live = ray.get_actor(config["counter"])
-    start = 0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            start = json.loads(Path(d, "state.json").read_text())["i"]
-    else:  # the first attempts all run at once, so that node A hosts two of them
+    start = resume_point()
+    if start == 0:  # the first attempts all run at once, so that node A hosts two of them
         ray.get(live.enter.remote())
         for _ in range(_MAX_WAIT_ITERATIONS):
             if ray.get(live.get_peak.remote()) >= config["peak"]:
@@ -141,10 +137,8 @@ def checkpointing(config: dict[str, Any]) -> None:
     trial_id = tune.get_context().get_trial_id()
     for i in range(start + 1, _LOSS_ITERATIONS + 1):
         time.sleep(0.1)
-        d = tempfile.mkdtemp()
-        Path(d, "state.json").write_text(json.dumps({"i": i}))
         ray.get(live.report.remote(trial_id, i, _node()))
-        tune.report({"i": i, "node": _node()}, checkpoint=tune.Checkpoint.from_directory(d))
+        report_with_checkpoint(i, {"i": i, "node": _node()})
 
 
 def _counter(name: str, head: str) -> Any:
