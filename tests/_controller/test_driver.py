@@ -18,7 +18,7 @@ import atune as tune
 from atune._controller import _driver
 from atune._controller._clock import VirtualClock
 from atune._controller._core import Command, ControllerCore, Message
-from atune.errors import TuneError
+from atune.errors import TuneError, WorkerDiedError
 from atune.events import ResultReported, TrialCreated
 
 
@@ -138,6 +138,36 @@ async def test_a_cluster_that_grows_runs_more_trials_at_once(tmp_path: Path) -> 
     ]
     assert core.max_live_trials == 4
     assert [t.status for t in core.get_trials()] == ["TERMINATED"] * 4
+
+
+async def test_a_worker_that_dies_with_its_node_is_retried_within_the_smaller_cluster(
+    tmp_path: Path,
+) -> None:
+    # Two CPUs on two nodes, two trials. Trial 1's worker dies with its node at once: the
+    # cluster has one CPU left. The capacity is read again before the retry asks for
+    # resources, so the retry waits for trial 0 to end (3 s), instead of being granted the
+    # lost node's CPU at once, which the periodic refresh (5 s) would notice too late.
+    lost: list[str] = []
+
+    def lose_the_node(runner: Any, budget: Any) -> None:
+        if runner.trial_id.endswith("00001") and not lost:
+            lost.append(runner.trial_id)
+            runner.backend.capacity_now = {"CPU": 1.0}
+            raise WorkerDiedError("the worker's node died")
+
+    async with VirtualClock() as clock:
+        backend = ScriptedBackend(
+            clock, capacity={"CPU": 2}, step_s=1.0, iterations=3, scripts={"train": lose_the_node}
+        )
+        core = make_core(
+            tmp_path, xs=[1, 2], max_live_trials=2, max_failures=1, trial_request={"CPU": 1_000_000}
+        )
+        await make_driver(core, backend, tmp_path, clock=clock).run()
+    assert backend.starts == [(0.0, "00000_00000"), (0.0, "00000_00001"), (3.0, "00000_00001")]
+    assert backend.max_live == 2
+    trials = core.get_trials()
+    assert [(t.status, t.num_failures) for t in trials] == [("TERMINATED", 0), ("TERMINATED", 1)]
+    assert core.max_live_trials == 1
 
 
 # ------------------------------------------------------------------ cancellation

@@ -308,3 +308,53 @@ async def test_calls_failing_on_one_death_all_name_its_recorded_cause(tmp_path: 
 
     messages = await asyncio.gather(failure(), failure())
     assert all("exited with code 3 (os._exit)" in message for message in messages), messages
+
+
+class _Unreachable:
+    """An actor handle whose ``ping`` Ray reports unavailable ``times`` times, then dead."""
+
+    def __init__(self, times: int) -> None:
+        self.pings = 0
+        self.times = times
+        self.ping = self
+
+    def options(self, **_: Any) -> _Unreachable:
+        return self
+
+    def remote(self) -> Any:
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+        self.pings += 1
+
+        async def answer() -> None:
+            if self.pings <= self.times:
+                raise ActorUnavailableError("connection reset", None)
+            raise ActorDiedError()
+
+        return answer()
+
+
+async def test_an_actor_ray_reports_unavailable_is_reported_once_ray_says_it_died(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A node lost without notice is unreachable before Ray declares it dead: the failure
+    # waits for that verdict (which names the node), so that the retry is not placed on
+    # the dying node. The multi-node version is in tests/test_cluster.py.
+    from ray.exceptions import ActorUnavailableError
+
+    from atune.execution import _ray
+
+    monkeypatch.setattr(_ray, "_UNAVAILABLE_POLL_S", 0.0)
+    actor = _Unreachable(times=2)
+    runner = _ray._RayRunner(
+        actor=actor, resources=tune.PlacementGroupFactory([{"CPU": 1}]), pg=None
+    )
+    runner._trial_dir = str(tmp_path)
+
+    async def unavailable_call() -> None:
+        raise ActorUnavailableError("connection reset", None)
+
+    with pytest.raises(WorkerDiedError) as raised:
+        await runner._await(unavailable_call())
+    assert actor.pings == 3
+    assert raised.value.error_type == "ray.exceptions.ActorDiedError"

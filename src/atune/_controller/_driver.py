@@ -306,16 +306,30 @@ class Driver:
         as a :class:`CapacityChanged` in the allocator's units, to the core, which
         recomputes how many trials may be live and creates more when there is room.
         """
-        last = to_units(normalize_resources(self.pool.scope.allocator.capacity))
         while True:
             await self.clock.sleep(_CAPACITY_REFRESH_S)
-            capacity = await self.clock.run_sync(self.pool.backend.capacity)
-            units = to_units(normalize_resources(capacity))
-            if units == last:
-                continue
-            last = units
-            self.pool.scope.allocator.update_capacity(capacity)
-            self._send_message(CapacityChanged(ts=self.clock.time(), capacity=units))
+            await self._check_capacity()
+
+    async def _check_capacity(self) -> None:
+        """Read the backend's capacity now; on a change, tell the allocator and the core.
+
+        Besides the periodic refresh, a worker's death triggers a read before the core
+        hears of it (see :meth:`_runner_died`): the worker may have died with its node, and
+        the retry must not be granted resources the allocator still counts on that node.
+        """
+        if not self.pool.backend.dynamic_capacity:
+            return
+        capacity = await self.clock.run_sync(self.pool.backend.capacity)
+        units = to_units(normalize_resources(capacity))
+        if units == to_units(normalize_resources(self.pool.scope.allocator.capacity)):
+            return
+        self.pool.scope.allocator.update_capacity(capacity)
+        self._send_message(CapacityChanged(ts=self.clock.time(), capacity=units))
+
+    async def _runner_died(self, trial: Trial, exc: WorkerDiedError) -> RunnerFailed:
+        """The failure to report for a dead worker, after re-reading the capacity."""
+        await self._check_capacity()
+        return RunnerFailed(ts=self.clock.time(), trial_id=trial.trial_id, error=_died(exc))
 
     async def _time_budget(self, budget: float) -> None:
         await self.clock.sleep(budget)
@@ -434,7 +448,7 @@ class Driver:
                     metrics=saved.metrics,
                 )
         except WorkerDiedError as exc:
-            return RunnerFailed(ts=self.clock.time(), trial_id=trial.trial_id, error=_died(exc))
+            return await self._runner_died(trial, exc)
         raise AssertionError(f"unknown command {command!r}")  # pragma: no cover
 
     async def _back_off(self, trial: Trial, delay_s: float) -> bool:
@@ -500,7 +514,7 @@ class Driver:
                 ]
             failed = exc.error
         except WorkerDiedError as exc:
-            failed = _died(exc)
+            return [await self._runner_died(trial, exc)]
         else:
             now = self.clock.time()
             outcome = trained if trained is not None else TrainOutcome(results=[])

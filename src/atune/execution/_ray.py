@@ -88,7 +88,12 @@ async def ensure_ray_async() -> None:
 
 
 def ensure_ray() -> None:
-    """Connect to Ray, starting a local instance when none is running (blocking)."""
+    """Connect to Ray, starting a local instance when none is running (blocking).
+
+    In order: an existing connection; ``RAY_ADDRESS``; the cluster this machine joined with
+    ``ray start`` (Ray records its address, and ``ray.init()`` finds it); else a new local
+    instance with this machine's CPUs.
+    """
     import ray
 
     if ray.is_initialized():
@@ -97,12 +102,19 @@ def ensure_ray() -> None:
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
         return
-    ray.init(
-        num_cpus=os.cpu_count() or 1,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        log_to_driver=True,
-    )
+    try:
+        ray.init(
+            num_cpus=os.cpu_count() or 1,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=True,
+        )
+    except ValueError as exc:
+        # ``ray.init()`` found a cluster started with ``ray start`` on this machine and
+        # refuses to size it: join it as it is (nothing was started or connected yet).
+        if "existing cluster" not in str(exc):
+            raise
+        ray.init(logging_level=logging.WARNING)
 
 
 class _TrialActor:
@@ -174,6 +186,9 @@ class _TrialActor:
     def wait_started(self, trial_id: str, timeout: float) -> bool | None:
         return self._host.wait_started(trial_id, timeout)
 
+    def ping(self) -> None:
+        """Answer (in the control group): whether Ray can reach the actor at all."""
+
 
 def _settle(outcome: _T, *, ended: bool) -> _T:
     """Pass ``outcome`` on; first remove the death records if the trial's work ended."""
@@ -215,7 +230,12 @@ def _resolve_parameters(cls: type[Trainable]) -> type[Trainable]:
 
 
 _remote_actor_cls: Any = None
-_CONTROL = "control"  # drain, split: answer while a train call runs or hangs
+# How long a death Ray reports as "temporarily unavailable" is waited on for Ray's verdict
+# (see ``_RayRunner._verdict``): with Ray 2.60's default health checks, a node killed
+# without notice was declared dead within about 15 s in atune's tests.
+_UNAVAILABLE_WAIT_S = 60.0
+_UNAVAILABLE_POLL_S = 0.5
+_CONTROL = "control"  # drain, split, ping: answer while a train call runs or hangs
 # wait_started: blocks until a launch passes its set-up; one per trial a runner serves
 # (the running one and the one queued behind it).
 _NOTICE = "notice"
@@ -250,8 +270,9 @@ class _RayRunner:
         self._pg = pg
         self._trial_dir: str | None = None  # where the actor records its death
         # Why the actor died, worked out once: reading its death records removes them, and
-        # several calls (a launch and a start watch) can fail on the same death.
-        self._death: tuple[str, str] | None = None
+        # several calls (a launch and a start watch) can fail on the same death. Ray's
+        # settled report comes with it (see ``_verdict``).
+        self._death: tuple[str, str, BaseException] | None = None
         self._death_lock = anyio.Lock()
         # The trial the actor serves (its last launch that took the actor): the timer of a
         # train call splits only that trial's call.
@@ -268,14 +289,44 @@ class _RayRunner:
         except RayActorError as exc:
             async with self._death_lock:
                 if self._death is None:
-                    self._death = await anyio.to_thread.run_sync(_death_cause, exc, self._trial_dir)
-            cause, fault = self._death
+                    settled = await self._verdict(exc)
+                    cause, fault = await anyio.to_thread.run_sync(
+                        _death_cause, settled, self._trial_dir
+                    )
+                    self._death = cause, fault, settled
+            cause, fault, settled = self._death
             raise WorkerDiedError(
                 f"the worker process of this trial died: {cause}",
-                error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-                error_message=str(exc),
+                error_type=f"{type(settled).__module__}.{type(settled).__qualname__}",
+                error_message=str(settled),
                 traceback=fault,
             ) from exc
+
+    async def _verdict(self, exc: BaseException) -> BaseException:
+        """Ray's final word on an actor it reports as only temporarily unavailable.
+
+        Ray raises ``ActorUnavailableError`` when it lost the connection to the actor but
+        has not decided yet whether the actor (or its node) is dead: a node that was just
+        lost still counts as alive until Ray's health checks give up on it. A retry
+        started now could be placed on that dying node and die again, and the error would
+        not say that the node was lost. So the actor is asked (:meth:`_TrialActor.ping`)
+        until Ray reports it dead, which names the cause (``its node has died``) and
+        means Ray no longer places anything on that node; the capacity the driver reads
+        next leaves the node out. An actor that answers again, or is still unavailable
+        after ``_UNAVAILABLE_WAIT_S``, is given up on as unavailable (the driver kills it).
+        """
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
+        with anyio.move_on_after(_UNAVAILABLE_WAIT_S):
+            while isinstance(exc, ActorUnavailableError):
+                await anyio.sleep(_UNAVAILABLE_POLL_S)
+                try:
+                    await self._actor.ping.options(concurrency_group=_CONTROL).remote()
+                except RayActorError as later:
+                    exc = later
+                else:
+                    break  # reachable again: what became of the call is unknown
+        return exc
 
     async def launch(self, request: LaunchRequest) -> LaunchOutcome:
         info = request.info
