@@ -125,7 +125,10 @@ def test_the_scheduler_hears_every_event_after_its_snapshot_as_it_did_live() -> 
     ]
     scheduler = SchedulerRecorder()
     core: Any = SimpleNamespace(
-        scheduler=scheduler, trials={t: SimpleNamespace(trial_id=t) for t in "ab"}
+        scheduler=scheduler,
+        trials={t: SimpleNamespace(trial_id=t) for t in "ab"},
+        _recording=True,
+        _actions=[],
     )
     catch_up_scheduler(core, events, snapshot_at=2)
     assert scheduler.calls == [
