@@ -65,6 +65,9 @@ class SchedulerActions:
     trials: dict[str, Trial]
     _actions: list[Action]
     _recording: bool
+    # While a hook decides on a result: that trial and the checkpoint the result carries
+    # (a function trainable's), which counts as its latest from the hook's point of view.
+    _deciding: tuple[str, str] | None
 
     def get_live_trials(self) -> list[Trial]:
         """The trials that have not ended (PENDING, RUNNING or PAUSED), in creation order."""
@@ -109,6 +112,9 @@ class SchedulerActions:
     ) -> None:
         """Make ``trial`` continue from ``donor``'s latest checkpoint with ``config`` (PBT).
 
+        The donor's latest checkpoint includes one reported with the result being decided
+        on, when the donor is that result's trial.
+
         Journaled as one ``TrialExploited`` event. A running trial (the one decided on
         included) is relaunched once its outstanding call returns: on its own runner
         when actors are reused (a class trainable gets ``reset_config(config)`` and then
@@ -133,7 +139,10 @@ class SchedulerActions:
                 f"exploit_trial: trial {trial.trial_id} has ended ({trial.status}); only a "
                 "live trial can continue from another's checkpoint"
             )
-        if not donor.checkpoints:
+        dir_name = donor.checkpoints[-1].dir_name if donor.checkpoints else None
+        if self._deciding is not None and self._deciding[0] == donor.trial_id:
+            dir_name = self._deciding[1]
+        if dir_name is None:
             raise ValueError(
                 f"exploit_trial: donor trial {donor.trial_id} has no checkpoint to continue "
                 f"from, so trial {trial.trial_id} cannot exploit it; pick donors that have "
@@ -144,7 +153,7 @@ class SchedulerActions:
             Exploit(
                 trial.trial_id,
                 donor.trial_id,
-                donor.checkpoints[-1].dir_name,
+                dir_name,
                 dict(config),
                 experiment_tag,
             )

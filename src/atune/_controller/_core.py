@@ -263,6 +263,7 @@ class ControllerCore(SchedulerActions):
         # Scheduler actions recorded during a hook, carried out after it (``_carry_out``).
         self._actions: list[Action] = []
         self._recording = True
+        self._deciding: tuple[str, str] | None = None
         # PAUSED trials (in pause order); a pause is resumed by ``choose_trial_to_run``.
         self._paused: dict[str, None] = {}
         self._default_choice = (
@@ -803,7 +804,12 @@ class ControllerCore(SchedulerActions):
         elif stopped:
             reason = "stopper"
         else:
-            decision = self.scheduler.on_trial_result(self, trial, flat)
+            carried = result.get("checkpoint_dir_name")
+            self._deciding = (trial.trial_id, carried) if carried else None
+            try:
+                decision = self.scheduler.on_trial_result(self, trial, flat)
+            finally:
+                self._deciding = None
             if decision == TrialScheduler.STOP:
                 reason = "scheduler"
         run = self._run(trial.trial_id)
