@@ -53,7 +53,7 @@ from atune.events import (
 from atune.execution._protocol import ErrorInfo, TrainBudget, TrainOutcome
 from atune.execution.placement_groups import PlacementGroupFactory
 from atune.schedulers import FIFOScheduler, TrialScheduler
-from atune.search import FINISHED, SearchAlgorithm
+from atune.search import FINISHED, BasicVariantGenerator, SearchAlgorithm
 from atune.stopper import DictStopper, Stopper
 from atune.storage._layout import parse_checkpoint_name
 
@@ -269,6 +269,11 @@ class ControllerCore(SchedulerActions):
         self._default_choice = (
             type(self.scheduler).choose_trial_to_run is TrialScheduler.choose_trial_to_run
         )
+        # With a scheduler that chooses (HyperBand, PBT), trials are created ahead of
+        # their launch, as Ray Tune's pending trials, so that it sees them (HyperBand
+        # fills its brackets at creation): up to 16 with the variant generator, else 1.
+        self._unlaunched: dict[str, None] = {}
+        self._max_pending = 16 if isinstance(search, BasicVariantGenerator) else 1
         # Checkpoints an exploit assigned: (donor id, dir name) -> the trials assigned it;
         # pinned against retention (``_enforce_retention``) while any of them needs it.
         self._pins: dict[tuple[str, str], set[str]] = {}
@@ -292,6 +297,13 @@ class ControllerCore(SchedulerActions):
         handing it to callbacks on every event costs nothing; it cannot be modified.
         """
         return self._trials_view
+
+    def get_live_trials(self) -> list[Trial]:
+        """The trials that have not ended (PENDING, RUNNING or PAUSED), in creation order.
+
+        Costs the number of unfinished trials, not of every trial of the experiment.
+        """
+        return self._unfinished()
 
     def run_of(self, trial_id: str) -> TrialRun:
         """The core's run record of the trial: its phase, a decided stop, the pipelining
@@ -345,6 +357,14 @@ class ControllerCore(SchedulerActions):
                 # It stays PAUSED: ``choose_trial_to_run`` resumes it, as it would have.
                 self._run(trial.trial_id).phase = Phase.PAUSED
                 self._paused[trial.trial_id] = None
+            elif (
+                trial.status == PENDING
+                and resume_unfinished
+                and not self._default_choice
+                and not trial.num_results
+                and trial.restore_checkpoint is None
+            ):
+                self._unlaunched[trial.trial_id] = None  # never ran: started when chosen
             elif trial.status != TERMINATED:
                 trial.status = PENDING
                 target = self._to_resume if resume_unfinished else self._to_skip
@@ -550,6 +570,8 @@ class ControllerCore(SchedulerActions):
             run = self._run(trial.trial_id)
             if run.queued_on or (run.phase is Phase.PAUSED and not run.holds_runner):
                 continue
+            if trial.trial_id in self._unlaunched:
+                continue
             live += 1
         return live
 
@@ -563,11 +585,18 @@ class ControllerCore(SchedulerActions):
         """
         while True:
             room = self._live() < self.max_live_trials
-            if room and self._paused and not self._default_choice:
-                chosen = self._choose()
-                if chosen is not None:
-                    self._resume_paused(ts, chosen)
-                    continue
+            if not self._default_choice:
+                while (
+                    not self.search_finished
+                    and len(self._unlaunched) < self._max_pending
+                    and self._create(ts, None, launch=False)
+                ):
+                    pass
+                chosen = self._choose() if room else None
+                if chosen is None:
+                    break
+                self._start_chosen(ts, chosen)
+                continue
             if not self.search_finished:
                 host = None if room else self._pipeline_host()
                 if (room or host is not None) and self._create(ts, host):
@@ -591,13 +620,28 @@ class ControllerCore(SchedulerActions):
             ]
             return min(ready, key=lambda t: t.index) if ready else None
         chosen = self.scheduler.choose_trial_to_run(self)
-        if chosen is None or chosen.trial_id not in self._paused:
-            # A trial already launching (status PENDING until it starts) or running: it
-            # needs no start; ``_fill`` asks again after the next message.
-            return None
-        if self._run(chosen.trial_id).holds_runner:
-            return None  # its runner is still being released: resumed on ``ActorFreed``
-        return chosen
+        if chosen is not None:
+            trial_id = chosen.trial_id
+            if trial_id in self._unlaunched:
+                return chosen
+            # A paused trial whose runner is still being released is resumed on its
+            # ``ActorFreed``.
+            if trial_id in self._paused and not self._run(trial_id).holds_runner:
+                return chosen
+        # No choice, or one that needs no start (a trial already launching: its status
+        # is PENDING until it starts): trials not launched yet start in creation order,
+        # as Ray Tune starts its pending trials; paused ones wait for the scheduler.
+        for trial_id in self._unlaunched:
+            return self.trials[trial_id]
+        return None
+
+    def _start_chosen(self, ts: float, trial: Trial) -> None:
+        if trial.trial_id not in self._unlaunched:
+            self._resume_paused(ts, trial)
+            return
+        del self._unlaunched[trial.trial_id]
+        self._run(trial.trial_id).phase = Phase.LAUNCHING
+        self._commands.append(Launch(trial_id=trial.trial_id, budget=self._budget()))
 
     def _check_stuck(self, ts: float) -> None:
         """Fail the experiment when only paused trials are left and none is chosen.
@@ -640,9 +684,10 @@ class ControllerCore(SchedulerActions):
             )
         )
 
-    def _create(self, ts: float, host: Trial | None) -> bool:
+    def _create(self, ts: float, host: Trial | None, *, launch: bool = True) -> bool:
         """Create and launch the search's next trial (queued behind ``host`` if set);
-        False when the search has none to give now."""
+        False when the search has none to give now. Without ``launch`` it waits, PENDING,
+        for the scheduler's ``choose_trial_to_run``."""
         trial_id = f"{self.policy.uid}_{self._counter:05d}"
         suggestion = self.search.next_trial(trial_id)
         if suggestion is FINISHED or suggestion == FINISHED:
@@ -669,8 +714,12 @@ class ControllerCore(SchedulerActions):
         )
         trial = self.trials[trial_id]
         run = self._run(trial_id)
-        run.phase = Phase.LAUNCHING
         self.scheduler.on_trial_add(self, trial)
+        if not launch:
+            self._unlaunched[trial_id] = None  # phase PENDING
+            self._carry_out(ts)
+            return True
+        run.phase = Phase.LAUNCHING
         if host is not None:
             self._run(host.trial_id).successor = trial_id
             run.queued_on = host.trial_id
@@ -961,6 +1010,7 @@ class ControllerCore(SchedulerActions):
         run = self._run(trial.trial_id)
         waiting = run.phase in (Phase.PAUSED, Phase.PENDING)  # not running: removed
         self._paused.pop(trial.trial_id, None)
+        self._unlaunched.pop(trial.trial_id, None)
         self._emit(TrialCompleted(ts=ts, trial_id=trial.trial_id, reason=reason))
         if trial.status == ERROR:  # stopped while failing: see ``Trial.pending_error``
             self.scheduler.on_trial_error(self, trial)
