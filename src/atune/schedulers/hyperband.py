@@ -109,7 +109,7 @@ class _Bracket:
         if self.halves == 0 and not self.stop_last_trials:
             return list(self.live), []
         self.halves -= 1
-        self.n = int(math.ceil(self.n / self.eta))
+        self.n = math.ceil(self.n / self.eta)
         self.r = int(min(self.r * self.eta, self.max_t))
         self.cumul_r = self.r
         ranked = sorted(self.live, key=lambda t: _score(self.live[t]))
@@ -157,7 +157,7 @@ def _total_work(n: float, r: float, s: int, eta: float, max_t: float) -> int:
     first = r
     for _ in range(s + 1):
         work += int(n) * int(r)
-        n = int(math.ceil(n / eta))
+        n = math.ceil(n / eta)
         r = int(min(r * eta, max_t - first))
     return work
 
@@ -216,7 +216,7 @@ class HyperBandScheduler(TrialScheduler):
         self._max_t = max_t
         self._eta = reduction_factor
         self._stop_last_trials = bool(stop_last_trials)
-        self._s_max_1 = int(round(math.log(max_t) / math.log(reduction_factor))) + 1
+        self._s_max_1 = round(math.log(max_t) / math.log(reduction_factor)) + 1
         self._bands: list[list[_Bracket | None]] = [[]]
         self._current: tuple[int, int] | None = None  # (band, index) trials join
         self._trial_info: dict[str, tuple[int, int]] = {}
@@ -228,7 +228,7 @@ class HyperBandScheduler(TrialScheduler):
 
     # ------------------------------------------------------------------ brackets
     def _n0(self, s: int) -> int:
-        return int(math.ceil(self._s_max_1 / (s + 1) * self._eta**s))
+        return math.ceil(self._s_max_1 / (s + 1) * self._eta**s)
 
     def _r0(self, s: int) -> int:
         return int(self._max_t * self._eta ** (-s))
@@ -241,7 +241,7 @@ class HyperBandScheduler(TrialScheduler):
         assert bracket is not None
         return bracket
 
-    def brackets(self) -> list[list[dict[str, Any]]]:
+    def brackets(self) -> list[list[dict[str, Any] | None]]:
         """Per band, its brackets as data (``None`` for a skipped one): ``n``, the milestone
         ``cumul_r``, the halvings left and the live trials' last ``[time, score]``."""
         return [[b.to_data() if b is not None else None for b in band] for band in self._bands]
