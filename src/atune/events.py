@@ -254,9 +254,10 @@ class TrialPaused(_EventBase, tag="trial_paused", frozen=True, kw_only=True):
     continuing.
 
     Attributes:
-        checkpoint: The directory name of the checkpoint it resumes from (a class
-            trainable is saved for the pause; a function trainable resumes from the last
-            checkpoint it reported). None: it has none and will start over from scratch.
+        checkpoint: The checkpoint it resumes from, relative to the experiment directory
+            (``<trial dir>/checkpoint_NNNNNN``; a class trainable is saved for the pause, a
+            function trainable resumes from the last checkpoint it reported, an exploited
+            trial from its donor's). None: it has none and will start over from scratch.
         scheduler: The class name of the scheduler that paused it.
     """
 

@@ -26,6 +26,7 @@ from atune.events import (
     TrialExploited,
     TrialPaused,
     TrialResumed,
+    TrialStarted,
 )
 from atune.schedulers import TrialScheduler
 from atune.search import grid_search
@@ -301,7 +302,8 @@ def test_exploit_relaunches_the_trial_in_place_from_the_donors_checkpoint(
     # loaded it yet, so it stays.
     events, _ = run.returned(A, res(2, checkpoint_dir_name=checkpoint_name(1)))
     assert of(events, CheckpointDeleted) == []
-    run.started(B)
+    # B relaunched from it (the driver names the checkpoint it restored).
+    run.send(TrialStarted(ts=99.0, trial_id=B, restored_from=checkpoint_name(0)))
     # B commits a checkpoint of its own: the pin goes, and the retention it held back
     # happens now.
     events, _ = run.returned(B, res(3, checkpoint_dir_name=checkpoint_name(0)))

@@ -465,8 +465,9 @@ class ControllerCore(SchedulerActions):
         if isinstance(event, TrialStarted):
             trial.status = RUNNING
             trial.attempt = event.attempt
-            if trial.assigned_checkpoint is not None:
-                self._assigned_loaded.add(trial.trial_id)
+            assigned = trial.assigned_checkpoint
+            if assigned is not None and event.restored_from == os.path.basename(assigned):
+                self._assigned_loaded.add(trial.trial_id)  # it loaded what it was assigned
         elif isinstance(event, ResultReported):
             trial.last_result = event.result
             trial.num_results += 1
