@@ -59,6 +59,10 @@ class Trial:
         attempt: The attempt now running or next to run (0 first).
         next_checkpoint_index: The number the next checkpoint gets.
         end_reason: Why the trial ended (``TrialCompleted.reason``).
+        assigned_checkpoint: A checkpoint a scheduler assigned (``TrialExploited``),
+            relative to the experiment directory: the trial's next launch restores from
+            it instead of its own latest checkpoint. Cleared when the trial commits a
+            checkpoint of its own or ends.
     """
 
     trial_id: str
@@ -81,6 +85,7 @@ class Trial:
     pending_error: Any = None
     failure_streak: int = 0
     end_reason: str | None = None
+    assigned_checkpoint: str | None = None
 
     @property
     def path(self) -> str:
@@ -103,6 +108,14 @@ class Trial:
         if not self.checkpoints:
             return None
         return Checkpoint(os.path.join(self.path, self.checkpoints[-1].dir_name))
+
+    @property
+    def restore_checkpoint(self) -> Checkpoint | None:
+        """What the trial's next launch restores from: an assigned checkpoint (an
+        exploit's), else its latest own one, else None (from scratch)."""
+        if self.assigned_checkpoint is not None:
+            return Checkpoint(os.path.join(self.experiment_path, self.assigned_checkpoint))
+        return self.checkpoint
 
     @property
     def is_finished(self) -> bool:

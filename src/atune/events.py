@@ -43,6 +43,9 @@ __all__ = [
     "TrialCompleted",
     "TrialCreated",
     "TrialErrored",
+    "TrialExploited",
+    "TrialPaused",
+    "TrialResumed",
     "TrialStarted",
     "decode_event",
     "decode_stream_event",
@@ -242,6 +245,63 @@ class TrialErrored(_EventBase, tag="trial_errored", frozen=True, kw_only=True):
     counted: bool = True
 
 
+class TrialPaused(_EventBase, tag="trial_paused", frozen=True, kw_only=True):
+    """A scheduler paused the trial (status PAUSED): it holds no runner and no resources.
+
+    Its runner is released right after this event; the trial waits until the scheduler's
+    ``choose_trial_to_run`` picks it, then resumes (:class:`TrialResumed`) from
+    ``checkpoint`` with its counters (``training_iteration``, ``time_total_s``, ...)
+    continuing.
+
+    Attributes:
+        checkpoint: The checkpoint it resumes from, relative to the experiment directory
+            (``<trial dir>/checkpoint_NNNNNN``; a class trainable is saved for the pause, a
+            function trainable resumes from the last checkpoint it reported, an exploited
+            trial from its donor's). None: it has none and will start over from scratch.
+        scheduler: The class name of the scheduler that paused it.
+    """
+
+    trial_id: str
+    checkpoint: str | None = None
+    scheduler: str = ""
+
+
+class TrialResumed(_EventBase, tag="trial_resumed", frozen=True, kw_only=True):
+    """A paused trial is launched again (status PENDING until its ``TrialStarted``).
+
+    Attributes:
+        checkpoint: The checkpoint it restores from, relative to the experiment
+            directory (``<trial dir>/checkpoint_NNNNNN``; another trial's after an
+            exploit); None: it starts over from scratch.
+    """
+
+    trial_id: str
+    checkpoint: str | None = None
+
+
+class TrialExploited(_EventBase, tag="trial_exploited", frozen=True, kw_only=True):
+    """A scheduler (PBT) made the trial continue from another trial's checkpoint.
+
+    From here the trial's config is ``config`` (and its tag ``experiment_tag``, when set),
+    and it is next launched from checkpoint ``dir_name`` of trial ``donor_id``: its
+    ``training_iteration`` continues from that checkpoint's. The donor's checkpoint is
+    kept (``CheckpointConfig.num_to_keep`` does not delete it) until the trial commits a
+    checkpoint of its own, is exploited again, or ends.
+
+    Attributes:
+        donor_id: The trial whose checkpoint it continues from.
+        dir_name: That checkpoint's directory name inside the donor's trial directory.
+        config: The trial's new config.
+        experiment_tag: Its new experiment tag (None: unchanged).
+    """
+
+    trial_id: str
+    donor_id: str
+    dir_name: str
+    config: dict[str, Any]
+    experiment_tag: str | None = None
+
+
 class ActorFreed(_EventBase, tag="actor_freed", frozen=True, kw_only=True):
     """The runner that served a trial let go of it.
 
@@ -274,6 +334,9 @@ Event = (
     | CheckpointDamaged
     | TrialCompleted
     | TrialErrored
+    | TrialPaused
+    | TrialResumed
+    | TrialExploited
     | ActorFreed
     | SearcherStateSaved
     | SchedulerStateSaved

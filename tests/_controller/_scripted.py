@@ -46,6 +46,7 @@ from atune.execution._protocol import (
     TrainOutcome,
 )
 from atune.execution.placement_groups import PlacementGroupFactory
+from atune.schedulers import TrialScheduler
 from atune.search import BasicVariantGenerator, grid_search
 from atune.storage._journal import read_journal
 from atune.storage._layout import JOURNAL_FILE
@@ -283,6 +284,7 @@ def make_core(
     xs: list[int],
     max_live_trials: int = 1,
     is_function: bool = True,
+    scheduler: TrialScheduler | None = None,
     **policy: Any,
 ) -> ControllerCore:
     """A core over a grid of ``x`` values, one CPU per trial."""
@@ -298,6 +300,7 @@ def make_core(
             **policy,
         ),
         search,
+        scheduler=scheduler,
     )
 
 

@@ -125,7 +125,10 @@ def test_the_scheduler_hears_every_event_after_its_snapshot_as_it_did_live() -> 
     ]
     scheduler = SchedulerRecorder()
     core: Any = SimpleNamespace(
-        scheduler=scheduler, trials={t: SimpleNamespace(trial_id=t) for t in "ab"}
+        scheduler=scheduler,
+        trials={t: SimpleNamespace(trial_id=t) for t in "ab"},
+        _recording=True,
+        _actions=[],
     )
     catch_up_scheduler(core, events, snapshot_at=2)
     assert scheduler.calls == [
@@ -137,6 +140,11 @@ def test_the_scheduler_hears_every_event_after_its_snapshot_as_it_did_live() -> 
         ("add", "a"),  # re-added for its retry, as live
         ("remove", "a"),  # skipped on restore
     ]
+
+
+def _core(scheduler: TrialScheduler, trials: dict[str, Any]) -> Any:
+    """The part of a ``ControllerCore`` that the scheduler catch-up uses."""
+    return SimpleNamespace(scheduler=scheduler, trials=trials, _recording=True, _actions=[])
 
 
 class ResultsOnly(FIFOScheduler):
@@ -159,9 +167,9 @@ def test_a_scheduler_that_overrides_any_hook_is_caught_up_and_plain_fifo_is_skip
     ]
     trials = {"a": SimpleNamespace(trial_id="a")}
     listening = ResultsOnly()
-    catch_up_scheduler(SimpleNamespace(scheduler=listening, trials=trials), events, -1)  # type: ignore[arg-type]
+    catch_up_scheduler(_core(listening, trials), events, -1)
     assert listening.seen == [1.0, 2.0]
     # Plain FIFO has no hook to tell: nothing is flattened or called, whatever the events
     # hold (a trial id it could not look up proves it was not consulted).
     unknown: list[Event] = [ResultReported(ts=0, trial_id="nobody", result={"m": 1})]
-    catch_up_scheduler(SimpleNamespace(scheduler=FIFOScheduler(), trials={}), unknown, -1)  # type: ignore[arg-type]
+    catch_up_scheduler(_core(FIFOScheduler(), {}), unknown, -1)

@@ -24,12 +24,13 @@ from typing import Any, Literal, overload
 
 import msgspec
 
+from atune._controller._actions import Action, Exploit, Pause, SchedulerActions, Stop
 from atune._controller._metric_check import check_metrics
 from atune._controller._policy import live_trial_limit
 from atune._controller._run import Phase, TrialRun
 from atune._flatten import flatten_dict
 from atune._gc import collection_paused
-from atune._trial import ERROR, PENDING, RUNNING, TERMINATED, CheckpointRecord, Trial
+from atune._trial import ERROR, PAUSED, PENDING, RUNNING, TERMINATED, CheckpointRecord, Trial
 from atune.events import (
     ActorFreed,
     CallbackStateSaved,
@@ -45,12 +46,15 @@ from atune.events import (
     TrialCompleted,
     TrialCreated,
     TrialErrored,
+    TrialExploited,
+    TrialPaused,
+    TrialResumed,
     TrialStarted,
 )
 from atune.execution._protocol import ErrorInfo, TrainBudget, TrainOutcome
 from atune.execution.placement_groups import PlacementGroupFactory
 from atune.schedulers import FIFOScheduler, TrialScheduler
-from atune.search import FINISHED, SearchAlgorithm
+from atune.search import FINISHED, BasicVariantGenerator, SearchAlgorithm
 from atune.stopper import DictStopper, Stopper
 from atune.storage._layout import parse_checkpoint_name
 
@@ -149,6 +153,10 @@ class Launch(msgspec.Struct, frozen=True, kw_only=True):
     """Wait this long before acquiring resources (a retry's back-off, see
     :func:`retry_delay`). The driver sleeps; a stop of the trial meanwhile (time budget,
     ``stop_all``) ends the wait at once and the trial ends without being launched."""
+    in_place: bool = False
+    """The trial holds its runner (an exploit relaunches it): launch on that runner again
+    (``reset_config`` then restore) when actors are reused; otherwise the pool stops it
+    and starts a fresh one."""
 
 
 class Train(msgspec.Struct, frozen=True, kw_only=True):
@@ -215,8 +223,13 @@ class CorePolicy:
     """``TuneConfig.max_concurrent_trials``: the live-trial limit never exceeds it."""
 
 
-class ControllerCore:
-    """Owns the experiment's state; see the module docstring."""
+class ControllerCore(SchedulerActions):
+    """Owns the experiment's state; see the module docstring.
+
+    It is also the ``tune_controller`` that scheduler hooks receive: ``get_trials()``,
+    ``get_live_trials()``, ``pause_trial``, ``stop_trial`` and ``exploit_trial``
+    (:class:`~atune._controller._actions.SchedulerActions`).
+    """
 
     def __init__(
         self,
@@ -248,6 +261,26 @@ class ControllerCore:
         # launch waiting, so it is switched off.
         self._pipeline_pays = True
         self._to_resume: list[str] = []
+        # Scheduler actions recorded during a hook, carried out after it (``_carry_out``).
+        self._actions: list[Action] = []
+        self._recording = True
+        self._deciding: tuple[str, str] | None = None
+        # PAUSED trials (in pause order); a pause is resumed by ``choose_trial_to_run``.
+        self._paused: dict[str, None] = {}
+        self._default_choice = (
+            type(self.scheduler).choose_trial_to_run is TrialScheduler.choose_trial_to_run
+        )
+        # With a scheduler that chooses (HyperBand, PBT), trials are created ahead of
+        # their launch, as Ray Tune's pending trials, so that it sees them (HyperBand
+        # fills its brackets at creation): up to 16 with the variant generator, else 1.
+        self._unlaunched: dict[str, None] = {}
+        self._max_pending = 16 if isinstance(search, BasicVariantGenerator) else 1
+        # Checkpoints an exploit assigned: (donor id, dir name) -> the trials assigned it;
+        # pinned against retention (``_enforce_retention``) while any of them needs it.
+        self._pins: dict[tuple[str, str], set[str]] = {}
+        self._pinned_by: dict[str, tuple[str, str]] = {}
+        self._assigned_loaded: set[str] = set()  # exploiters started from their assignment
+        self._unpinned: list[str] = []  # donors whose pin went, retention to be re-run
         self._to_skip: list[str] = []
         self._events: list[Event] = []
         self._commands: list[Command] = []
@@ -265,6 +298,13 @@ class ControllerCore:
         handing it to callbacks on every event costs nothing; it cannot be modified.
         """
         return self._trials_view
+
+    def get_live_trials(self) -> list[Trial]:
+        """The trials that have not ended (PENDING, RUNNING or PAUSED), in creation order.
+
+        Costs the number of unfinished trials, not of every trial of the experiment.
+        """
+        return self._unfinished()
 
     def run_of(self, trial_id: str) -> TrialRun:
         """The core's run record of the trial: its phase, a decided stop, the pipelining
@@ -314,6 +354,18 @@ class ControllerCore:
                     trial.pending_error = None
                     trial.failure_streak = 0
                     self._to_resume.append(trial.trial_id)
+            elif trial.status == PAUSED and resume_unfinished:
+                # It stays PAUSED: ``choose_trial_to_run`` resumes it, as it would have.
+                self._run(trial.trial_id).phase = Phase.PAUSED
+                self._paused[trial.trial_id] = None
+            elif (
+                trial.status == PENDING
+                and resume_unfinished
+                and not self._default_choice
+                and not trial.num_results
+                and trial.restore_checkpoint is None
+            ):
+                self._unlaunched[trial.trial_id] = None  # never ran: started when chosen
             elif trial.status != TERMINATED:
                 trial.status = PENDING
                 target = self._to_resume if resume_unfinished else self._to_skip
@@ -333,6 +385,7 @@ class ControllerCore:
         with collection_paused():
             for event in events:
                 self._apply(event)
+        self._unpinned.clear()  # retention was decided live, and journaled
 
     def handle(self, message: Message) -> tuple[list[Event], list[Command]]:
         """Process one message; return the events it produced and the commands to run."""
@@ -364,13 +417,23 @@ class ControllerCore:
             self._on_capacity(message)
         else:  # pragma: no cover - other events are only produced here
             raise TypeError(f"unexpected message {message!r}")
-        self._maybe_finish(getattr(message, "ts", 0.0))
+        ts = getattr(message, "ts", 0.0)
+        self._carry_out(ts)
+        if self._paused:
+            # A decision of this step may have marked paused trials to resume (HyperBand
+            # unpauses the good ones of a bracket on another trial's result).
+            self._fill(ts)
+        self._maybe_finish(ts)
         return self._events, self._commands
 
     # --------------------------------------------------------------- state changes
     def _emit(self, event: Event) -> None:
         self._apply(event)
         self._events.append(event)
+        if self._unpinned:  # an exploiter no longer needs a donor's checkpoint
+            donors, self._unpinned = self._unpinned, []
+            for donor_id in donors:
+                self._enforce_retention(event.ts, self.trials[donor_id])
 
     def _apply(self, event: Event) -> None:
         """Apply one event to the state (live runs and journal replay alike)."""
@@ -404,12 +467,17 @@ class ControllerCore:
         if isinstance(event, TrialStarted):
             trial.status = RUNNING
             trial.attempt = event.attempt
+            assigned = trial.assigned_checkpoint
+            if assigned is not None and event.restored_from == os.path.basename(assigned):
+                self._assigned_loaded.add(trial.trial_id)  # it loaded what it was assigned
         elif isinstance(event, ResultReported):
             trial.last_result = event.result
             trial.num_results += 1
             trial.pending_error = None  # the retry made progress: no longer failing
             trial.failure_streak = 0
         elif isinstance(event, CheckpointSaved):
+            if trial.trial_id in self._assigned_loaded:
+                self._unassign(trial)  # its own checkpoint now supersedes the assigned one
             trial.checkpoints.append(
                 CheckpointRecord(event.dir_name, event.training_iteration, event.metrics)
             )
@@ -418,7 +486,22 @@ class ControllerCore:
                 trial.next_checkpoint_index = max(trial.next_checkpoint_index, index + 1)
         elif isinstance(event, (CheckpointDeleted, CheckpointDamaged)):
             trial.checkpoints = [c for c in trial.checkpoints if c.dir_name != event.dir_name]
+        elif isinstance(event, TrialPaused):
+            trial.status = PAUSED
+        elif isinstance(event, TrialResumed):
+            trial.status = PENDING
+        elif isinstance(event, TrialExploited):
+            self._unassign(trial)
+            trial.config = event.config
+            if event.experiment_tag is not None:
+                trial.experiment_tag = event.experiment_tag
+            donor = self.trials[event.donor_id]
+            trial.assigned_checkpoint = os.path.join(donor.dirname, event.dir_name)
+            key = (event.donor_id, event.dir_name)
+            self._pins.setdefault(key, set()).add(trial.trial_id)
+            self._pinned_by[trial.trial_id] = key
         elif isinstance(event, TrialCompleted):
+            self._unassign(trial)
             trial.status = TERMINATED
             trial.end_reason = event.reason
             if trial.pending_error is not None and event.reason != "returned":
@@ -441,11 +524,25 @@ class ControllerCore:
                     type_name=event.error_type, message=event.message, traceback=event.traceback
                 )
             else:
+                self._unassign(trial)
                 trial.pending_error = None
                 trial.status = ERROR
                 trial.error = ErrorInfo(
                     type_name=event.error_type, message=event.message, traceback=event.traceback
                 )
+
+    def _unassign(self, trial: Trial) -> None:
+        """Drop the trial's assigned checkpoint, and the donor's pin with it."""
+        trial.assigned_checkpoint = None
+        self._assigned_loaded.discard(trial.trial_id)
+        key = self._pinned_by.pop(trial.trial_id, None)
+        if key is None:
+            return
+        holders = self._pins[key]
+        holders.discard(trial.trial_id)
+        if not holders:
+            del self._pins[key]
+            self._unpinned.append(key[0])
 
     def _resources_of(self, event: TrialCreated) -> PlacementGroupFactory:
         """The trial's request: one shared object per distinct request (they are immutable)."""
@@ -464,53 +561,180 @@ class ControllerCore:
         return list(self._open.values())
 
     # --------------------------------------------------------------------- handlers
+    def _live(self) -> int:
+        """Trials that count against the live-trial limit.
+
+        Not a launch queued on another trial's runner (pipelining), not a PAUSED trial
+        whose runner is freed (a paused trial still releasing its runner counts until its
+        ``ActorFreed``, so the limit is never exceeded).
+        """
+        live = 0
+        for trial in self._unfinished():
+            run = self._run(trial.trial_id)
+            if run.queued_on or (run.phase is Phase.PAUSED and not run.holds_runner):
+                continue
+            if trial.trial_id in self._unlaunched:
+                continue
+            live += 1
+        return live
+
     def _fill(self, ts: float) -> None:
-        """Create trials while there is room and the search has more."""
-        while not self.search_finished:
-            live = sum(1 for t in self._unfinished() if not self._run(t.trial_id).queued_on)
-            host: Trial | None = None
-            if live >= self.max_live_trials:
-                host = self._pipeline_host()
-                if host is None:
-                    return
-            trial_id = f"{self.policy.uid}_{self._counter:05d}"
-            suggestion = self.search.next_trial(trial_id)
-            if suggestion is FINISHED or suggestion == FINISHED:
-                self.search_finished = True
+        """Start trials while there is room: paused ones the scheduler chooses, new ones.
+
+        With a scheduler of its own ``choose_trial_to_run`` (HyperBand, PBT) its choice
+        among the PAUSED trials goes first. With the default (Ray Tune's FIFO rule: the
+        first PENDING trial, else the first PAUSED one) new trials come first and paused
+        ones resume, in creation order, once the search has none to give.
+        """
+        while True:
+            room = self._live() < self.max_live_trials
+            if not self._default_choice:
+                while (
+                    not self.search_finished
+                    and len(self._unlaunched) < self._max_pending
+                    and self._create(ts, None, launch=False)
+                ):
+                    pass
+                chosen = self._choose() if room else None
+                if chosen is None:
+                    break
+                self._start_chosen(ts, chosen)
+                continue
+            if not self.search_finished:
+                host = None if room else self._pipeline_host()
+                if (room or host is not None) and self._create(ts, host):
+                    continue
+            if room and self._paused and self._default_choice:
+                chosen = self._choose()
+                if chosen is not None:
+                    self._resume_paused(ts, chosen)
+                    continue
+            break
+        if self._paused:
+            self._check_stuck(ts)
+
+    def _choose(self) -> Trial | None:
+        """The paused trial to resume now (None: none may, or none is ready)."""
+        if self._default_choice:
+            ready = [
+                self.trials[trial_id]
+                for trial_id in self._paused
+                if not self._run(trial_id).holds_runner
+            ]
+            return min(ready, key=lambda t: t.index) if ready else None
+        chosen = self.scheduler.choose_trial_to_run(self)
+        if chosen is not None:
+            trial_id = chosen.trial_id
+            if trial_id in self._unlaunched:
+                return chosen
+            # A paused trial whose runner is still being released is resumed on its
+            # ``ActorFreed``.
+            if trial_id in self._paused and not self._run(trial_id).holds_runner:
+                return chosen
+        # No choice, or one that needs no start (a trial already launching: its status
+        # is PENDING until it starts): trials not launched yet start in creation order,
+        # as Ray Tune starts its pending trials; paused ones wait for the scheduler.
+        for trial_id in self._unlaunched:
+            return self.trials[trial_id]
+        return None
+
+    def _start_chosen(self, ts: float, trial: Trial) -> None:
+        if trial.trial_id not in self._unlaunched:
+            self._resume_paused(ts, trial)
+            return
+        del self._unlaunched[trial.trial_id]
+        self._run(trial.trial_id).phase = Phase.LAUNCHING
+        self._commands.append(Launch(trial_id=trial.trial_id, budget=self._budget()))
+
+    def _check_stuck(self, ts: float) -> None:
+        """Fail the experiment when only paused trials are left and none is chosen.
+
+        Waiting could never end (Ray Tune hangs here: "There are paused trials, but no
+        more pending trials with sufficient resources"), so the experiment fails with an
+        error naming the scheduler and the trials.
+        """
+        if self.finished or self.fatal_error is not None:
+            return
+        unfinished = self._unfinished()
+        for trial in unfinished:
+            run = self._run(trial.trial_id)
+            if run.phase is not Phase.PAUSED or run.holds_runner or run.stop_reason:
                 return
-            if suggestion is None:
-                return
-            self._counter += 1
-            config = suggestion.config  # type: ignore[union-attr]
-            tag = suggestion.experiment_tag  # type: ignore[union-attr]
-            resources = self.policy.resources_for(config)
-            name, dirname = self._names(trial_id, config, tag, resources)
-            self._emit(
-                TrialCreated(
-                    ts=ts,
-                    trial_id=trial_id,
-                    trial_name=name,
-                    dirname=dirname,
-                    config=config,
-                    experiment_tag=tag,
-                    resources=resources.bundles,
-                    strategy=resources.strategy,
-                )
+        names = ", ".join(t.trial_id for t in unfinished)
+        self.fatal_error = ErrorInfo(
+            type_name="atune.errors.TuneError",
+            message=f"{type(self.scheduler).__name__} left {len(unfinished)} trial(s) "
+            f"paused ({names}) with nothing running, and its choose_trial_to_run() chose "
+            "none of them to resume: the experiment could never finish",
+            traceback="",
+        )
+        self.search_finished = True
+        self._stop_all(ts, "scheduler")
+
+    def _resume_paused(self, ts: float, trial: Trial) -> None:
+        """Launch a paused trial again, from its checkpoint (none: from scratch)."""
+        del self._paused[trial.trial_id]
+        checkpoint = trial.restore_checkpoint
+        self._emit(
+            TrialResumed(ts=ts, trial_id=trial.trial_id, checkpoint=_relative(trial, checkpoint))
+        )
+        self._run(trial.trial_id).phase = Phase.LAUNCHING
+        self._commands.append(
+            Launch(
+                trial_id=trial.trial_id,
+                budget=self._budget(),
+                checkpoint=checkpoint.path if checkpoint else None,
             )
-            trial = self.trials[trial_id]
-            run = self._run(trial_id)
-            run.phase = Phase.LAUNCHING
-            self.scheduler.on_trial_add(self, trial)
-            if host is not None:
-                self._run(host.trial_id).successor = trial_id
-                run.queued_on = host.trial_id
-            self._commands.append(
-                Launch(
-                    trial_id=trial_id,
-                    budget=self._budget(),
-                    after=None if host is None else host.trial_id,
-                )
+        )
+
+    def _create(self, ts: float, host: Trial | None, *, launch: bool = True) -> bool:
+        """Create and launch the search's next trial (queued behind ``host`` if set);
+        False when the search has none to give now. Without ``launch`` it waits, PENDING,
+        for the scheduler's ``choose_trial_to_run``."""
+        trial_id = f"{self.policy.uid}_{self._counter:05d}"
+        suggestion = self.search.next_trial(trial_id)
+        if suggestion is FINISHED or suggestion == FINISHED:
+            self.search_finished = True
+            return False
+        if suggestion is None:
+            return False
+        self._counter += 1
+        config = suggestion.config  # type: ignore[union-attr]
+        tag = suggestion.experiment_tag  # type: ignore[union-attr]
+        resources = self.policy.resources_for(config)
+        name, dirname = self._names(trial_id, config, tag, resources)
+        self._emit(
+            TrialCreated(
+                ts=ts,
+                trial_id=trial_id,
+                trial_name=name,
+                dirname=dirname,
+                config=config,
+                experiment_tag=tag,
+                resources=resources.bundles,
+                strategy=resources.strategy,
             )
+        )
+        trial = self.trials[trial_id]
+        run = self._run(trial_id)
+        self.scheduler.on_trial_add(self, trial)
+        if not launch:
+            self._unlaunched[trial_id] = None  # phase PENDING
+            self._carry_out(ts)
+            return True
+        run.phase = Phase.LAUNCHING
+        if host is not None:
+            self._run(host.trial_id).successor = trial_id
+            run.queued_on = host.trial_id
+        self._commands.append(
+            Launch(
+                trial_id=trial_id,
+                budget=self._budget(),
+                after=None if host is None else host.trial_id,
+            )
+        )
+        self._carry_out(ts)
+        return True
 
     def _on_capacity(self, message: CapacityChanged) -> None:
         """Recompute the live-trial limit for the new capacity; fill up to it."""
@@ -554,7 +778,7 @@ class ControllerCore:
         for trial_id in self._to_resume:
             trial = self.trials[trial_id]
             self._run(trial_id).phase = Phase.LAUNCHING
-            checkpoint = trial.checkpoint
+            checkpoint = trial.restore_checkpoint
             self._commands.append(
                 Launch(
                     trial_id=trial_id,
@@ -586,6 +810,8 @@ class ControllerCore:
         run = self._run(event.trial_id)
         run.holds_runner = True
         run.queued_on = None
+        if self._paused:  # the scheduler may have waited for this trial to start
+            self._fill(event.ts)
 
     def _on_train_returned(self, message: TrainReturned) -> None:
         trial = self.trials[message.trial_id]
@@ -624,17 +850,27 @@ class ControllerCore:
         # As in Ray Tune, the stopper sees every result, unflattened, even one with done=True.
         stopped = self.stopper is not None and self.stopper(trial.trial_id, result)
         reason: str | None = None
+        decision = TrialScheduler.CONTINUE
         if result.get("done"):
             reason = "done"
         elif stopped:
             reason = "stopper"
-        elif self.scheduler.on_trial_result(self, trial, flat) == TrialScheduler.STOP:
-            reason = "scheduler"
+        else:
+            carried = result.get("checkpoint_dir_name")
+            self._deciding = (trial.trial_id, carried) if carried else None
+            try:
+                decision = self.scheduler.on_trial_result(self, trial, flat)
+            finally:
+                self._deciding = None
+            if decision == TrialScheduler.STOP:
+                reason = "scheduler"
+        run = self._run(trial.trial_id)
         if reason is None:
             self.search.on_trial_result(trial.trial_id, flat)
+            if decision == TrialScheduler.PAUSE and run.stop_reason is None:
+                run.pausing = True
         else:
             result["done"] = True
-            run = self._run(trial.trial_id)
             if run.stop_reason is None:  # an earlier (external) stop keeps its reason
                 run.stop_reason = reason
         self._emit(ResultReported(ts=ts, trial_id=trial.trial_id, result=result))
@@ -652,6 +888,9 @@ class ControllerCore:
             # A function trainable's checkpoint is committed with its result: retention
             # applies here as it does to a class trainable's save (``_on_checkpoint``).
             self._enforce_retention(ts, trial)
+        # What the scheduler asked for from the hook (this trial's own pause or exploit
+        # included) takes effect now, after the result it was decided on.
+        self._carry_out(ts)
         if self.stopper is not None and self.stopper.stop_all():
             self._stop_all(ts, "stop_all")
         return reason is not None
@@ -680,7 +919,9 @@ class ControllerCore:
         )
         kept = {id(c) for c in ranked[:keep]} | {id(latest)}
         for record in list(trial.checkpoints):
-            if id(record) not in kept:
+            # A checkpoint an exploit assigned to another trial stays until it is loaded
+            # and superseded (Ray Tune deletes it too early: PBT then restores nothing).
+            if id(record) not in kept and (trial.trial_id, record.dir_name) not in self._pins:
                 self._emit(
                     CheckpointDeleted(ts=ts, trial_id=trial.trial_id, dir_name=record.dir_name)
                 )
@@ -695,6 +936,22 @@ class ControllerCore:
                 self._save(trial)
             else:
                 self._complete(ts, trial, run.stop_reason)
+            return
+        if run.pausing:
+            if (
+                run.pause_save
+                and not run.relaunch
+                and run.holds_runner
+                and not self.policy.is_function
+                and trial.last_result
+                and not self._last_checkpointed(trial)
+            ):
+                self._save(trial)  # back here on its ``CheckpointSaved``
+            else:
+                self._pause(ts, trial)
+            return
+        if run.relaunch:
+            self._relaunch_exploited(trial)
             return
         if self._checkpoint_due(trial):
             self._save(trial)
@@ -753,18 +1010,26 @@ class ControllerCore:
         if reason not in _ENDS_SEEN_BY_THE_RUNNER:
             self._pipeline_pays = False
         self._hand_over(trial)
+        run = self._run(trial.trial_id)
+        waiting = run.phase in (Phase.PAUSED, Phase.PENDING)  # not running: removed
+        self._paused.pop(trial.trial_id, None)
+        self._unlaunched.pop(trial.trial_id, None)
         self._emit(TrialCompleted(ts=ts, trial_id=trial.trial_id, reason=reason))
         if trial.status == ERROR:  # stopped while failing: see ``Trial.pending_error``
             self.scheduler.on_trial_error(self, trial)
             self.search.on_trial_complete(trial.trial_id, None, error=True)
         else:
             flat = flatten_dict(trial.last_result)
-            self.scheduler.on_trial_complete(self, trial, flat)
+            if waiting:
+                self.scheduler.on_trial_remove(self, trial)
+            else:
+                self.scheduler.on_trial_complete(self, trial, flat)
             self.search.on_trial_complete(trial.trial_id, flat)
-        run = self._run(trial.trial_id)
-        run.phase = Phase.RELEASING if run.holds_runner else Phase.ENDED
-        if run.holds_runner:
+        if run.holds_runner and run.phase is not Phase.PAUSED:
             self._commands.append(Release(trial_id=trial.trial_id))
+        # A paused trial still releasing its runner ends with that ``ActorFreed``.
+        run.phase = Phase.RELEASING if run.holds_runner else Phase.ENDED
+        self._carry_out(ts)
         self._fill(ts)
 
     def _on_restore_failure(self, message: RunnerFailed, trial: Trial) -> bool:
@@ -812,7 +1077,7 @@ class ControllerCore:
     def _relaunch(self, trial: Trial) -> None:
         """Launch the trial again from its latest checkpoint (none: from scratch)."""
         self._run(trial.trial_id).phase = Phase.LAUNCHING
-        checkpoint = trial.checkpoint
+        checkpoint = trial.restore_checkpoint
         self._commands.append(
             Launch(
                 trial_id=trial.trial_id,
@@ -841,6 +1106,7 @@ class ControllerCore:
         self._hand_over(trial)
         run = self._run(trial.trial_id)
         run.phase = Phase.IDLE
+        run.pausing = run.relaunch = False  # a retry resumes from its checkpoint anyway
         max_failures = self.policy.max_failures
         will_retry = (
             retryable
@@ -859,8 +1125,9 @@ class ControllerCore:
         self.scheduler.on_trial_error(self, trial)
         if will_retry:
             self.scheduler.on_trial_add(self, trial)  # Ray Tune re-adds a requeued trial
+            self._carry_out(ts)
             run.phase = Phase.LAUNCHING
-            checkpoint = trial.checkpoint
+            checkpoint = trial.restore_checkpoint
             self._commands.append(
                 Launch(
                     trial_id=trial.trial_id,
@@ -879,15 +1146,90 @@ class ControllerCore:
         else:
             self._fill(ts)
 
+    # ------------------------------------------------------------ scheduler actions
+    def _carry_out(self, ts: float) -> None:
+        """Carry out what the scheduler asked for in its hooks, in order (see ``_actions``)."""
+        while self._actions:
+            action = self._actions.pop(0)
+            trial = self.trials.get(action.trial_id)
+            if trial is None or trial.is_finished:
+                continue
+            run = self._run(trial.trial_id)
+            waiting = run.phase in (Phase.PAUSED, Phase.PENDING)
+            if isinstance(action, Stop):
+                if run.stop_reason is None:
+                    run.stop_reason = "scheduler"
+                if waiting:
+                    self._complete(ts, trial, "scheduler")
+            elif isinstance(action, Pause):
+                if waiting or run.stop_reason is not None:
+                    continue
+                run.pausing = True
+                run.pause_save = run.pause_save and action.checkpoint
+            elif isinstance(action, Exploit):
+                self._emit(
+                    TrialExploited(
+                        ts=ts,
+                        trial_id=trial.trial_id,
+                        donor_id=action.donor_id,
+                        dir_name=action.dir_name,
+                        config=action.config,
+                        experiment_tag=action.experiment_tag,
+                    )
+                )
+                if not waiting:
+                    run.relaunch = True
+
+    def _pause(self, ts: float, trial: Trial) -> None:
+        """Pause an idle trial: journal it, let go of its runner, start what may start."""
+        run = self._run(trial.trial_id)
+        run.pausing = run.relaunch = False
+        run.pause_save = True
+        self._pipeline_pays = False  # its runner did not see it end
+        self._hand_over(trial)
+        self._emit(
+            TrialPaused(
+                ts=ts,
+                trial_id=trial.trial_id,
+                checkpoint=_relative(trial, trial.restore_checkpoint),
+                scheduler=type(self.scheduler).__name__,
+            )
+        )
+        run.phase = Phase.PAUSED
+        self._paused[trial.trial_id] = None
+        if run.holds_runner:
+            self._commands.append(Release(trial_id=trial.trial_id))
+        self._fill(ts)
+
+    def _relaunch_exploited(self, trial: Trial) -> None:
+        """Launch an exploited trial again, from its assigned checkpoint, on its runner."""
+        run = self._run(trial.trial_id)
+        run.relaunch = False
+        self._pipeline_pays = False
+        self._hand_over(trial)
+        run.phase = Phase.LAUNCHING
+        checkpoint = trial.restore_checkpoint
+        self._commands.append(
+            Launch(
+                trial_id=trial.trial_id,
+                budget=self._budget(),
+                checkpoint=checkpoint.path if checkpoint else None,
+                in_place=run.holds_runner,
+            )
+        )
+
     def _stop_all(self, ts: float, reason: Any) -> None:
         """End every live trial: idle ones now, busy ones when their call returns."""
         self.search_finished = True
-        for trial in self._unfinished():
-            if trial.is_finished:  # completed by an earlier iteration's side effects
-                continue
+        unfinished = self._unfinished()
+        for trial in unfinished:
             run = self._run(trial.trial_id)
             if run.stop_reason is None:
                 run.stop_reason = reason
+        for trial in unfinished:
+            if trial.is_finished:  # completed by an earlier iteration's side effects
+                continue
+            run = self._run(trial.trial_id)
             if not run.busy:
                 self._complete(ts, trial, reason)
 
@@ -957,6 +1299,15 @@ _ENDS_SEEN_BY_THE_RUNNER = frozenset({"returned", "done", "stopper"})
 The runner evaluates ``done`` and the dict stopper's criteria on every result (see
 ``TrainBudget``); only a ``stopper`` that is a ``DictStopper`` allows pipelining at all.
 """
+
+
+def _relative(trial: Trial, checkpoint: Any) -> str | None:
+    """``checkpoint`` (the trial's restore checkpoint) relative to the experiment dir."""
+    if checkpoint is None:
+        return None
+    if trial.assigned_checkpoint is not None:
+        return trial.assigned_checkpoint
+    return os.path.join(trial.dirname, trial.checkpoints[-1].dir_name)
 
 
 def _final_result(trial: Trial) -> dict[str, Any]:

@@ -78,6 +78,7 @@ from atune.events import (
     TrialCompleted,
     TrialCreated,
     TrialErrored,
+    TrialPaused,
     TrialStarted,
     encode_event,
 )
@@ -141,6 +142,7 @@ class Driver:
         self._last_scheduler_state: Any = None
         self._retry_waits: dict[str, anyio.CancelScope] = {}  # retries backing off
         self._storage_failure: StorageError | None = None
+        self._warned_pause_without_checkpoint = False
 
     # ---------------------------------------------------------------------- run
     async def run(self) -> None:
@@ -378,6 +380,21 @@ class Driver:
         elif isinstance(event, TrialCreated):
             assert trial is not None
             self.writer.params(Path(trial.path), trial.config)
+        elif (
+            isinstance(event, TrialPaused)
+            and event.checkpoint is None
+            and not self._warned_pause_without_checkpoint  # once per experiment
+        ):
+            self._warned_pause_without_checkpoint = True
+            _log.warning(
+                f"{event.scheduler} paused trial {event.trial_id}, which has no "
+                "checkpoint: it will restart from scratch when resumed (its "
+                "training_iteration starts over). A function trainable must report "
+                "checkpoints (report(..., checkpoint=...)) to be paused and resumed; "
+                "this warning is shown once per experiment",
+                trial_id=event.trial_id,
+                scheduler=event.scheduler,
+            )
         if isinstance(event, (TrialCompleted, TrialErrored)) and trial and trial.is_finished:
             self.writer.close_trial(Path(trial.path))
 
@@ -482,7 +499,12 @@ class Driver:
             watch.start_soon(self._watch_start, trial, command, launching)
             try:
                 acquired = await self.pool.acquire(
-                    trial, info, command.checkpoint, command.budget, after=command.after
+                    trial,
+                    info,
+                    command.checkpoint,
+                    command.budget,
+                    after=command.after,
+                    in_place=command.in_place,
                 )
             except Exception as exc:  # raised below, outside the group (not as a group)
                 acquired = exc

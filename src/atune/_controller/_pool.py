@@ -109,12 +109,18 @@ class RunnerPool:
         checkpoint: str | None,
         budget: TrainBudget,
         after: str | None = None,
+        in_place: bool = False,
     ) -> tuple[bool, TrainOutcome | None]:
         """Start a runner for ``trial`` (reused from the cache, or new) and train it.
 
         With ``after``, the launch is first queued on that trial's runner (pipelining):
         it takes the runner the moment that trial's function has returned, with no
         round trip in between; if that trial is still going, it falls back to the rest.
+
+        With ``in_place`` the trial holds a runner already (a scheduler's exploit
+        relaunches it): with reuse on, that runner is reset for it (``reset_config``, then
+        the restore); without reuse, or when the reset is declined or raises, the runner
+        is let go of and the launch takes the usual way.
 
         Returns:
             Whether the runner was reused, and the first train outcome.
@@ -125,6 +131,10 @@ class RunnerPool:
             WorkerDiedError: The new worker died while starting.
         """
         request = LaunchRequest(LaunchMode.NEW, trial.config, info, checkpoint, budget)
+        if in_place:
+            relaunched = await self._relaunch(trial, request)
+            if relaunched is not None:
+                return True, relaunched.trained
         if after is not None:
             taken, trained = await self._launch_after(trial, after, request)
             if taken:
@@ -186,6 +196,28 @@ class RunnerPool:
             await self._discard(runner, lease)
             raise StartFailed.of(started)
         return False, started.trained
+
+    async def _relaunch(self, trial: Trial, request: LaunchRequest) -> LaunchOutcome | None:
+        """Launch ``trial`` again on the runner it holds (see ``acquire(in_place=True)``);
+        None when it did not take (the runner is let go of then)."""
+        entry = self._runners.get(trial.trial_id)
+        if entry is None:
+            return None
+        if not self.reuse:
+            del self._runners[trial.trial_id]
+            await self._stop(*entry)
+            return None
+        try:
+            outcome = await self._launch(trial.trial_id, entry, request.queued_as(LaunchMode.REUSE))
+        except WorkerDiedError:  # unregistered and discarded already
+            return None
+        if not outcome.declined and outcome.error is None:
+            return outcome
+        self._runners.pop(trial.trial_id, None)
+        await self._discard(*entry)
+        if outcome.restore_failed:  # the checkpoint's fault, not the runner's
+            raise StartFailed.of(outcome)
+        return None
 
     async def _launch_after(
         self, trial: Trial, after: str, request: LaunchRequest

@@ -25,6 +25,9 @@ from atune.events import (
     TrialCompleted,
     TrialCreated,
     TrialErrored,
+    TrialPaused,
+    TrialResumed,
+    TrialStarted,
 )
 from atune.schedulers import TrialScheduler
 from atune.search import SearchAlgorithm
@@ -110,14 +113,33 @@ def catch_up_scheduler(core: ControllerCore, events: list[Event], snapshot_at: i
     trial created is added, a result it decided on is handed to ``on_trial_result`` (its
     decision was already carried out and is ignored), a trial that ended is completed (with
     its last result) or errored. A result that ended its trial (``done``) is seen only by
-    ``on_trial_complete``, as live. With no snapshot (``-1``) the whole journal is replayed.
+    ``on_trial_complete``, as live; a trial that ended while PAUSED gets
+    ``on_trial_remove``, as live. With no snapshot (``-1``) the whole journal is replayed.
+    What the hooks ask of the controller meanwhile (``pause_trial``, ``exploit_trial``,
+    ...) is ignored: its effects are in the journal already.
     """
+    core._recording = False
+    try:
+        _catch_up_scheduler(core, events, snapshot_at)
+    finally:
+        core._recording = True
+        core._actions.clear()
+
+
+def _catch_up_scheduler(core: ControllerCore, events: list[Event], snapshot_at: int) -> None:
     scheduler = core.scheduler
     if not _listens(scheduler):
         return  # FIFO: nothing to tell (flattening every result cost seconds at scale)
     last: dict[str, dict[str, Any]] = {}
     failing: set[str] = set()
+    waiting: set[str] = set()  # PAUSED, or resumed and not started again
     for index, event in enumerate(events):
+        if isinstance(event, TrialPaused):
+            waiting.add(event.trial_id)
+        elif isinstance(event, TrialStarted):
+            waiting.discard(event.trial_id)
+        elif isinstance(event, TrialResumed):
+            pass  # still waiting until its TrialStarted
         if isinstance(event, ResultReported):
             last[event.trial_id] = event.result
             failing.discard(event.trial_id)
@@ -138,7 +160,8 @@ def catch_up_scheduler(core: ControllerCore, events: list[Event], snapshot_at: i
                 scheduler.on_trial_add(core, trial)
         elif isinstance(event, TrialCompleted):
             trial = core.trials[event.trial_id]
-            if event.reason == "skipped":  # closed on an earlier restore, never seen live
+            if event.reason == "skipped" or event.trial_id in waiting:
+                # closed on an earlier restore (never seen live), or stopped while paused
                 scheduler.on_trial_remove(core, trial)
             elif event.trial_id in failing and event.reason != "returned":
                 scheduler.on_trial_error(core, trial)

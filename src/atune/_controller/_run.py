@@ -14,10 +14,14 @@ Phases (a trial moves along the arrows; ``IDLE`` never outlives one message)::
     IDLE --Save--> SAVING --(saved)--> IDLE
     IDLE / LAUNCHING (failed, retried) --Launch--> LAUNCHING
     (ended) --> RELEASING (runner still held) --ActorFreed--> ENDED
+    IDLE (pause decided; a class trainable saved first) --TrialPaused--> PAUSED
+    PAUSED --TrialResumed, Launch--> LAUNCHING
 
-``PAUSED`` (no runner, no resources, to be launched again from its checkpoint) is reserved
-for schedulers that pause trials; nothing enters it yet. A change of config between two
-runs is recorded state (an event setting ``Trial.config``), not part of this record.
+A PAUSED trial releases its runner (``holds_runner`` until its ``ActorFreed``) and then
+holds no runner and no resources, and does not count against the live-trial limit; the
+scheduler's ``choose_trial_to_run`` decides when it is launched again, from its
+checkpoint. A change of config between two runs (an exploit) is recorded state (an event
+setting ``Trial.config``), not part of this record.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ class Phase(enum.Enum):
     SAVING = "saving"
     """A ``Save`` is outstanding."""
     PAUSED = "paused"
-    """Holds no runner and no resources; waits to be launched again (unused yet)."""
+    """Paused by the scheduler: no call outstanding; once its runner is freed it holds no
+    runner and no resources, and waits to be launched again from its checkpoint."""
     RELEASING = "releasing"
     """Ended; its runner is being let go of (no ``ActorFreed`` yet)."""
     ENDED = "ended"
@@ -65,6 +70,13 @@ class TrialRun:
         holds_runner: A runner serves the trial (from ``TrialStarted`` to ``ActorFreed``).
         successor: A trial whose launch is queued on this trial's runner (pipelining).
         queued_on: The trial on whose runner this trial's launch is queued.
+        pausing: A pause was decided (by the scheduler's answer or its ``pause_trial``);
+            carried out once the outstanding call returns.
+        pause_save: Save a class trainable for the pause (``pause_trial(...,
+            should_checkpoint=False)`` clears it).
+        relaunch: An exploit assigned the trial a checkpoint while it ran: once its
+            outstanding call returns it is launched again, on its own runner when reuse
+            allows.
     """
 
     phase: Phase = Phase.PENDING
@@ -72,6 +84,9 @@ class TrialRun:
     holds_runner: bool = False
     successor: str | None = None
     queued_on: str | None = None
+    pausing: bool = False
+    pause_save: bool = True
+    relaunch: bool = False
 
     @property
     def busy(self) -> bool:

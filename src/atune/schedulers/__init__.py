@@ -2,12 +2,14 @@
 
 from atune.schedulers._trial_scheduler import FIFOScheduler, TrialScheduler
 from atune.schedulers.async_hyperband import ASHAScheduler, AsyncHyperBandScheduler
+from atune.schedulers.hyperband import HyperBandScheduler
 from atune.schedulers.median_stopping_rule import MedianStoppingRule
 
 __all__ = [
     "ASHAScheduler",
     "AsyncHyperBandScheduler",
     "FIFOScheduler",
+    "HyperBandScheduler",
     "MedianStoppingRule",
     "TrialScheduler",
 ]

@@ -20,6 +20,7 @@ _TABLE = ClassTable(
     {
         "FIFOScheduler": "atune.schedulers._trial_scheduler",
         "AsyncHyperBandScheduler": "atune.schedulers.async_hyperband",
+        "HyperBandScheduler": "atune.schedulers.hyperband",
         "MedianStoppingRule": "atune.schedulers.median_stopping_rule",
     },
     build_errors=(TypeError, ValueError),

@@ -19,7 +19,14 @@ class TrialScheduler:
     """Base class of trial schedulers (Ray Tune's interface).
 
     Hooks receive the controller (``tune_controller``) first for compatibility with Ray
-    Tune schedulers; it offers ``get_trials()``.
+    Tune schedulers; it offers ``get_trials()``, ``get_live_trials()``,
+    ``pause_trial(trial)``, ``stop_trial(trial)`` and ``exploit_trial(trial, *, donor,
+    config, experiment_tag=None)``. Those actions take effect right after the hook
+    returns, and each is journaled, so a replay reproduces it.
+
+    ``on_trial_result`` answers ``CONTINUE``, ``PAUSE`` (checkpoint the trial, release its
+    runner, resume it later from that checkpoint when :meth:`choose_trial_to_run` picks
+    it), ``STOP`` or ``NOOP`` (the hook already acted on the trial, e.g. paused it).
     """
 
     CONTINUE = "CONTINUE"
@@ -74,6 +81,25 @@ class TrialScheduler:
 
     def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
         """A PENDING or PAUSED trial was removed."""
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+        """The PAUSED (or PENDING) trial to start when there is room, or None.
+
+        The default is Ray Tune's FIFO rule: the first PENDING trial, else the first
+        PAUSED one, in creation order. The controller calls it whenever a trial may start
+        and paused trials wait; it must not change the scheduler's state (it may be asked
+        several times). A trial that is not PAUSED (one already being launched, whose
+        status is PENDING until it starts) is started by the controller anyway, so the
+        answer then only means "none of the paused ones yet"; the controller asks again
+        after its next event. A scheduler that leaves paused trials waiting while nothing
+        runs fails the experiment with an error naming it (never a hang).
+        """
+        trials = tune_controller.get_trials()
+        for status in ("PENDING", "PAUSED"):
+            for trial in trials:
+                if trial.status == status:
+                    return trial  # type: ignore[no-any-return]
+        return None
 
     def debug_string(self) -> str:
         """One line describing the scheduler's state."""

@@ -137,6 +137,9 @@ class FunctionTrainable(Trainable):
         if checkpoint is not None:
             iteration = result.get("training_iteration", self._iteration + 1)
             elapsed = time.monotonic() - self._step_started
+            # The result counts the time the checkpoint counts, so a trial resumed from
+            # it (a pause, a retry) continues time_total_s without going back.
+            result.setdefault("time_this_iter_s", elapsed)
             state = {**self._state(), "training_iteration": iteration}
             state["time_total_s"] = self._time_total + result.get("time_this_iter_s", elapsed)
             committed = self._persist(checkpoint, state)
