@@ -46,6 +46,7 @@ from atune.events import (
     TrialErrored,
     TrialStarted,
 )
+from atune.errors import MetricError
 from atune.execution._protocol import ErrorInfo, TrainBudget, TrainOutcome
 from atune.execution.placement_groups import PlacementGroupFactory
 from atune.schedulers import FIFOScheduler, TrialScheduler
@@ -626,8 +627,14 @@ class ControllerCore:
             reason = "done"
         elif stopped:
             reason = "stopper"
-        elif self.scheduler.on_trial_result(self, trial, flat) == TrialScheduler.STOP:
-            reason = "scheduler"
+        else:
+            try:
+                decision = self.scheduler.on_trial_result(self, trial, flat)
+            except MetricError as exc:  # a result the scheduler cannot score (PBT, PB2)
+                self._on_failure(ts, trial, ErrorInfo.from_exception(exc), False)
+                return True
+            if decision == TrialScheduler.STOP:
+                reason = "scheduler"
         if reason is None:
             self.search.on_trial_result(trial.trial_id, flat)
         else:

@@ -21,6 +21,9 @@ _TABLE = ClassTable(
         "FIFOScheduler": "atune.schedulers._trial_scheduler",
         "AsyncHyperBandScheduler": "atune.schedulers.async_hyperband",
         "MedianStoppingRule": "atune.schedulers.median_stopping_rule",
+        "PopulationBasedTraining": "atune.schedulers.pbt",
+        "PopulationBasedTrainingReplay": "atune.schedulers._pbt_replay",
+        "PB2": "atune.schedulers.pb2",
     },
     build_errors=(TypeError, ValueError),
 )
