@@ -23,9 +23,11 @@ __all__ = ["GaussianProcess", "normalize", "select_config", "standardize"]
 
 Array = npt.NDArray[np.float64]
 
-_VARIANCES = (0.5, 1.0, 2.0)
-_LENGTHSCALES = (0.05, 0.1, 0.3, 1.0, 3.0)
-_EPSILONS = (0.01, 0.1, 0.3)
+# The targets are standardized, so the variance is fixed at 1; the grid spans the
+# lengthscale (in the unit cube) and the time decay.
+_VARIANCES = (1.0,)
+_LENGTHSCALES = (0.05, 0.2, 1.0)
+_EPSILONS = (0.05, 0.3)
 _JITTER = 1e-6
 _MAX_POINTS = 200
 _CANDIDATES = 1024
@@ -67,33 +69,37 @@ class GaussianProcess:
         self.x = np.asarray(x, dtype=np.float64)
         self.y = np.asarray(y, dtype=np.float64).reshape(-1)
         if params is None:
-            grid = itertools.product(_VARIANCES, _LENGTHSCALES, _EPSILONS)
-            params = max(grid, key=self._log_likelihood)
+            fits = [self._fit(p) for p in itertools.product(_VARIANCES, _LENGTHSCALES, _EPSILONS)]
+            params, self._k, self._alpha, _ = max(fits, key=lambda fit: fit[3])
+        else:
+            _, self._k, self._alpha, _ = self._fit(params)
         self.params = params
-        self._chol = self._cholesky(params)
-        self._alpha = np.linalg.solve(self._chol.T, np.linalg.solve(self._chol, self.y))
 
-    def _cholesky(self, params: tuple[float, float, float]) -> Array:
+    def _fit(
+        self, params: tuple[float, float, float]
+    ) -> tuple[tuple[float, float, float], Array, Array, float]:
+        """``(params, K + jitter, K^-1 y, log marginal likelihood)``."""
         k = _kernel(self.x, self.x, *params)
         jitter = _JITTER
-        for _ in range(8):
+        while True:
+            regularized = k + jitter * np.eye(len(k))
             try:
-                return np.linalg.cholesky(k + jitter * np.eye(len(k)))
+                chol = np.linalg.cholesky(regularized)
+                break
             except np.linalg.LinAlgError:
+                if jitter > 1.0:
+                    raise
                 jitter *= 10
-        return np.linalg.cholesky(k + jitter * np.eye(len(k)))
-
-    def _log_likelihood(self, params: tuple[float, float, float]) -> float:
-        chol = self._cholesky(params)
-        alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, self.y))
-        return float(-0.5 * self.y @ alpha - np.sum(np.log(np.diag(chol))))
+        alpha = np.linalg.solve(regularized, self.y)
+        likelihood = float(-0.5 * self.y @ alpha - np.sum(np.log(np.diag(chol))))
+        return params, regularized, alpha, likelihood
 
     def predict(self, x: Array) -> tuple[Array, Array]:
         """Posterior mean and variance at the rows of ``x``."""
         k_star = _kernel(np.asarray(x, dtype=np.float64), self.x, *self.params)
         mean = k_star @ self._alpha
-        v = np.linalg.solve(self._chol, k_star.T)
-        var = self.params[0] - np.sum(v * v, axis=0)
+        v = np.linalg.solve(self._k, k_star.T)
+        var = self.params[0] - np.sum(k_star.T * v, axis=0)
         return mean, np.maximum(var, 0.0)
 
 
