@@ -75,6 +75,20 @@ def test_write_files_writes_global_and_per_trial_logs(tmp_path: Path) -> None:
     assert len((tmp_path / "pbt_global.txt").read_text().splitlines()) == 2
 
 
+def test_files_to_write_copies_the_changes_for_a_worker_thread(tmp_path: Path) -> None:
+    scheduler, _ = _pbt_run(str(tmp_path))
+    job = scheduler.files_to_write()
+    assert job is not None
+    assert scheduler.files_to_write() is None  # nothing changed since
+    job()
+    assert len((tmp_path / "pbt_policy_t0.txt").read_text().splitlines()) == 2
+    restored = PopulationBasedTraining(
+        metric="score", mode="max", hyperparam_mutations={"lr": [1, 2]}, seed=0
+    )
+    restored.set_state(json.loads(json.dumps(scheduler.get_state())))
+    assert restored.files_to_write() is None  # no trial seen yet: no path
+
+
 def test_log_config_false_writes_nothing(tmp_path: Path) -> None:
     scheduler = PopulationBasedTraining(
         metric="score", mode="max", hyperparam_mutations={"lr": [1, 2]}, log_config=False

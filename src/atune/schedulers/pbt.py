@@ -35,6 +35,7 @@ scheduler's ``random.Random(seed)``; its whole state, RNG included, is JSON data
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -218,7 +219,7 @@ class PopulationBasedTraining(TrialScheduler):
         self._experiment_path: str | None = None
         self._global_lines: list[str] = []
         self._policies: dict[str, list[str]] = {}
-        self._dirty = False
+        self._changed: set[str] = set()
         self._warned: set[str] = set()
 
     # ------------------------------------------------------------------ as data
@@ -368,6 +369,8 @@ class PopulationBasedTraining(TrialScheduler):
         return float(result[self._time_attr]), float(result[self._metric])
 
     def _state(self, trial: Trial) -> _TrialState:
+        if self._experiment_path is None:  # e.g. restored: trials are not added again
+            self._experiment_path = getattr(trial, "experiment_path", None)
         state = self._trial_state.get(trial.trial_id)
         if state is None:  # not added (e.g. a result replayed on restore)
             state = self._trial_state[trial.trial_id] = _TrialState(trial.experiment_tag)
@@ -481,24 +484,40 @@ class PopulationBasedTraining(TrialScheduler):
         )
         self._global_lines.append(line)
         self._policies[trial.trial_id] = [*self._policies.get(donor.trial_id, []), line]
-        self._dirty = True
+        self._changed.add(trial.trial_id)
 
     def policy(self, trial_id: str) -> list[str]:
         """The policy lines of a trial (its ``pbt_policy_<id>.txt``), a copy."""
         return list(self._policies.get(trial_id, []))
 
+    def files_to_write(self) -> Callable[[], None] | None:
+        """The writing of the policy log files changed since the last call, or None.
+
+        Called on the event loop (it copies the lines); the returned function does the
+        blocking I/O and is run in a worker thread by the driver at each flush.
+        """
+        path = self._experiment_path
+        if not self._log_config or path is None or not self._changed:
+            return None
+        global_lines = list(self._global_lines)
+        policies = {k: list(self._policies[k]) for k in self._changed if k in self._policies}
+        self._changed = set()
+        return functools.partial(
+            write_policy_files, path, global_lines, policies, prefix=self._policy_prefix
+        )
+
     def write_files(self, experiment_path: str | None = None) -> None:
-        """Write the policy log files if they changed (blocking: call it off the event loop).
+        """Write every policy log file now (blocking).
 
         Args:
             experiment_path: Where to write; by default the experiment directory of the
                 trials seen.
         """
         path = experiment_path or self._experiment_path
-        if not self._log_config or path is None or not (self._dirty or experiment_path):
+        if not self._log_config or path is None:
             return
         write_policy_files(path, self._global_lines, self._policies, prefix=self._policy_prefix)
-        self._dirty = False
+        self._changed = set()
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> dict[str, Any]:
@@ -526,7 +545,7 @@ class PopulationBasedTraining(TrialScheduler):
         self._num_skipped = int(state["num_skipped"])
         self._global_lines = [str(x) for x in state["global_lines"]]
         self._policies = {str(k): [str(x) for x in v] for k, v in state["policies"].items()}
-        self._dirty = True
+        self._changed = set(self._policies)  # rewritten at the next flush
 
     def debug_string(self) -> str:
         """One line: perturbations made and exploits skipped for want of a checkpoint."""
