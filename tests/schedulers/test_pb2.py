@@ -156,7 +156,9 @@ def test_without_data_for_the_donor_its_config_is_kept() -> None:
         scheduler.on_trial_add(controller, trial)
     add_checkpoint(trials[1], 1)
     scheduler.on_trial_result(controller, trials[1], {"training_iteration": 1, "score": 5.0})
-    decision = scheduler.on_trial_result(controller, trials[0], {"training_iteration": 1, "score": 0.0})
+    decision = scheduler.on_trial_result(
+        controller, trials[0], {"training_iteration": 1, "score": 0.0}
+    )
     assert decision == TrialScheduler.NOOP
     # One record per trial: no change of score yet, so no model: the donor's config.
     assert controller.exploits()[0][3] == trials[1].config

@@ -161,11 +161,11 @@ def test_a_value_not_in_the_list_is_resampled() -> None:
 
 def test_numbers_are_multiplied_by_a_perturbation_factor() -> None:
     rng = random.Random(2)
-    factors = {_explore({"lr": 0.5}, {"lr": tune.uniform(0, 1)}, rng=rng)[0]["lr"] / 0.5 for _ in range(40)}
+    factors = {
+        _explore({"lr": 0.5}, {"lr": tune.uniform(0, 1)}, rng=rng)[0]["lr"] / 0.5 for _ in range(40)
+    }
     assert {round(f, 9) for f in factors} == {1.2, 0.8}
-    new, ops = _explore(
-        {"lr": 0.5}, {"lr": tune.uniform(0, 1)}, perturbation_factors=(3.0,)
-    )
+    new, ops = _explore({"lr": 0.5}, {"lr": tune.uniform(0, 1)}, perturbation_factors=(3.0,))
     assert new["lr"] == pytest.approx(1.5) and ops["lr"] == "* 3.0"
 
 
@@ -173,21 +173,27 @@ def test_resample_probability_one_always_resamples_from_the_domain() -> None:
     rng = random.Random(3)
     for _ in range(20):
         new, ops = _explore(
-            {"lr": 5.0, "f": 0}, {"lr": tune.uniform(0, 1), "f": lambda: 42},
-            rng=rng, resample_probability=1.0,
+            {"lr": 5.0, "f": 0},
+            {"lr": tune.uniform(0, 1), "f": lambda: 42},
+            rng=rng,
+            resample_probability=1.0,
         )
         assert 0 <= new["lr"] < 1 and new["f"] == 42
         assert ops == {"lr": "resample", "f": "resample"}
 
 
 def test_ints_are_rounded_and_bools_stay_bools() -> None:
-    new, _ = _explore({"n": 10, "b": True}, {"n": lambda: 1, "b": lambda: False}, perturbation_factors=(1.26,))
+    new, _ = _explore(
+        {"n": 10, "b": True}, {"n": lambda: 1, "b": lambda: False}, perturbation_factors=(1.26,)
+    )
     assert new["n"] == 13 and isinstance(new["n"], int)
     assert new["b"] is True
 
 
 def test_nested_mutations_explore_the_nested_config() -> None:
-    new, ops = _explore({"opt": {"lr": 1.0, "keep": 3}}, {"opt": {"lr": lambda: 0}}, perturbation_factors=(2.0,))
+    new, ops = _explore(
+        {"opt": {"lr": 1.0, "keep": 3}}, {"opt": {"lr": lambda: 0}}, perturbation_factors=(2.0,)
+    )
     assert new == {"opt": {"lr": 2.0, "keep": 3}}
     assert ops == {"opt": {"lr": "* 2.0"}}
 
@@ -233,7 +239,13 @@ def test_fill_config_recurses_into_dicts() -> None:
 # ---------------------------------------------------------------------- exploit
 
 
-def _round(scheduler: PopulationBasedTraining, controller: RecordingController, trials: list[Trial], it: int, scores: list[float]) -> list[str]:
+def _round(
+    scheduler: PopulationBasedTraining,
+    controller: RecordingController,
+    trials: list[Trial],
+    it: int,
+    scores: list[float],
+) -> list[str]:
     return [_report(scheduler, controller, t, it, s) for t, s in zip(trials, scores, strict=True)]
 
 
@@ -396,7 +408,12 @@ def test_synch_mode_exploiting_the_reporting_trial_is_a_noop() -> None:
 # ---------------------------------------------------------------------- seeding and state
 
 
-def _scenario(scheduler: PopulationBasedTraining, rounds: range, controller: RecordingController, trials: list[Trial]) -> None:
+def _scenario(
+    scheduler: PopulationBasedTraining,
+    rounds: range,
+    controller: RecordingController,
+    trials: list[Trial],
+) -> None:
     scores = random.Random(42)
     for it in rounds:
         for trial in trials:

@@ -8,6 +8,7 @@ is, and runs now.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from typing import Any
@@ -138,7 +139,7 @@ def _exploits(results: tune.ResultGrid) -> list[tuple[Any, Any, Any]]:
     found = []
     for result in results:
         records = _rows(results)[result.metrics["trial_id"]]
-        for before, after in zip(records, records[1:], strict=False):
+        for before, after in itertools.pairwise(records):
             donor = after["restored_from"]
             if donor and donor != result.metrics["trial_id"] and donor != before["restored_from"]:
                 found.append((before, after, result))
@@ -172,7 +173,10 @@ def test_the_exploiter_continues_the_donors_iteration_with_a_mutated_config(
             for r in rows[after["restored_from"]]
             if r["training_iteration"] == after["restored_iteration"]
         ]
-        assert after["q"] in (pytest.approx(donor_row["q"] * 1.2), pytest.approx(donor_row["q"] * 0.8))
+        assert after["q"] in (
+            pytest.approx(donor_row["q"] * 1.2),
+            pytest.approx(donor_row["q"] * 0.8),
+        )
         # A reused actor: reset_config, then load_checkpoint, no second setup.
         assert after["calls"].endswith("reset_config,load_checkpoint")
         assert after["calls"].count("setup") == 1

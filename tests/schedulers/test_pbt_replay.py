@@ -14,7 +14,9 @@ from atune.schedulers._pbt_policy import load_policy
 from atune.schedulers._restorable import scheduler_from_data, scheduler_to_data
 
 
-def _report(scheduler: Any, controller: RecordingController, trial: Any, it: int, score: float) -> str:
+def _report(
+    scheduler: Any, controller: RecordingController, trial: Any, it: int, score: float
+) -> str:
     result = {"training_iteration": it, "score": score}
     decision = scheduler.on_trial_result(controller, trial, result)
     trial.last_result = result
@@ -62,7 +64,10 @@ def test_policy_lines_follow_ray_tunes_format(tmp_path: Path) -> None:
         ["0_tag", "1_tag", 4, 3, first[3], second[3]],
     ]
     # t0's policy is t1's (its donor's lineage) plus its own line.
-    assert scheduler.policy("t0") == [*scheduler.policy("t1"), scheduler.get_state()["global_lines"][1]]
+    assert scheduler.policy("t0") == [
+        *scheduler.policy("t1"),
+        scheduler.get_state()["global_lines"][1],
+    ]
 
 
 def test_write_files_writes_global_and_per_trial_logs(tmp_path: Path) -> None:
@@ -120,7 +125,7 @@ def test_load_policy_ignores_lines_that_do_not_chain(tmp_path: Path) -> None:
 def test_a_bad_policy_file_is_refused_naming_it(tmp_path: Path, text: str) -> None:
     path = tmp_path / "pbt_policy_bad.txt"
     path.write_text(text)
-    with pytest.raises(ValueError, match="pbt_policy_bad.txt.*line 1"):
+    with pytest.raises(ValueError, match=r"pbt_policy_bad\.txt.*line 1"):
         PopulationBasedTrainingReplay(str(path))
 
 

@@ -29,6 +29,7 @@ from atune._controller._policy import live_trial_limit
 from atune._controller._run import Phase, TrialRun
 from atune._flatten import flatten_dict
 from atune._trial import ERROR, PENDING, RUNNING, TERMINATED, CheckpointRecord, Trial
+from atune.errors import MetricError
 from atune.events import (
     ActorFreed,
     CallbackStateSaved,
@@ -46,7 +47,6 @@ from atune.events import (
     TrialErrored,
     TrialStarted,
 )
-from atune.errors import MetricError
 from atune.execution._protocol import ErrorInfo, TrainBudget, TrainOutcome
 from atune.execution.placement_groups import PlacementGroupFactory
 from atune.schedulers import FIFOScheduler, TrialScheduler

@@ -7,11 +7,11 @@ from atune.schedulers.pb2 import PB2
 from atune.schedulers.pbt import PopulationBasedTraining, PopulationBasedTrainingReplay
 
 __all__ = [
+    "PB2",
     "ASHAScheduler",
     "AsyncHyperBandScheduler",
     "FIFOScheduler",
     "MedianStoppingRule",
-    "PB2",
     "PopulationBasedTraining",
     "PopulationBasedTrainingReplay",
     "TrialScheduler",

@@ -80,7 +80,9 @@ def _sample(spec: Any, rng: random.Random) -> Any:
     return spec()
 
 
-def fill_config(config: dict[str, Any], mutations: Mapping[str, Any], rng: random.Random) -> dict:
+def fill_config(
+    config: dict[str, Any], mutations: Mapping[str, Any], rng: random.Random
+) -> dict[str, Any]:
     """Sample every key of ``mutations`` missing from ``config`` into it (in place).
 
     A list/tuple gives ``rng.choice``, a domain a seeded draw, a callable its return value,
@@ -203,21 +205,23 @@ def explore(
             continue
         if clip and isinstance(spec, Categorical):
             values = spec.categories
-            new_config[key], operations[key] = _neighbour(values, current, resample_probability, rng)
+            new_config[key], operations[key] = _neighbour(
+                values, current, resample_probability, rng
+            )
             continue
         if key not in config or rng.random() < resample_probability:
             value = _sample(spec, rng)
             operations[key] = "resample"
         else:
             factor = rng.choice(list(perturbation_factors))
-            value = current * factor
+            value = current * factor  # type: ignore[operator]  # a number by now
             operations[key] = f"* {factor}"
         if clip and isinstance(spec, Domain):
             value = clip_to_domain(spec, value)
         if isinstance(current, bool):
             value = bool(value)
         elif isinstance(current, int):
-            value = int(round(value))
+            value = int(round(value))  # noqa: RUF046 (a numpy float rounds to a float)
         new_config[key] = value
     return new_config, operations
 
@@ -253,7 +257,9 @@ def _flat_items(params: Mapping[str, Any], prefix: str = "") -> list[tuple[str, 
     return items
 
 
-def make_experiment_tag(orig_tag: str, config: Mapping[str, Any], mutations: Mapping) -> str:
+def make_experiment_tag(
+    orig_tag: str, config: Mapping[str, Any], mutations: Mapping[str, Any]
+) -> str:
     """``"<orig_tag>@perturbed[key=value,...]"`` over the mutated keys (Ray Tune's form)."""
     params = _flat_items(mutated_params(config, mutations))
     return f"{orig_tag}@perturbed[{','.join(f'{k}={_format(v)}' for k, v in params)}]"

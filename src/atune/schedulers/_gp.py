@@ -90,7 +90,7 @@ class GaussianProcess:
                 if jitter > 1.0:
                     raise
                 jitter *= 10
-        alpha = np.linalg.solve(regularized, self.y)
+        alpha = np.asarray(np.linalg.solve(regularized, self.y), dtype=np.float64)
         likelihood = float(-0.5 * self.y @ alpha - np.sum(np.log(np.diag(chol))))
         return params, regularized, alpha, likelihood
 

@@ -71,7 +71,7 @@ def write_policy_files(
         _write(os.path.join(experiment_path, policy_file_name(trial_id, prefix)), lines)
 
 
-def load_policy(policy_file: str) -> tuple[dict[str, Any] | None, list[tuple[int, dict]]]:
+def load_policy(policy_file: str) -> tuple[dict[str, Any] | None, list[tuple[int, dict[str, Any]]]]:
     """Read a policy file into ``(initial_config, [(iteration, config), ...])``.
 
     The lines are read from the last back while each line's trial tag is the next line's
@@ -101,7 +101,7 @@ def load_policy(policy_file: str) -> tuple[dict[str, Any] | None, list[tuple[int
                     f"a list of six items: {text.strip()[:200]!r}"
                 )
             rows.append(row)
-    schedule: list[tuple[int, dict]] = []
+    schedule: list[tuple[int, dict[str, Any]]] = []
     chained_tag: str | None = None
     initial: dict[str, Any] | None = None
     for trial_tag, donor_tag, _, donor_iteration, donor_config, new_config in reversed(rows):

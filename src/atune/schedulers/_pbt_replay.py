@@ -122,7 +122,9 @@ class PopulationBasedTrainingReplay(TrialScheduler):
         _, new_config = self._policy[due - 1]
         self._next = due
         tag = make_experiment_tag(self.experiment_tag, new_config, new_config)
-        tune_controller.exploit_trial(trial, donor=trial, config=dict(new_config), experiment_tag=tag)
+        tune_controller.exploit_trial(
+            trial, donor=trial, config=dict(new_config), experiment_tag=tag
+        )
         self.config = dict(new_config)
         self._num_perturbations += 1
         return self.NOOP

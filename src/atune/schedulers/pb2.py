@@ -60,9 +60,7 @@ def _flat_bounds(bounds: Any, prefix: str = "") -> dict[str, tuple[float, float]
             raise ValueError(f"hyperparam_bounds[{name!r}] must be [low, high], got {value!r}")
         for item in value:
             if isinstance(item, bool) or not isinstance(item, Real):
-                raise TypeError(
-                    f"hyperparam_bounds[{name!r}] must hold two numbers, got {value!r}"
-                )
+                raise TypeError(f"hyperparam_bounds[{name!r}] must hold two numbers, got {value!r}")
         low, high = value
         if not low <= high:
             raise ValueError(
@@ -200,7 +198,9 @@ class PB2(PopulationBasedTraining):
             if before is None or not row[1] > before[1]:
                 continue
             change = row[-1] - before[-1]
-            out.append([row[0], row[1], row[-1] - change, *row[2 : 2 + n], change / (row[1] - before[1])])
+            out.append(
+                [row[0], row[1], row[-1] - change, *row[2 : 2 + n], change / (row[1] - before[1])]
+            )
         return [r for r in out if np.isfinite(r[-1])][-_MAX_ROWS:]
 
     def _new_config(self, trial: Trial, donor: Trial) -> dict[str, Any]:

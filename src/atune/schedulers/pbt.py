@@ -190,7 +190,9 @@ class PopulationBasedTraining(TrialScheduler):
                 f"perturbation_factors must be a sequence of numbers, got {perturbation_factors!r}"
             )
         if not perturbation_factors:
-            raise ValueError(f"perturbation_factors must not be empty, got {perturbation_factors!r}")
+            raise ValueError(
+                f"perturbation_factors must not be empty, got {perturbation_factors!r}"
+            )
         for factor in perturbation_factors:
             check_number("perturbation_factors", factor)
         if not isinstance(time_attr, str):
@@ -302,9 +304,7 @@ class PopulationBasedTraining(TrialScheduler):
         self, tune_controller: Any, trial: Trial, t: float, result: dict[str, Any]
     ) -> str:
         live = [x for x in tune_controller.get_trials() if x.status not in _FINISHED]
-        if any(
-            x is not trial and self._state(x).last_train_time < self._next_sync for x in live
-        ):
+        if any(x is not trial and self._state(x).last_train_time < self._next_sync for x in live):
             return self.PAUSE
         lower, upper = self._quantiles(tune_controller)
         ranked = {x.trial_id for x in lower} | {x.trial_id for x in upper}
@@ -336,7 +336,8 @@ class PopulationBasedTraining(TrialScheduler):
         ]
         if not candidates:
             return None
-        return min(candidates, key=lambda x: self._state(x).last_train_time)
+        chosen: Trial = min(candidates, key=lambda x: self._state(x).last_train_time)
+        return chosen
 
     # ------------------------------------------------------------------ the rule
     def _check_result(self, trial: Trial, result: dict[str, Any]) -> tuple[float, float] | None:
@@ -389,7 +390,7 @@ class PopulationBasedTraining(TrialScheduler):
             if math.isnan(state.last_score):
                 continue
             scored.append(x)
-        scored.sort(key=lambda x: self._trial_state[x.trial_id].last_score)
+        scored.sort(key=lambda x: self._trial_state[x.trial_id].last_score or 0.0)
         if len(scored) <= 1:
             return [], []
         q = min(math.ceil(len(scored) * self._quantile_fraction), len(scored) // 2)
@@ -438,7 +439,7 @@ class PopulationBasedTraining(TrialScheduler):
         tune_controller.exploit_trial(trial, donor=donor, config=new_config, experiment_tag=tag)
         self._num_perturbations += 1
         at = flatten_dict(checkpoint.metrics).get(self._time_attr)
-        if _is_number(at):
+        if isinstance(at, (int, float)) and not isinstance(at, bool):
             state.last_perturbation_time = state.last_train_time = float(at)
         else:
             state.last_perturbation_time = donor_state.last_perturbation_time
@@ -535,9 +536,7 @@ class PopulationBasedTraining(TrialScheduler):
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`get_state` data (of a scheduler built with the same args)."""
-        self._trial_state = {
-            str(k): _TrialState.from_data(v) for k, v in state["trials"].items()
-        }
+        self._trial_state = {str(k): _TrialState.from_data(v) for k, v in state["trials"].items()}
         version, internal, gauss = state["rng"]
         self._rng.setstate((version, tuple(internal), gauss))
         self._next_sync = float(state["next_sync"])
