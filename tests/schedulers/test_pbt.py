@@ -274,8 +274,12 @@ def test_donors_are_only_trials_with_a_checkpoint() -> None:
     _round(scheduler, controller, trials, 2, [1.0, 2.0, 3.0, 4.0])
     for it in range(4, 40, 2):
         _report(scheduler, controller, trials[0], it, 0.0)
-    assert controller.exploits()
-    assert {c[2] for c in controller.exploits()} == {"t3"}  # t2 never: no checkpoint
+    # t0 stays at the bottom: every one of its 18 perturbation points exploits t3, never
+    # t2 (no checkpoint), and none is skipped (Ray Tune draws among all of the top
+    # quantile and skips the exploit when the draw has no checkpoint).
+    assert len(controller.exploits()) == 18
+    assert {c[2] for c in controller.exploits()} == {"t3"}
+    assert "0 skipped" in scheduler.debug_string()
 
 
 def test_no_donor_with_a_checkpoint_skips_the_exploit() -> None:

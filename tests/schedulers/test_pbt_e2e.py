@@ -266,3 +266,20 @@ def test_the_driver_writes_a_schedulers_files_off_the_event_loop(storage: str) -
     with open(path) as f:
         assert f.read() == "written off the event loop\n"
     assert scheduler.asked >= 1
+
+
+@pytest.mark.parametrize("cls", [PopulationBasedTraining, PB2])
+def test_no_metric_or_mode_fails_before_any_trial(storage: str, cls: Any) -> None:
+    scheduler = (
+        cls(hyperparam_mutations={"lr": [1, 2]})
+        if cls is PopulationBasedTraining
+        else cls(hyperparam_bounds={"lr": [1, 2]})
+    )
+    with pytest.raises(ValueError, match="metric") as info:
+        tune.Tuner(
+            _drops_the_metric,
+            param_space={"bad": False},
+            tune_config=tune.TuneConfig(backend="local", scheduler=scheduler),
+            run_config=tune.RunConfig(storage_path=storage),
+        ).fit()
+    assert cls.__name__ in str(info.value)
