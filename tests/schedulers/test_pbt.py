@@ -10,6 +10,7 @@ import json
 import random
 from typing import Any
 
+import numpy as np
 import pytest
 from _controller_stand_in import RecordingController, add_checkpoint, make_trial
 
@@ -370,6 +371,14 @@ def test_a_result_without_the_metric_or_time_attr_fails_naming_it() -> None:
         scheduler.on_trial_result(controller, trials[0], {"score": 1.0})
     with pytest.raises(MetricError, match="str"):
         scheduler.on_trial_result(controller, trials[0], {"training_iteration": 1, "score": "x"})
+
+
+def test_numpy_scalars_are_numbers() -> None:
+    scheduler = _pbt()
+    trials, controller = _population(scheduler, 1)
+    result = {"training_iteration": np.int64(2), "score": np.float32(1.5)}
+    assert scheduler.on_trial_result(controller, trials[0], result) == CONTINUE
+    assert scheduler.get_state()["trials"]["t0"][1] == 1.5
 
 
 def test_require_attrs_false_skips_such_results() -> None:

@@ -39,7 +39,10 @@ import functools
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
+from numbers import Real
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from atune._flatten import flatten_dict
 from atune._log import get_logger
@@ -98,7 +101,8 @@ class _TrialState:
 
 
 def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float))
+    """A real number, numpy scalars included; not a bool."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, Real)
 
 
 class PopulationBasedTraining(TrialScheduler):
@@ -439,7 +443,7 @@ class PopulationBasedTraining(TrialScheduler):
         tune_controller.exploit_trial(trial, donor=donor, config=new_config, experiment_tag=tag)
         self._num_perturbations += 1
         at = flatten_dict(checkpoint.metrics).get(self._time_attr)
-        if isinstance(at, (int, float)) and not isinstance(at, bool):
+        if isinstance(at, Real) and _is_number(at):
             state.last_perturbation_time = state.last_train_time = float(at)
         else:
             state.last_perturbation_time = donor_state.last_perturbation_time
