@@ -275,6 +275,17 @@ FACTORIES: dict[str, Callable[[], Any]] = {
         hyperparam_mutations={"a": tune.uniform(0, 1)},
         seed=7,
     ),
+    "PB2": lambda: schedulers.PB2(
+        time_attr="training_iteration",
+        perturbation_interval=5,
+        hyperparam_bounds={"a": [0.0, 1.0]},
+        seed=7,
+    ),
+}
+
+ELSEWHERE = {
+    # It replays the policy log of an earlier PBT run, so it needs one first.
+    "PopulationBasedTrainingReplay": "tests/schedulers/test_pbt_replay.py",
 }
 
 
@@ -284,7 +295,7 @@ def _exported_schedulers() -> list[str]:
         for name in schedulers.__all__
         if isinstance(getattr(schedulers, name), type)
         and issubclass(getattr(schedulers, name), schedulers.TrialScheduler)
-        and name != "TrialScheduler"
+        and name not in ("TrialScheduler", *ELSEWHERE)
     )
 
 

@@ -26,6 +26,7 @@ class ClassTable:
         classes: Class name -> module. Only these are ever built.
         wrapped: The ``init_args`` key that holds a wrapped object of the same table.
         args_required: An object without ``init_args()`` is not recorded (else: no args).
+            An object whose ``init_args()`` returns None is never recorded.
         build_errors: Exceptions of the constructor that mean "these args do not fit".
     """
 
@@ -52,7 +53,9 @@ class ClassTable:
         init_args = getattr(obj, "init_args", None)
         args = init_args() if callable(init_args) else None
         if args is None:
-            if self.args_required:
+            # No ``init_args()``: no args (unless required). ``init_args()`` answering None
+            # says its args are not data (code, objects): not recorded.
+            if self.args_required or callable(init_args):
                 return None
             args = {}
         args = dict(args)

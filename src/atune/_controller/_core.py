@@ -31,6 +31,7 @@ from atune._controller._run import Phase, TrialRun
 from atune._flatten import flatten_dict
 from atune._gc import collection_paused
 from atune._trial import ERROR, PAUSED, PENDING, RUNNING, TERMINATED, CheckpointRecord, Trial
+from atune.errors import MetricError
 from atune.events import (
     ActorFreed,
     CallbackStateSaved,
@@ -860,6 +861,9 @@ class ControllerCore(SchedulerActions):
             self._deciding = (trial.trial_id, carried) if carried else None
             try:
                 decision = self.scheduler.on_trial_result(self, trial, flat)
+            except MetricError as exc:  # a result the scheduler cannot score (PBT, PB2)
+                self._on_failure(ts, trial, ErrorInfo.from_exception(exc), False)
+                return True
             finally:
                 self._deciding = None
             if decision == TrialScheduler.STOP:

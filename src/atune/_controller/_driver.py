@@ -264,6 +264,14 @@ class Driver:
         if callback_states is not None:
             self.writer.journal(encode_event(callback_states))
         await self.clock.run_sync(self.writer.flush)
+        # A scheduler's own files (PBT's policy log): copied here, written off the loop.
+        files_to_write = getattr(self.core.scheduler, "files_to_write", None)
+        job = files_to_write() if callable(files_to_write) else None
+        if job is not None:
+            try:
+                await self.clock.run_sync(job)
+            except OSError as exc:
+                _log.warning("could not write the scheduler's files", error=str(exc))
 
     def _snapshot_search(self) -> None:
         """Journal the search algorithm's state when it changed (for Tuner.restore)."""

@@ -22,6 +22,9 @@ _TABLE = ClassTable(
         "AsyncHyperBandScheduler": "atune.schedulers.async_hyperband",
         "HyperBandScheduler": "atune.schedulers.hyperband",
         "MedianStoppingRule": "atune.schedulers.median_stopping_rule",
+        "PopulationBasedTraining": "atune.schedulers.pbt",
+        "PopulationBasedTrainingReplay": "atune.schedulers._pbt_replay",
+        "PB2": "atune.schedulers.pb2",
     },
     build_errors=(TypeError, ValueError),
 )
