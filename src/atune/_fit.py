@@ -20,6 +20,7 @@ from atune._controller._metric_check import required_metrics, strict_metric_chec
 from atune._controller._policy import execution_defaults
 from atune._controller._pool import RunnerPool
 from atune._controller._restore import RestorePlan, reconcile_disk, replay
+from atune._controller._warm import WarmPlace, WarmRunners, idle_timeout_s, trainable_identity
 from atune._log import get_logger
 from atune._progress import ProgressReporter
 from atune._signing import load_or_create_key
@@ -60,6 +61,22 @@ _SIMULATED_FLUSH_INTERVAL_S = 600.0
 _allocators: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Allocator]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+# The idle runners kept warm between experiments, one per loop and backend kind, beside
+# that loop's shared allocator (``_controller/_warm.py``).
+_warm: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, WarmRunners]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _shared_warm_runners(kind: str, allocator: Allocator) -> WarmRunners:
+    loop = asyncio.get_running_loop()
+    per_loop = _warm.setdefault(loop, {})
+    warm = per_loop.get(kind)
+    if warm is None:
+        warm = per_loop[kind] = await WarmRunners.open(allocator)
+    return warm
 
 
 def _shared_allocator(kind: str, capacity: dict[str, float]) -> Allocator:
@@ -242,10 +259,19 @@ async def _run_experiment(
     is_function = issubclass(trainable_cls, FunctionTrainable)
     checkpoint_config = run_config.checkpoint_config
 
+    warm_timeout_s = idle_timeout_s() if allocator is None else 0.0  # checked before Ray
     await backend.setup()
     capacity = await anyio.to_thread.run_sync(backend.capacity)
+    warm: WarmPlace | None = None
     if allocator is None:
         allocator = _shared_allocator(tune_config.backend, capacity)
+        backend_key = backend.warm_key()
+        if backend_key is not None:
+            warm = WarmPlace(
+                await _shared_warm_runners(tune_config.backend, allocator),
+                (backend_key, trainable_identity(trainable_cls)),
+                warm_timeout_s,
+            )
     scope = allocator.scope(max_concurrent=tune_config.max_concurrent_trials)
     await backend.prepare(trainable_cls)
 
@@ -294,7 +320,7 @@ async def _run_experiment(
         await anyio.to_thread.run_sync(reconcile_disk, core, restore.events)
     driver = Driver(
         core,
-        RunnerPool(backend, scope, reuse=defaults.reuse),
+        RunnerPool(backend, scope, reuse=defaults.reuse, warm=warm),
         ExperimentWriter(str(experiment_path)),
         experiment_name=experiment_path.name,
         callbacks=_callbacks(run_config, tune_config, observers),

@@ -11,6 +11,7 @@ import pytest
 from _controller._scripted import ScriptedBackend
 from atune._controller._clock import WallClock
 from atune._controller._pool import RunnerPool
+from atune._controller._warm import WarmPlace, WarmRunners
 from atune._trial import Trial
 from atune.execution._allocator import Allocator
 from atune.execution._protocol import ErrorInfo, LaunchOutcome, TrainBudget, TrainOutcome
@@ -206,3 +207,50 @@ async def test_a_runner_killed_while_a_launch_is_queued_on_it(tmp_path: Path) ->
     assert backend.runners[0].killed and backend.runners[1].trial_id == "b"
     await pool.stop_all()
     assert not backend.live
+
+
+# ---------------------------------------------------------------- warm runners
+async def test_warm_runners_pass_between_pools_and_survive_a_cancelled_adopt(
+    tmp_path: Path,
+) -> None:
+    backend = ScriptedBackend(WallClock(), capacity={"CPU": 2}, step_s=0, iterations=1)
+    allocator = Allocator(backend.capacity())
+    warm = await WarmRunners.open(allocator)
+    place = WarmPlace(warm, "same trainable", 60.0)
+    first = RunnerPool(backend, allocator.scope(), reuse=True, warm=place)
+    await _acquire(first, tmp_path, "a")
+    await _until_returned(first, "a")
+    assert await first.release("a", kill=False) == ("cached", "")
+    await first.stop_all()  # the end of the first experiment: kept warm, not stopped
+    assert len(warm) == 1 and allocator.in_use == {"CPU": 1.0}
+    assert not backend.runners[0].stopped
+
+    scope = allocator.scope(max_concurrent=1)
+    busy = await scope.acquire(_CPU)
+    second = RunnerPool(backend, scope, reuse=True, warm=place)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_acquire, second, tmp_path, "b")
+        await anyio.wait_all_tasks_blocked()
+        assert len(warm) == 0  # taken; its lease waits for the scope's one slot
+        tg.cancel_scope.cancel()
+    assert len(warm) == 1 and allocator.in_use == {"CPU": 2.0}  # back, still held
+    busy.release()
+    reused, _ = await _acquire(second, tmp_path, "c")
+    assert reused and len(backend.runners) == 1 and backend.calls_of("reuse") == ["c"]
+    assert scope.num_leases == 1  # the adopted lease counts against the scope
+
+    other = RunnerPool(backend, allocator.scope(), reuse=True, warm=place)
+    await _until_returned(second, "c")
+    await second.release("c", kill=False)
+    await second.stop_all()
+    assert len(warm) == 1
+    other_place = WarmPlace(warm, "another trainable", 60.0)
+    other.warm = other_place
+    await _acquire(other, tmp_path, "d")  # fits beside the warm runner: no eviction
+    assert len(warm) == 1 and len(backend.runners) == 2
+    await other.kill_all()
+    await warm.aclose()
+    assert len(warm) == 0 and allocator.in_use == {}
+    warm_one, others = backend.runners
+    assert warm_one.stopped and not warm_one.killed  # stopped (cleanup), not killed
+    assert others.killed

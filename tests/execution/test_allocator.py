@@ -398,3 +398,68 @@ def test_invalid_capacity() -> None:
     alloc = Allocator({"CPU": 1})
     with pytest.raises(ConfigError, match="'GPU' must be a number"):
         alloc.update_capacity({"GPU": None})  # type: ignore[dict-item]
+
+
+# ------------------------------------------------ leases outliving their scope (warm runners)
+async def test_a_detached_lease_stays_held_and_frees_its_slot() -> None:
+    allocator = Allocator({"CPU": 2})
+    scope = allocator.scope(max_concurrent=1)
+    lease = await scope.acquire(cpus(1))
+    scope.detach(lease)
+    assert scope.num_leases == 0 and scope.in_use == {}
+    assert allocator.in_use == {"CPU": 1.0}  # the pool still counts it
+    second = await scope.acquire(cpus(1))  # the slot came back
+    lease.release()
+    assert allocator.in_use == {"CPU": 1.0} and scope.num_leases == 1
+    second.release()
+    assert allocator.in_use == {} and scope.num_leases == 0
+
+
+async def test_adopt_counts_a_detached_lease_in_another_scope() -> None:
+    allocator = Allocator({"CPU": 2})
+    first, second = allocator.scope(), allocator.scope(max_concurrent=1)
+    lease = await first.acquire(cpus(1))
+    first.detach(lease)
+    await second.adopt(lease)
+    assert second.num_leases == 1 and second.in_use == {"CPU": 1.0}
+    with pytest.raises(ValueError, match="adopted"):
+        await first.adopt(lease)  # it belongs to a scope now
+    lease.release()
+    assert second.num_leases == 0 and allocator.in_use == {}
+    with pytest.raises(ValueError, match="adopted"):
+        await first.adopt(lease)  # released
+
+
+async def test_adopt_waits_for_a_slot_and_a_cancelled_adopt_leaves_the_lease_held() -> None:
+    allocator = Allocator({"CPU": 2})
+    source, scope = allocator.scope(), allocator.scope(max_concurrent=1)
+    lease = await source.acquire(cpus(1))
+    source.detach(lease)
+    busy = await scope.acquire(cpus(1))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(scope.adopt, lease)
+        await settle()
+        assert scope.num_leases == 1  # adopt waits for the scope's one slot
+        tg.cancel_scope.cancel()
+    assert not lease.released and allocator.in_use == {"CPU": 2.0}
+    busy.release()
+    await scope.adopt(lease)  # the slot is free now
+    assert scope.num_leases == 1
+    lease.release()
+
+
+async def test_on_shortage_is_called_when_a_request_waits() -> None:
+    allocator = Allocator({"CPU": 1})
+    held = await allocator.acquire(cpus(1))
+    calls: list[int] = []
+
+    def reclaim() -> None:
+        calls.append(allocator.num_waiting)
+        held.release()  # released at once: the waiting request gets it
+
+    allocator.on_shortage(reclaim)
+    lease = await allocator.acquire(cpus(1))
+    assert calls == [1] and not lease.released and allocator.num_waiting == 0
+    lease.release()
+    await (await allocator.acquire(cpus(1))).__aexit__(None, None, None)
+    assert calls == [1]  # a request that fits at once is no shortage

@@ -12,6 +12,11 @@ a fresh one is started, so the trial still runs (Ray Tune fails the trial instea
 Cached runners with other requests are stopped before a launch waits for resources, so
 the cache never starves a launch.
 
+Warm runners (:mod:`atune._controller._warm`): at the normal end of an experiment its
+cached runners are kept warm on the event loop instead of stopped, and a later
+experiment with the same trainable (and backend session) takes them after its own cache,
+before starting a fresh runner, through the same reset as a cached runner.
+
 Pipelining (:mod:`atune._controller._pipelining`): a launch may be queued on the runner
 of a trial that is still running (``acquire(after=...)``). It holds that runner
 tentatively (several trials may then map to one runner; a runner is let go of only when
@@ -31,6 +36,7 @@ from typing import Any
 import anyio
 
 from atune._controller._pipelining import QueueVerdict, Sequenced, launch_queued
+from atune._controller._warm import WarmPlace
 from atune._log import get_logger
 from atune._trial import Trial
 from atune.errors import NotSerializableError, WorkerDiedError
@@ -87,12 +93,22 @@ class RunnerPool:
         backend: Where runners are created.
         scope: The experiment's share of the allocator.
         reuse: Whether runners are cached for reuse.
+        warm: Where runners kept warm between experiments are taken from and left at
+            the end (:mod:`atune._controller._warm`); None keeps none.
     """
 
-    def __init__(self, backend: Backend, scope: ResourceScope, *, reuse: bool) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        scope: ResourceScope,
+        *,
+        reuse: bool,
+        warm: WarmPlace | None = None,
+    ) -> None:
         self.backend = backend
         self.scope = scope
         self.reuse = reuse
+        self.warm = warm
         self._runners: dict[str, tuple[Sequenced, Lease]] = {}
         self._cache: list[tuple[Sequenced, Lease]] = []
         self._launching: dict[str, anyio.Event] = {}  # trials whose runner is being found
@@ -150,35 +166,11 @@ class RunnerPool:
     ) -> tuple[bool, TrainOutcome | None]:
         resources = trial.resources
         if self.reuse:
-            entry = self._take_cached(resources)
+            entry = self._take_cached(resources) or await self._take_warm(resources)
             if entry is not None:
-                try:
-                    outcome = await self._launch(
-                        trial.trial_id, entry, request.queued_as(LaunchMode.REUSE)
-                    )
-                except WorkerDiedError as exc:  # it died while idle in the cache
-                    _log.info(
-                        "cached actor died; starting a fresh one",
-                        trial_id=trial.trial_id,
-                        reason=str(exc),
-                    )
-                else:
-                    if not outcome.declined and outcome.error is None:
-                        return True, outcome.trained
-                    why = (
-                        "reset_config() returned False"
-                        if outcome.declined
-                        else f"resetting raised {outcome.error.type_name}: {outcome.error.message}"  # type: ignore[union-attr]
-                    )
-                    self._runners.pop(trial.trial_id, None)
-                    await self._discard(*entry)
-                    if outcome.restore_failed:  # the checkpoint's fault, not the runner's
-                        raise StartFailed.of(outcome)
-                    _log.info(
-                        "not reusing actor; starting a fresh one",
-                        trial_id=trial.trial_id,
-                        reason=why,
-                    )
+                reused = await self._reset(trial, entry, request)
+                if reused is not None:
+                    return reused
         await self._evict_cache()
         self._waiting += 1
         try:
@@ -196,6 +188,56 @@ class RunnerPool:
             await self._discard(runner, lease)
             raise StartFailed.of(started)
         return False, started.trained
+
+    async def _reset(
+        self, trial: Trial, entry: tuple[Sequenced, Lease], request: LaunchRequest
+    ) -> tuple[bool, TrainOutcome | None] | None:
+        """Reset an idle runner for ``trial``; None when it did not take (discarded then).
+
+        Raises:
+            StartFailed: The checkpoint could not be restored (the runner is discarded).
+        """
+        try:
+            outcome = await self._launch(trial.trial_id, entry, request.queued_as(LaunchMode.REUSE))
+        except WorkerDiedError as exc:  # it died while idle in the cache
+            _log.info(
+                "cached actor died; starting a fresh one",
+                trial_id=trial.trial_id,
+                reason=str(exc),
+            )
+            return None
+        if not outcome.declined and outcome.error is None:
+            return True, outcome.trained
+        why = (
+            "reset_config() returned False"
+            if outcome.declined
+            else f"resetting raised {outcome.error.type_name}: {outcome.error.message}"  # type: ignore[union-attr]
+        )
+        self._runners.pop(trial.trial_id, None)
+        await self._discard(*entry)
+        if outcome.restore_failed:  # the checkpoint's fault, not the runner's
+            raise StartFailed.of(outcome)
+        _log.info("not reusing actor; starting a fresh one", trial_id=trial.trial_id, reason=why)
+        return None
+
+    async def _take_warm(self, resources: Any) -> tuple[Sequenced, Lease] | None:
+        """A runner an earlier experiment left warm (its lease adopted into our scope)."""
+        warm = self.warm
+        if warm is None:
+            return None
+        taken = warm.cache.take(warm.key, resources)
+        if taken is None:
+            return None
+        runner, lease = taken
+        try:
+            await self.scope.adopt(lease)  # waits for a slot of max_concurrent_trials
+        except BaseException:
+            if not warm.cache.park(warm.key, runner, lease, warm.idle_timeout_s):
+                with anyio.CancelScope(shield=True):
+                    await self._discard(Sequenced(runner), lease)
+            raise
+        _log.debug("reusing a runner kept warm by an earlier experiment")
+        return Sequenced(runner), lease
 
     async def _relaunch(self, trial: Trial, request: LaunchRequest) -> LaunchOutcome | None:
         """Launch ``trial`` again on the runner it holds (see ``acquire(in_place=True)``);
@@ -324,12 +366,28 @@ class RunnerPool:
             await self._discard(runner, lease)
 
     async def stop_all(self) -> None:
-        """Stop cached runners and any left over (the normal end of ``fit()``)."""
-        entries = list(self._runners.values()) + self._cache
+        """The normal end of ``fit()``: keep cached runners warm, or stop them; stop the rest.
+
+        With reuse and a warm place, each cached runner is kept warm for a later
+        experiment (its lease leaves this experiment's scope) unless the warm cache
+        declines it (timeout 0, a request waiting for resources).
+        """
+        cached, leftover = self._cache, list(self._runners.values())
         self._runners.clear()
-        self._cache.clear()
-        for runner, lease in entries:
+        self._cache = []
+        for runner, lease in leftover:
             await self._stop(runner, lease)
+        for runner, lease in cached:
+            if not self._park(runner, lease):
+                await self._stop(runner, lease)
+
+    def _park(self, runner: Sequenced, lease: Lease) -> bool:
+        """Hand an idle runner to the warm cache; whether it took it."""
+        warm = self.warm
+        if warm is None or not self.reuse or runner.killed or lease.released:
+            return False
+        self.scope.detach(lease)  # if not kept, releasing it frees the pool only
+        return warm.cache.park(warm.key, runner.runner, lease, warm.idle_timeout_s)
 
     # ------------------------------------------------------------------ helpers
     def _take_cached(self, request: Any) -> tuple[Sequenced, Lease] | None:

@@ -42,6 +42,13 @@ Semantics, in the order a request meets them:
 * **Per-experiment concurrency.** A scope with ``max_concurrent=n`` lets at most ``n`` of
   its requests hold or wait for pool resources at a time; further requests of that scope
   queue (FIFO) inside the scope, and do not block other experiments at the pool.
+* **Leases outliving their scope.** :meth:`ResourceScope.detach` takes a lease out of
+  its experiment's scope (its slot is returned) while the pool keeps counting it, and
+  :meth:`ResourceScope.adopt` makes such a lease another scope's: how an idle runner kept
+  warm between experiments holds its resources (:mod:`atune._controller._warm`).
+* **Reclaiming idle holdings.** A callback set with :meth:`Allocator.on_shortage` is
+  called (synchronously) whenever a request has to wait at the pool; the warm runners
+  use it to give back what idle runners hold, so that they never make a trial wait.
 
 Amounts are compared as integer micro-units, so ten leases of 0.1 CPU fit in 1.0 CPU.
 The allocator is not thread-safe: use it from the event loop's thread only. It imports
@@ -51,7 +58,7 @@ no Ray; the Ray backend reads the cluster's resources and calls ``update_capacit
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 
 import anyio
@@ -179,6 +186,7 @@ class Allocator:
         self._in_use: dict[str, int] = {}
         self._waiters: deque[_Waiter] = deque()
         self._num_leases = 0
+        self._on_shortage: Callable[[], None] | None = None
 
     @property
     def capacity(self) -> dict[str, float]:
@@ -196,6 +204,19 @@ class Allocator:
         return from_units(
             {key: max(0, cap - self._in_use.get(key, 0)) for key, cap in self._capacity.items()}
         )
+
+    @property
+    def num_waiting(self) -> int:
+        """Requests waiting at the pool for capacity (not counting scope slot waits)."""
+        return len(self._waiters)
+
+    def on_shortage(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` each time a request has to wait at the pool (None: no one).
+
+        It runs synchronously, just after the request joined the queue, so a lease it
+        releases at once is granted to that request; it must not raise.
+        """
+        self._on_shortage = callback
 
     def snapshot(self) -> AllocatorSnapshot:
         """Capture capacity, use and the waiting queue, for logs and debugging."""
@@ -256,6 +277,8 @@ class Allocator:
             return self._grant(request, units)  # no await after granting: nothing to leak
         waiter = _Waiter(request, units)
         self._waiters.append(waiter)
+        if self._on_shortage is not None:
+            self._on_shortage()
         try:
             await waiter.event.wait()
         except BaseException:
@@ -430,11 +453,48 @@ class ResourceScope:
         except BaseException:
             self._return_slot()
             raise
+        self._attach(lease)
+        return lease
+
+    def detach(self, lease: Lease) -> None:
+        """Take ``lease`` out of this scope; the shared pool keeps counting it.
+
+        Its slot is returned to the scope (a waiting request of the scope may take it)
+        and releasing the lease later returns its resources to the pool only. A lease of
+        another scope, or a released one, is left as it is.
+
+        Args:
+            lease: A lease this scope granted.
+        """
+        if lease._scope is not self or lease.released:
+            return
+        lease._scope = None
+        self._lease_released(lease._units)
+
+    async def adopt(self, lease: Lease) -> None:
+        """Count a lease that belongs to no scope (:meth:`detach`) as this scope's.
+
+        Waits for one of the scope's slots first, as :meth:`acquire` does; the lease's
+        resources stay reserved at the pool meanwhile. If cancelled while waiting, the
+        lease is left as it was (still detached, still held).
+
+        Args:
+            lease: A held lease of this scope's allocator that no scope holds.
+
+        Raises:
+            ValueError: ``lease`` is released, belongs to a scope, or to another
+                allocator.
+        """
+        if lease.released or lease._scope is not None or lease._allocator is not self._allocator:
+            raise ValueError(f"lease={lease!r} cannot be adopted: it must be held and detached")
+        await self._take_slot()
+        self._attach(lease)
+
+    def _attach(self, lease: Lease) -> None:
         lease._scope = self
         self._num_leases += 1
         for key, amount in lease._units.items():
             self._in_use[key] = self._in_use.get(key, 0) + amount
-        return lease
 
     async def _take_slot(self) -> None:
         limit = self._max_concurrent

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Hashable
 
 import anyio
 
@@ -55,6 +56,16 @@ class Backend(ABC):
     async def shutdown(self) -> None:  # noqa: B027 - optional hook
         """Release what :meth:`setup` acquired (a Ray started by atune stays up)."""
 
+    def warm_key(self) -> Hashable | None:
+        """What an idle runner must match to serve a later experiment (after :meth:`setup`).
+
+        Runners of this backend may be kept warm between experiments
+        (:mod:`atune._controller._warm`) and handed to a later experiment whose backend
+        gives an equal key (and whose trainable and resources match); None (the default)
+        keeps none.
+        """
+        return None
+
 
 class LocalBackend(Backend):
     """Runs trainables in this process, one worker thread each (no Ray).
@@ -87,3 +98,7 @@ class LocalBackend(Backend):
     async def create_runner(self, resources: PlacementGroupFactory) -> Runner:
         assert self._cls is not None, "prepare() first"
         return LocalRunner(self._cls, resources)
+
+    def warm_key(self) -> Hashable | None:
+        """Every in-process runner of this process can serve any later experiment."""
+        return ("local",)

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -42,7 +42,7 @@ from atune.execution._protocol import (
     TrainOutcome,
 )
 from atune.execution.placement_groups import PlacementGroupFactory
-from atune.trainable._parameters import Parameters
+from atune.trainable._parameters import Parameters, _ray_session
 from atune.trainable._session import TrialInfo
 from atune.trainable._trainable import Trainable
 
@@ -443,10 +443,22 @@ class RayBackend(Backend):
     def __init__(self) -> None:
         self._cls: type[Trainable] | None = None
         self._workdir: tuple[str, bool] | None = None
+        self._session: Any = None
 
     async def setup(self) -> None:
         await ensure_ray_async()
         self._workdir = await anyio.to_thread.run_sync(workdir_settings)
+        self._session = await anyio.to_thread.run_sync(_ray_session)
+
+    def warm_key(self) -> Hashable | None:
+        """The Ray session and the working-directory settings the actors were made with.
+
+        An actor of an earlier ``ray.init`` is never handed out, nor one whose
+        ``TUNE_ORIG_WORKING_DIR`` (set when it was created) is not this run's.
+        """
+        if self._session is None:
+            return None
+        return ("ray", self._session, self._workdir)
 
     def capacity(self) -> dict[str, float]:
         import ray
