@@ -156,9 +156,12 @@ def test_a_trial_that_only_ever_failed_ends_in_error_when_the_budget_ends_it(
     storage: str, backend: str
 ) -> None:
     events = EventLog()
+    # Long enough for a first attempt to fail before the budget ends: on Ray that needs an
+    # actor start first, which takes seconds on a loaded 2-core machine.
+    budget = 3 if backend == "local" else 10
     results = tune.Tuner(
         _always_fails,
-        tune_config=tune.TuneConfig(backend=backend, time_budget_s=3),  # type: ignore[arg-type]
+        tune_config=tune.TuneConfig(backend=backend, time_budget_s=budget),  # type: ignore[arg-type]
         run_config=tune.RunConfig(
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=-1),
