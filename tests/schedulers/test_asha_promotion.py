@@ -121,6 +121,15 @@ def test_a_rung_too_small_to_promote_still_trains_the_best_to_max_t(tmp_path: Pa
     assert finals_by_score(grid, [2, 5]) == [1, 9]
 
 
+def test_without_stop_last_trials_the_best_runs_on_past_max_t(tmp_path: Path) -> None:
+    """As the worked example, but score 8 pauses at 9 (a rung, no stop there); with nothing
+    else left it goes on as the best candidate, to its curve's end (20), then the paused
+    ones stop."""
+    grid = tuner(tmp_path, promoting(stop_last_trials=False)).fit()
+    assert grid.num_errors == 0
+    assert finals_by_score(grid) == [1, 1, 20, 1, 3, 1, 3, 1, 1]
+
+
 def test_the_stopping_variant_keeps_the_default_choice() -> None:
     default = TrialScheduler.choose_trial_to_run
     assert AsyncHyperBandScheduler().choose_trial_to_run.__func__ is default  # type: ignore[attr-defined]
