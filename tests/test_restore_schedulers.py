@@ -209,7 +209,6 @@ def tear_last_flush(experiment: Path) -> None:
     lines = path.read_text().splitlines(keepends=True)
     cut = max(i for i, line in enumerate(lines) if '"scheduler_state_saved"' in line)
     kept = [json.loads(line) for line in lines[:cut]]
-    assert any(e["type"] == "scheduler_state_saved" for e in kept)  # an earlier snapshot
     path.write_text("".join(lines[:cut]))
     for trial_dir in experiment.iterdir():
         rows = trial_dir / "result.json"
@@ -221,12 +220,41 @@ def tear_last_flush(experiment: Path) -> None:
             rows.write_text("".join(rows.read_text().splitlines(keepends=True)[:count]))
 
 
+def restore_capturing_state(
+    experiment: Path, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> tuple[tune.ResultGrid, dict[str, Any]]:
+    """``Tuner.restore(...).fit()``, and the scheduler's and searcher's states right after
+    the journal was replayed (before anything new happened)."""
+    import atune._fit
+
+    states: dict[str, Any] = {}
+    original = atune._fit.replay
+
+    def replay(core: Any, plan: Any) -> None:
+        original(core, plan)
+        states["scheduler_state_saved"] = json.loads(json.dumps(core.scheduler.get_state()))
+        states["searcher_state_saved"] = json.loads(json.dumps(core.search.get_state()))
+
+    monkeypatch.setattr(atune._fit, "replay", replay)
+    grid = tune.Tuner.restore(str(experiment), simulator).fit()
+    return grid, states
+
+
+def torn_off(experiment: Path) -> dict[str, Any]:
+    """The snapshots :func:`tear_last_flush` cut off: the states at the cut."""
+    lines = (experiment / JOURNAL_FILE).read_text().splitlines()
+    cut = max(i for i, line in enumerate(lines) if '"scheduler_state_saved"' in line)
+    snapshots = [json.loads(line) for line in lines[cut - 1 : cut + 1]]
+    return {e["type"]: e["state"] for e in snapshots if e["type"].endswith("_state_saved")}
+
+
 # ------------------------------------------------------------------- ASHA + Optuna
 @pytest.mark.parametrize("torn", [False, True], ids=["whole", "torn"])
 def test_asha_and_optuna_continue_exactly_after_a_driver_sigkill(
-    tmp_path: Path, torn: bool
+    tmp_path: Path, torn: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     experiment = _study_kill("asha", str(tmp_path / "killed"), count=120)
+    at_cut = torn_off(experiment)
     if torn:
         tear_last_flush(experiment)
     killed = events(experiment)
@@ -234,8 +262,10 @@ def test_asha_and_optuna_continue_exactly_after_a_driver_sigkill(
     assert 0 < len(of_type(killed, "trial_completed")) < 40  # mid-run
     assert of_type(killed, "scheduler_state_saved") and of_type(killed, "searcher_state_saved")
 
-    restored_grid = tune.Tuner.restore(str(experiment), SIMULATORS["asha"]()).fit()
+    restored_grid, replayed = restore_capturing_state(experiment, SIMULATORS["asha"](), monkeypatch)
     restored = events(experiment)
+    if torn:  # caught up from the snapshots before: exactly the states that were cut off
+        assert replayed == at_cut
     plain_grid = asha_study(str(tmp_path / "plain")).fit()
     plain = events(tmp_path / "plain" / NAME)
 
@@ -336,16 +366,21 @@ def lineage(journal: list[dict[str, Any]]) -> list[tuple[str, str, int, int, flo
 
 
 @pytest.mark.parametrize("torn", [False, True], ids=["whole", "torn"])
-def test_pbt_lineage_continues_exactly_after_a_driver_sigkill(tmp_path: Path, torn: bool) -> None:
-    experiment = _study_kill("pbt", str(tmp_path / "killed"), count=130)
+def test_pbt_lineage_continues_exactly_after_a_driver_sigkill(
+    tmp_path: Path, torn: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    experiment = _study_kill("pbt", str(tmp_path / "killed"), count=210)
+    at_cut = torn_off(experiment)
     if torn:
         tear_last_flush(experiment)
     killed = events(experiment)
     assert len(lineage(killed)) > 0  # exploits happened before the kill ...
     assert not of_type(killed, "trial_completed")  # ... and the population was mid-run
 
-    restored_grid = tune.Tuner.restore(str(experiment), SIMULATORS["pbt"]()).fit()
+    restored_grid, replayed = restore_capturing_state(experiment, SIMULATORS["pbt"](), monkeypatch)
     restored = events(experiment)
+    if torn:  # caught up from the snapshot before: exactly the state that was cut off
+        assert replayed["scheduler_state_saved"] == at_cut["scheduler_state_saved"]
     plain_grid = pbt_study(str(tmp_path / "plain")).fit()
     plain = events(tmp_path / "plain" / NAME)
 
