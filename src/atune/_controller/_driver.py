@@ -272,10 +272,14 @@ class Driver:
         files_to_write = getattr(self.core.scheduler, "files_to_write", None)
         job = files_to_write() if callable(files_to_write) else None
         if job is not None:
-            try:
-                await self.clock.run_sync(job)
-            except OSError as exc:
-                _log.warning("could not write the scheduler's files", error=str(exc))
+            # Shielded: the scheduler handed its changes over with the job, so a flush
+            # cancelled here (the periodic one, as the run ends) must not drop it; the
+            # final flush would find nothing left to write.
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.clock.run_sync(job)
+                except OSError as exc:
+                    _log.warning("could not write the scheduler's files", error=str(exc))
 
     def _snapshot_search(self) -> None:
         """Journal the search algorithm's state when it changed (for Tuner.restore)."""
