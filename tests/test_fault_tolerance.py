@@ -132,8 +132,8 @@ def test_time_budget_ends_fit_even_when_a_step_never_returns(storage: str) -> No
     results = tune.Tuner(
         _NeverReturns,
         # Long enough for the actor to start and reach the hanging step on a loaded
-        # 2-core machine (2 s was not, under two busy processes).
-        tune_config=tune.TuneConfig(time_budget_s=4),
+        # 2-core machine (2 s was not under two busy processes, 4 s not under eight).
+        tune_config=tune.TuneConfig(time_budget_s=10),
         run_config=tune.RunConfig(
             storage_path=storage,
             callbacks=[events],
@@ -156,9 +156,12 @@ def test_a_trial_that_only_ever_failed_ends_in_error_when_the_budget_ends_it(
     storage: str, backend: str
 ) -> None:
     events = EventLog()
+    # Long enough for a first attempt to fail before the budget ends: on Ray that needs an
+    # actor start first, which takes seconds on a loaded 2-core machine.
+    budget = 3 if backend == "local" else 10
     results = tune.Tuner(
         _always_fails,
-        tune_config=tune.TuneConfig(backend=backend, time_budget_s=3),  # type: ignore[arg-type]
+        tune_config=tune.TuneConfig(backend=backend, time_budget_s=budget),  # type: ignore[arg-type]
         run_config=tune.RunConfig(
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=-1),

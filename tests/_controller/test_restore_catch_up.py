@@ -119,14 +119,17 @@ def test_the_scheduler_hears_every_event_after_its_snapshot_as_it_did_live() -> 
         _created("b"),
         ResultReported(ts=0, trial_id="a", result={"m": {"x": 2.0}}),
         ResultReported(ts=0, trial_id="b", result={"m": {"x": 3.0}, "done": True}),
-        TrialCompleted(ts=0, trial_id="b", reason="scheduler"),
+        TrialCompleted(ts=0, trial_id="b", reason="done"),
+        _created("c"),
+        ResultReported(ts=0, trial_id="c", result={"m": {"x": 4.0}, "done": True}),
+        TrialCompleted(ts=0, trial_id="c", reason="scheduler"),
         _errored("a", will_retry=True),
         TrialCompleted(ts=0, trial_id="a", reason="skipped"),
     ]
     scheduler = SchedulerRecorder()
     core: Any = SimpleNamespace(
         scheduler=scheduler,
-        trials={t: SimpleNamespace(trial_id=t) for t in "ab"},
+        trials={t: SimpleNamespace(trial_id=t) for t in "abc"},
         _recording=True,
         _actions=[],
     )
@@ -134,8 +137,12 @@ def test_the_scheduler_hears_every_event_after_its_snapshot_as_it_did_live() -> 
     assert scheduler.calls == [
         ("add", "b"),
         ("result", "a", 2.0),
-        # A result that ended its trial is seen by on_trial_complete only, as live.
+        # A result that ended its trial by itself is seen by on_trial_complete only, as
+        # live; one the scheduler stopped it at was decided on by on_trial_result first.
         ("complete", "b", 3.0),
+        ("add", "c"),
+        ("result", "c", 4.0),
+        ("complete", "c", 4.0),
         ("error", "a"),
         ("add", "a"),  # re-added for its retry, as live
         ("remove", "a"),  # skipped on restore

@@ -52,6 +52,59 @@ def test_stop_points_on_constant_curves_one_at_a_time(storage: str) -> None:
     assert [by_score[s] for s in SCORES] == [6, 6, 6, 2, 6, 2, 6, 2, 3]
 
 
+def test_hard_stop_false_pauses_where_it_would_stop_and_resumes_to_the_end(
+    storage: str,
+) -> None:
+    """The case above with ``hard_stop=False``: Ray Tune pauses instead of stopping.
+
+    Trials 1, 2 and 0 are judged below the median at iteration 2 and 4 at iteration 3, as
+    above, but paused there; once no new trial waits, FIFO resumes them, they are not judged
+    again and run to the stopper's 6 from their checkpoints (their iterations continue).
+    """
+    results = tune.Tuner(
+        _Constant,
+        param_space={"score": tune.grid_search(SCORES)},
+        tune_config=tune.TuneConfig(
+            backend="local",
+            metric="score",
+            mode="max",
+            max_concurrent_trials=1,
+            scheduler=MedianStoppingRule(
+                time_attr="training_iteration",
+                grace_period=2,
+                min_samples_required=2,
+                hard_stop=False,
+            ),
+        ),
+        run_config=tune.RunConfig(storage_path=storage, stop={"training_iteration": 6}),
+    ).fit()
+    assert results.num_errors == 0
+    paused_at = {}
+    for r in results:
+        iterations = list(r.metrics_dataframe["training_iteration"])
+        assert iterations == list(range(1, 7))  # resumed from the checkpoint, nothing lost
+        setups = r.metrics_dataframe["setups"].tolist()
+        if setups[-1] > 1:  # started a second time: it was paused
+            paused_at[r.config["score"]] = setups.index(2)  # its first iteration after
+    assert paused_at == {1: 2, 2: 2, 0: 2, 4: 3}
+
+
+class _Constant(tune.Trainable):
+    """Reports its constant score; counts its set-ups (a resume is a second one)."""
+
+    def setup(self, config: dict[str, Any]) -> None:
+        self.setups = getattr(self, "setups", 0) + 1
+
+    def step(self) -> dict[str, Any]:
+        return {"score": self.config["score"], "setups": self.setups}
+
+    def save_checkpoint(self, checkpoint_dir: str) -> dict[str, Any]:
+        return {"setups": self.setups}
+
+    def load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.setups += checkpoint["setups"]
+
+
 def _trial(trial_id: str) -> Any:
     return type("T", (), {"trial_id": trial_id})()
 
@@ -113,7 +166,7 @@ def test_later_result_without_a_numeric_metric_continues() -> None:
         ({"grace_period": -1}, "grace_period must be >= 0, got -1", ValueError),
         ({"min_samples_required": 0}, "min_samples_required must be >= 1, got 0", ValueError),
         ({"min_time_slice": -2}, "min_time_slice must be >= 0, got -2", ValueError),
-        ({"hard_stop": False}, "hard_stop=False is not supported yet", ValueError),
+        ({"hard_stop": "no"}, "hard_stop must be a bool, got 'no'", TypeError),
         ({"grace_period": "60"}, "grace_period must be a number, got '60'", TypeError),
         ({"min_samples_required": 2.0}, "min_samples_required must be an int", TypeError),
     ],

@@ -265,11 +265,18 @@ class ControllerCore(SchedulerActions):
         # Scheduler actions recorded during a hook, carried out after it (``_carry_out``).
         self._actions: list[Action] = []
         self._recording = True
+        # While ``_carry_out`` runs: a trial it ends leaves the actions its hooks asked for,
+        # and the ``_fill`` after them, to that loop (no recursion per trial ended).
+        self._carrying_out = False
+        self._fill_after_actions = False
         self._deciding: tuple[str, str] | None = None
         # PAUSED trials (in pause order); a pause is resumed by ``choose_trial_to_run``.
         self._paused: dict[str, None] = {}
+        # The scheduler's own method (a subclass's, or one set on the instance, as ASHA's
+        # promotion variant does) or the default.
         self._default_choice = (
-            type(self.scheduler).choose_trial_to_run is TrialScheduler.choose_trial_to_run
+            getattr(self.scheduler.choose_trial_to_run, "__func__", None)
+            is TrialScheduler.choose_trial_to_run
         )
         # With a scheduler that chooses (HyperBand, PBT), trials are created ahead of
         # their launch, as Ray Tune's pending trials, so that it sees them (HyperBand
@@ -1033,6 +1040,12 @@ class ControllerCore(SchedulerActions):
             self._commands.append(Release(trial_id=trial.trial_id))
         # A paused trial still releasing its runner ends with that ``ActorFreed``.
         run.phase = Phase.RELEASING if run.holds_runner else Phase.ENDED
+        if self._carrying_out:
+            # Stopped by ``_carry_out``: its loop carries out what the hooks asked, then
+            # fills, in the same order as a nested call would (which recursed twice per
+            # trial: a scheduler stopping hundreds at once passed the recursion limit).
+            self._fill_after_actions = True
+            return
         self._carry_out(ts)
         self._fill(ts)
 
@@ -1152,7 +1165,23 @@ class ControllerCore(SchedulerActions):
 
     # ------------------------------------------------------------ scheduler actions
     def _carry_out(self, ts: float) -> None:
-        """Carry out what the scheduler asked for in its hooks, in order (see ``_actions``)."""
+        """Carry out what the scheduler asked for in its hooks, in order (see ``_actions``).
+
+        One loop: a trial it ends (``_complete``) appends the actions of its hooks to the
+        queue, and the ``_fill`` that follows them runs once the queue is empty.
+        """
+        if self._carrying_out:
+            return
+        self._carrying_out = True
+        try:
+            self._carry_out_queue(ts)
+        finally:
+            self._carrying_out = False
+        if self._fill_after_actions:
+            self._fill_after_actions = False
+            self._fill(ts)
+
+    def _carry_out_queue(self, ts: float) -> None:
         while self._actions:
             action = self._actions.pop(0)
             trial = self.trials.get(action.trial_id)

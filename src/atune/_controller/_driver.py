@@ -126,6 +126,10 @@ class Driver:
         self.clock: Clock = clock if clock is not None else WallClock()
         self.pool = pool
         self.writer = writer
+        # One Path per trial directory, made once: a Path per result (and hashing it, as
+        # the writer keys its buffers by directory) was a sixth of the driver's CPU per
+        # result when results stream.
+        self._trial_dirs: dict[str, Path] = {}
         self.experiment_name = experiment_name
         self.callbacks = list(callbacks)
         self.dispatch = CallbackDispatcher(
@@ -268,10 +272,14 @@ class Driver:
         files_to_write = getattr(self.core.scheduler, "files_to_write", None)
         job = files_to_write() if callable(files_to_write) else None
         if job is not None:
-            try:
-                await self.clock.run_sync(job)
-            except OSError as exc:
-                _log.warning("could not write the scheduler's files", error=str(exc))
+            # Shielded: the scheduler handed its changes over with the job, so a flush
+            # cancelled here (the periodic one, as the run ends) must not drop it; the
+            # final flush would find nothing left to write.
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.clock.run_sync(job)
+                except OSError as exc:
+                    _log.warning("could not write the scheduler's files", error=str(exc))
 
     def _snapshot_search(self) -> None:
         """Journal the search algorithm's state when it changed (for Tuner.restore)."""
@@ -362,15 +370,19 @@ class Driver:
         trial_id = getattr(event, "trial_id", None)
         if trial_id is not None:
             trial = self.core.trials[trial_id]
+            if trial_id in self._trial_dirs:
+                trial_dir = self._trial_dirs[trial_id]
+            else:
+                trial_dir = self._trial_dirs[trial_id] = Path(trial.path)
         if isinstance(event, ResultReported):
             assert trial is not None
-            self.writer.result(Path(trial.path), event.result)
+            self.writer.result(trial_dir, event.result)
         elif isinstance(event, TrialErrored):
             assert trial is not None
-            self.writer.error(Path(trial.path), trial.num_failures, event.ts, event.traceback)
+            self.writer.error(trial_dir, trial.num_failures, event.ts, event.traceback)
         elif isinstance(event, CheckpointDeleted):
             assert trial is not None
-            self.writer.delete_checkpoint(Path(trial.path) / event.dir_name)
+            self.writer.delete_checkpoint(trial_dir / event.dir_name)
         elif isinstance(event, CheckpointDamaged):
             assert trial is not None
             fallback = trial.checkpoint
@@ -382,12 +394,12 @@ class Driver:
                     else "the trial has no other checkpoint to restore from"
                 ),
                 trial_id=trial.trial_id,
-                damaged=str(Path(trial.path) / event.dir_name),
+                damaged=str(trial_dir / event.dir_name),
                 reason=event.message,
             )
         elif isinstance(event, TrialCreated):
             assert trial is not None
-            self.writer.params(Path(trial.path), trial.config)
+            self.writer.params(trial_dir, trial.config)
         elif (
             isinstance(event, TrialPaused)
             and event.checkpoint is None
@@ -404,7 +416,8 @@ class Driver:
                 scheduler=event.scheduler,
             )
         if isinstance(event, (TrialCompleted, TrialErrored)) and trial and trial.is_finished:
-            self.writer.close_trial(Path(trial.path))
+            self.writer.close_trial(trial_dir)
+            del self._trial_dirs[trial.trial_id]  # memory stays flat over many trials
 
     # ------------------------------------------------------------------- commands
     async def _run_commands(self, trial_id: str, commands: list[Command]) -> None:

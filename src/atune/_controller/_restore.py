@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,32 +81,50 @@ def reread_journal(plan: RestorePlan) -> RestorePlan:
 
 
 def replay(core: ControllerCore, plan: RestorePlan) -> None:
-    """Rebuild the core from the journal; the searcher and scheduler from their snapshots."""
+    """Rebuild the core from the journal; the searcher and scheduler from their snapshots.
+
+    The scheduler is caught up *while* the journal is applied (see
+    :func:`catch_up_scheduler`): each hook after its snapshot sees the trials as they were
+    when it was called live (statuses, configs, checkpoints), not as the journal leaves
+    them. PBT's choices depend on those (its quantiles, the donor's config and latest
+    checkpoint); told them from the end state, its RNG, lineage and per-trial times drift
+    from the interrupted run's.
+    """
+    events = plan.events
+    scheduler_at = max(
+        (i for i, e in enumerate(events) if isinstance(e, SchedulerStateSaved)), default=-1
+    )
+    if _listens(core.scheduler):
+        core.apply_journal(events[: scheduler_at + 1])
+        if scheduler_at >= 0:
+            saved = events[scheduler_at]
+            assert isinstance(saved, SchedulerStateSaved)
+            core.scheduler.set_state(saved.state)
+        catch_up_scheduler(core, events, scheduler_at, apply=core.apply_journal)
+    else:
+        core.apply_journal(events)
     core.replay(
-        plan.events,
+        [],  # applied above: this sorts the trials (resume, skip, keep)
         resume_unfinished=plan.resume_unfinished,
         resume_errored=plan.resume_errored,
         restart_errored=plan.restart_errored,
     )
     snapshot_at = max(
-        (i for i, e in enumerate(plan.events) if isinstance(e, SearcherStateSaved)), default=-1
+        (i for i, e in enumerate(events) if isinstance(e, SearcherStateSaved)), default=-1
     )
     if snapshot_at >= 0:
-        snapshot = plan.events[snapshot_at]
+        snapshot = events[snapshot_at]
         assert isinstance(snapshot, SearcherStateSaved)
         core.search.set_state(snapshot.state)
-    catch_up_search(core.search, plan.events, snapshot_at)
-    scheduler_at = max(
-        (i for i, e in enumerate(plan.events) if isinstance(e, SchedulerStateSaved)), default=-1
-    )
-    if scheduler_at >= 0:
-        saved = plan.events[scheduler_at]
-        assert isinstance(saved, SchedulerStateSaved)
-        core.scheduler.set_state(saved.state)
-    catch_up_scheduler(core, plan.events, scheduler_at)
+    catch_up_search(core.search, events, snapshot_at)
 
 
-def catch_up_scheduler(core: ControllerCore, events: list[Event], snapshot_at: int) -> None:
+def catch_up_scheduler(
+    core: ControllerCore,
+    events: list[Event],
+    snapshot_at: int,
+    apply: Callable[[list[Event]], None] | None = None,
+) -> None:
     """Tell the scheduler what happened after its snapshot at ``events[snapshot_at]``.
 
     The events after the snapshot go through the scheduler's hooks as they did live (the
@@ -113,26 +132,42 @@ def catch_up_scheduler(core: ControllerCore, events: list[Event], snapshot_at: i
     trial created is added, a result it decided on is handed to ``on_trial_result`` (its
     decision was already carried out and is ignored), a trial that ended is completed (with
     its last result) or errored. A result that ended its trial (``done``) is seen only by
-    ``on_trial_complete``, as live; a trial that ended while PAUSED gets
+    ``on_trial_complete``, as live, unless the scheduler stopped the trial there (its
+    ``TrialCompleted`` says ``"scheduler"``): ``on_trial_result`` saw that one live
+    (ASHA counts its stops there). A trial that ended while PAUSED gets
     ``on_trial_remove``, as live. With no snapshot (``-1``) the whole journal is replayed.
     What the hooks ask of the controller meanwhile (``pause_trial``, ``exploit_trial``,
     ...) is ignored: its effects are in the journal already.
+
+    With ``apply`` (the core's ``apply_journal``), each event after the snapshot is
+    applied to the core in step with its hook, in the order of a live run: a result's hook
+    comes before the result is applied (live, the core journals a result after the
+    decision on it), every other hook after its event. The core must then hold the
+    journal up to the snapshot, and no more, when this is called.
     """
     core._recording = False
     try:
-        _catch_up_scheduler(core, events, snapshot_at)
+        _catch_up_scheduler(core, events, snapshot_at, apply)
     finally:
         core._recording = True
         core._actions.clear()
 
 
-def _catch_up_scheduler(core: ControllerCore, events: list[Event], snapshot_at: int) -> None:
+def _catch_up_scheduler(
+    core: ControllerCore,
+    events: list[Event],
+    snapshot_at: int,
+    apply: Callable[[list[Event]], None] | None,
+) -> None:
     scheduler = core.scheduler
     if not _listens(scheduler):
+        if apply is not None:
+            apply(events[snapshot_at + 1 :])
         return  # FIFO: nothing to tell (flattening every result cost seconds at scale)
     last: dict[str, dict[str, Any]] = {}
     failing: set[str] = set()
     waiting: set[str] = set()  # PAUSED, or resumed and not started again
+    decided = _stopped_by_the_scheduler(events, snapshot_at)
     for index, event in enumerate(events):
         if isinstance(event, TrialPaused):
             waiting.add(event.trial_id)
@@ -147,12 +182,17 @@ def _catch_up_scheduler(core: ControllerCore, events: list[Event], snapshot_at: 
             failing.add(event.trial_id)
         if index <= snapshot_at:
             continue
-        if isinstance(event, TrialCreated):
-            scheduler.on_trial_add(core, core.trials[event.trial_id])
-        elif isinstance(event, ResultReported):
-            if not event.result.get("done"):
+        if isinstance(event, ResultReported):
+            if not event.result.get("done") or index in decided:
                 trial = core.trials[event.trial_id]
                 scheduler.on_trial_result(core, trial, flatten_dict(event.result))
+            if apply is not None:
+                apply([event])
+            continue
+        if apply is not None:
+            apply([event])
+        if isinstance(event, TrialCreated):
+            scheduler.on_trial_add(core, core.trials[event.trial_id])
         elif isinstance(event, TrialErrored):
             trial = core.trials[event.trial_id]
             scheduler.on_trial_error(core, trial)
@@ -169,6 +209,31 @@ def _catch_up_scheduler(core: ControllerCore, events: list[Event], snapshot_at: 
                 result = dict(last.get(event.trial_id, {}))
                 result["done"] = True
                 scheduler.on_trial_complete(core, trial, flatten_dict(result))
+
+
+def _stopped_by_the_scheduler(events: list[Event], snapshot_at: int) -> set[int]:
+    """The indices of the results after ``snapshot_at`` that the scheduler stopped live.
+
+    Such a result is journaled with ``done`` (the core sets it when a trial stops), like
+    one that ended its trial by itself or by a stopper, which the scheduler never saw; the
+    trial's ``TrialCompleted`` that follows tells them apart (reason ``"scheduler"``).
+    Without it in the journal the trial is resumed and reports that result again.
+    """
+    ends: dict[str, str | None] = {}  # the reason of each trial's next end, going back
+    decided: set[int] = set()
+    for index in range(len(events) - 1, snapshot_at, -1):
+        event = events[index]
+        if isinstance(event, TrialCompleted):
+            ends[event.trial_id] = str(event.reason)
+        elif isinstance(event, TrialErrored):
+            ends[event.trial_id] = None
+        elif (
+            isinstance(event, ResultReported)
+            and event.result.get("done")
+            and ends.get(event.trial_id) == "scheduler"
+        ):
+            decided.add(index)
+    return decided
 
 
 _SCHEDULER_HOOKS = (

@@ -1,4 +1,4 @@
-"""Asynchronous successive halving (ASHA), Ray Tune's stopping variant.
+"""Asynchronous successive halving (ASHA): Ray Tune's stopping variant, and a promotion one.
 
 Semantics (Ray Tune's rung rule, exactly):
 
@@ -19,9 +19,13 @@ Semantics (Ray Tune's rung rule, exactly):
 * ``on_trial_complete`` records the last result the same way (this fills the rung at
   ``max_t``); the trial is then forgotten.
 
-The scheduler never pauses. Its whole state (rung records, bracket of each live trial, RNG)
-is JSON data (:meth:`get_state`/:meth:`set_state`), journaled so that ``Tuner.restore``
-continues every rung.
+The stopping variant never pauses. ``promotion=True`` (atune's addition; Ray Tune has only
+the stopping variant) pauses trials at the rungs and promotes the top ``1/reduction_factor``
+instead, over the same rungs and brackets (its rules are in ``_asha_promotion.py``).
+
+The whole state (rung records, bracket of each live trial, RNG, and the promotion
+variant's) is JSON data (:meth:`get_state`/:meth:`set_state`), journaled so that
+``Tuner.restore`` continues every rung.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from atune.schedulers._asha_promotion import Promotion
 from atune.schedulers._common import (
     check_mode,
     check_number,
@@ -62,6 +67,13 @@ class _Bracket:
         with np.errstate(invalid="ignore"):
             return float(np.percentile(values, self.quantile))
 
+    def reached(self, t: float) -> tuple[float, dict[str, float]] | None:
+        """The highest rung whose milestone ``t`` reached, or None."""
+        for rung in self.rungs:
+            if t >= rung[0]:
+                return rung
+        return None
+
     def on_result(self, trial_id: str, t: float, score: float) -> str:
         for milestone, recorded in self.rungs:
             if t >= milestone and trial_id in recorded and not self.stop_last_trials:
@@ -79,6 +91,13 @@ class _Bracket:
 class AsyncHyperBandScheduler(TrialScheduler):
     """ASHA: stop a trial whose score falls below the top ``1/reduction_factor`` at a rung.
 
+    With ``promotion=True``, ASHA's promotion variant instead: a trial PAUSEs at each rung
+    and resumes (from its pause checkpoint) only once it is in the top ``1/reduction_factor``
+    of the scores recorded there; new trials start when no paused trial is promotable; at
+    the end the trials that can no longer be promoted are stopped (the rules: "The
+    promotion variant" in the scheduler docs). Trials must be resumable: a class trainable
+    is saved at each pause, a function trainable must report checkpoints.
+
     Args:
         time_attr: The monotone result key that measures progress.
         metric: The result key to optimise (or set it in ``TuneConfig``).
@@ -89,12 +108,14 @@ class AsyncHyperBandScheduler(TrialScheduler):
         brackets: How many brackets (at least 1).
         stop_last_trials: Stop trials at ``max_t``; False lets them run on.
         seed: Seeds the RNG that assigns brackets (atune's addition).
+        promotion: Pause at rungs and promote instead of stopping (atune's addition; off
+            by default, which is Ray Tune's rule exactly).
 
     Raises:
         ValueError: ``max_t <= 0``, ``grace_period <= 0``, ``grace_period > max_t``,
             ``reduction_factor <= 1``, ``brackets < 1`` or a bad ``mode``; the message
             names the parameter and its value.
-        TypeError: one of them is not a number.
+        TypeError: one of them is not a number, or ``promotion`` is not a bool.
     """
 
     def __init__(
@@ -108,6 +129,7 @@ class AsyncHyperBandScheduler(TrialScheduler):
         brackets: int = 1,
         stop_last_trials: bool = True,
         seed: int | None = None,
+        promotion: bool = False,
     ) -> None:
         check_number("max_t", max_t, positive=True)
         check_number("grace_period", grace_period, positive=True)
@@ -122,6 +144,8 @@ class AsyncHyperBandScheduler(TrialScheduler):
             raise ValueError(f"brackets must be >= 1, got {brackets!r}")
         if not isinstance(time_attr, str):
             raise TypeError(f"time_attr must be a str, got {time_attr!r}")
+        if not isinstance(promotion, bool):
+            raise TypeError(f"promotion must be a bool, got {promotion!r}")
         super().__init__(metric, mode)
         self._args: dict[str, Any] = {
             "time_attr": time_attr,
@@ -133,6 +157,7 @@ class AsyncHyperBandScheduler(TrialScheduler):
             "brackets": brackets,
             "stop_last_trials": stop_last_trials,
             "seed": seed,
+            "promotion": promotion,
         }
         self._time_attr = time_attr
         self._max_t = max_t
@@ -149,6 +174,12 @@ class AsyncHyperBandScheduler(TrialScheduler):
         self._weights = [math.exp(k - top) for k in sizes]
         self._trial_info: dict[str, int] = {}
         self._num_stopped = 0
+        self._promotion: Promotion | None = None
+        if promotion:
+            self._promotion = Promotion(self._rungs_of, reduction_factor)
+            # An instance attribute: the stopping variant keeps the default choice (and
+            # with it the controller's pipelining of new trials).
+            self.choose_trial_to_run = self._choose_promoted  # type: ignore[method-assign]
 
     requires_metric = True
 
@@ -157,7 +188,12 @@ class AsyncHyperBandScheduler(TrialScheduler):
         return dict(self._args)
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
-        """Assign the trial a bracket (seeded draw; no draw with one bracket)."""
+        """Assign the trial a bracket (seeded draw; no draw with one bracket).
+
+        With ``promotion``, a trial added again (for a retry) keeps its bracket.
+        """
+        if self._promotion is not None and trial.trial_id in self._trial_info:
+            return
         if len(self._brackets) == 1:
             index = 0
         else:
@@ -170,25 +206,68 @@ class AsyncHyperBandScheduler(TrialScheduler):
         score = score_of(result, self._metric, self._mode)
         if score is None or isinstance(t, bool) or not isinstance(t, (int, float)):
             return self.CONTINUE
+        if self._promotion is not None:
+            self._promotion.running(trial.trial_id)
         if t >= self._max_t and self._stop_last_trials:
             action = self.STOP
+        elif self._promotion is not None:
+            action = self._promote_or_pause(tune_controller, trial, t, score)
         else:
             action = self._bracket(trial.trial_id).on_result(trial.trial_id, t, score)
         if action == self.STOP:
             self._num_stopped += 1
         return action
 
+    def _promote_or_pause(self, ctl: Any, trial: Trial, t: float, score: float) -> str:
+        """The promotion variant's decision on a result below ``max_t`` (module doc)."""
+        assert self._promotion is not None
+        rung = self._bracket(trial.trial_id).reached(t)
+        if rung is None or trial.trial_id in rung[1]:
+            return self.CONTINUE  # below the first rung, or on its way to the next one
+        rung[1][trial.trial_id] = score
+        return self._promotion.decide(ctl, trial)
+
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> None:
-        """Record the last result at its rung, then forget the trial."""
+        """Record the last result at its rung, then forget the trial.
+
+        With ``promotion``: the last result is recorded at the highest milestone it
+        reached (if not yet), and once nothing else runs, paused trials that can no
+        longer be promoted are stopped.
+        """
         t = result.get(self._time_attr)
         score = score_of(result, self._metric, self._mode)
         if score is not None and not isinstance(t, bool) and isinstance(t, (int, float)):
-            self._bracket(trial.trial_id).on_result(trial.trial_id, t, score)
+            if self._promotion is None:
+                self._bracket(trial.trial_id).on_result(trial.trial_id, t, score)
+            else:
+                rung = self._bracket(trial.trial_id).reached(t)
+                if rung is not None:
+                    rung[1].setdefault(trial.trial_id, score)
         self._trial_info.pop(trial.trial_id, None)
+        if self._promotion is not None:
+            self._promotion.completed = True
+            self._promotion.trial_left(tune_controller, trial.trial_id)
 
     def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
         """Forget a removed trial (its rung records stay)."""
         self._trial_info.pop(trial.trial_id, None)
+        if self._promotion is not None:
+            self._promotion.trial_left(tune_controller, trial.trial_id)
+
+    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
+        """With ``promotion``: a trial failed for good may leave only unpromotable ones."""
+        if self._promotion is not None:
+            self._promotion.trial_left(tune_controller, trial.trial_id)
+
+    def _choose_promoted(self, tune_controller: Any) -> Trial | None:
+        """With ``promotion``: the promotable paused trial of the highest rung (best
+        first), else a new trial, else (every live trial paused) the best paused one."""
+        assert self._promotion is not None
+        return self._promotion.choose(tune_controller)
+
+    def _rungs_of(self, trial_id: str) -> list[tuple[float, dict[str, float]]] | None:
+        index = self._trial_info.get(trial_id)
+        return None if index is None else self._brackets[index].rungs
 
     def _bracket(self, trial_id: str) -> _Bracket:
         index = self._trial_info.get(trial_id)
@@ -219,6 +298,8 @@ class AsyncHyperBandScheduler(TrialScheduler):
         if len(self._brackets) > 1:
             version, internal, gauss = self._rng.getstate()
             state["rng"] = [version, list(internal), gauss]
+        if self._promotion is not None:
+            state["promotion"] = self._promotion.get_state()
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -232,13 +313,18 @@ class AsyncHyperBandScheduler(TrialScheduler):
         if "rng" in state:
             version, internal, gauss = state["rng"]
             self._rng.setstate((version, tuple(internal), gauss))
+        if self._promotion is not None:
+            self._promotion.set_state(state.get("promotion", {}))
 
     def debug_string(self) -> str:
         """One line: how many trials it stopped and the rung sizes."""
         sizes = ", ".join(
             "/".join(f"{m:g}:{len(rec)}" for m, rec in b.rungs) for b in self._brackets
         )
-        return f"AsyncHyperBand: num_stopped={self._num_stopped} rungs=[{sizes}]"
+        if self._promotion is None:
+            return f"AsyncHyperBand: num_stopped={self._num_stopped} rungs=[{sizes}]"
+        stopped = self._num_stopped + self._promotion.stopped
+        return f"AsyncHyperBand (promotion): num_stopped={stopped} rungs=[{sizes}]"
 
 
 ASHAScheduler = AsyncHyperBandScheduler

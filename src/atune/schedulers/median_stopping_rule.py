@@ -52,12 +52,14 @@ class MedianStoppingRule(TrialScheduler):
         min_samples_required: How many other trials' means a decision needs (>= 1).
         min_time_slice: Accepted for compatibility; it only matters for time-slicing
             pauses, which atune does not make yet.
-        hard_stop: Must be True: ``False`` (pause instead of stop) needs pausing.
+        hard_stop: True (the default) stops a trial below the median; False pauses it
+            instead, as Ray Tune does: it is resumed once no new trial waits (the
+            default FIFO choice) and then runs to its end without being judged again.
 
     Raises:
         ValueError: a bad ``mode``, a negative ``grace_period`` or ``min_time_slice``,
-            ``min_samples_required < 1``, or ``hard_stop=False``; the message names the
-            parameter and its value.
+            or ``min_samples_required < 1``; the message names the parameter and its
+            value.
         TypeError: one of them is not a number.
     """
 
@@ -83,11 +85,8 @@ class MedianStoppingRule(TrialScheduler):
             raise ValueError(f"min_samples_required must be >= 1, got {min_samples_required!r}")
         if min_time_slice < 0:
             raise ValueError(f"min_time_slice must be >= 0, got {min_time_slice!r}")
-        if hard_stop is not True:
-            raise ValueError(
-                f"hard_stop={hard_stop!r} is not supported yet: it pauses trials, and "
-                "atune's MedianStoppingRule only stops them; use hard_stop=True"
-            )
+        if not isinstance(hard_stop, bool):
+            raise TypeError(f"hard_stop must be a bool, got {hard_stop!r}")
         if not isinstance(time_attr, str):
             raise TypeError(f"time_attr must be a str, got {time_attr!r}")
         super().__init__(metric, mode)
@@ -103,15 +102,19 @@ class MedianStoppingRule(TrialScheduler):
         self._time_attr = time_attr
         self._grace_period = grace_period
         self._min_samples = min_samples_required
+        self._hard_stop = hard_stop
         self._history: dict[str, list[tuple[float, float]]] = {}
         self._num_stopped = 0
+        self._paused: set[str] = set()  # judged below the median with hard_stop=False
 
     def init_args(self) -> dict[str, Any]:
         """The constructor arguments, as JSON data (for ``experiment.json``)."""
         return dict(self._args)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
-        """STOP when the trial's best is below the median of the others (see the module doc)."""
+        """STOP (or PAUSE) when the trial's best is below the median of the others."""
+        if trial.trial_id in self._paused:  # judged once: a resumed trial runs to its end
+            return self.CONTINUE
         if not self._record(trial.trial_id, result):
             return self.CONTINUE
         t, _ = self._history[trial.trial_id][-1]
@@ -130,7 +133,10 @@ class MedianStoppingRule(TrialScheduler):
         best = max(s for _, s in self._history[trial.trial_id])
         if best < float(np.median(means)):
             self._num_stopped += 1
-            return self.STOP
+            if self._hard_stop:
+                return self.STOP
+            self._paused.add(trial.trial_id)
+            return self.PAUSE
         return self.CONTINUE
 
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> None:
@@ -157,6 +163,7 @@ class MedianStoppingRule(TrialScheduler):
                 for tid, points in self._history.items()
             },
             "num_stopped": self._num_stopped,
+            "paused": sorted(self._paused),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -166,6 +173,7 @@ class MedianStoppingRule(TrialScheduler):
             for tid, points in state["history"].items()
         }
         self._num_stopped = int(state["num_stopped"])
+        self._paused = {str(tid) for tid in state.get("paused", [])}
 
     def debug_string(self) -> str:
         """One line: how many trials it stopped."""
