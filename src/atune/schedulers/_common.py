@@ -6,7 +6,16 @@ import math
 from numbers import Real
 from typing import Any
 
-__all__ = ["check_mode", "check_number", "decode_float", "encode_float", "metric_op", "score_of"]
+__all__ = [
+    "check_mode",
+    "check_number",
+    "check_reduction_factor",
+    "check_type",
+    "decode_float",
+    "encode_float",
+    "metric_op",
+    "score_of",
+]
 
 
 def check_number(name: str, value: Any, *, positive: bool = False, integer: bool = False) -> None:
@@ -23,6 +32,19 @@ def check_number(name: str, value: Any, *, positive: bool = False, integer: bool
         raise TypeError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
     if positive and not float(value) > 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def check_type(name: str, value: Any, kind: type, kind_name: str) -> None:
+    """Refuse a constructor argument that is not a ``kind`` (TypeError naming it)."""
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {kind_name}, got {value!r}")
+
+
+def check_reduction_factor(value: Any) -> None:
+    """Refuse a ``reduction_factor`` that is not a number above 1."""
+    check_number("reduction_factor", value)
+    if not value > 1:
+        raise ValueError(f"reduction_factor must be > 1, got {value!r}")
 
 
 def check_mode(mode: Any) -> None:

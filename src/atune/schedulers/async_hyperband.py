@@ -40,6 +40,8 @@ from atune.schedulers._asha_promotion import Promotion
 from atune.schedulers._common import (
     check_mode,
     check_number,
+    check_reduction_factor,
+    check_type,
     decode_float,
     encode_float,
     score_of,
@@ -133,19 +135,15 @@ class AsyncHyperBandScheduler(TrialScheduler):
     ) -> None:
         check_number("max_t", max_t, positive=True)
         check_number("grace_period", grace_period, positive=True)
-        check_number("reduction_factor", reduction_factor)
         check_number("brackets", brackets, integer=True)
         check_mode(mode)
         if grace_period > max_t:
             raise ValueError(f"grace_period ({grace_period!r}) must be <= max_t ({max_t!r})")
-        if not reduction_factor > 1:
-            raise ValueError(f"reduction_factor must be > 1, got {reduction_factor!r}")
+        check_reduction_factor(reduction_factor)
         if brackets < 1:
             raise ValueError(f"brackets must be >= 1, got {brackets!r}")
-        if not isinstance(time_attr, str):
-            raise TypeError(f"time_attr must be a str, got {time_attr!r}")
-        if not isinstance(promotion, bool):
-            raise TypeError(f"promotion must be a bool, got {promotion!r}")
+        check_type("time_attr", time_attr, str, "str")
+        check_type("promotion", promotion, bool, "bool")
         super().__init__(metric, mode)
         self._args: dict[str, Any] = {
             "time_attr": time_attr,

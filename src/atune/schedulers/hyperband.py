@@ -49,6 +49,8 @@ from typing import TYPE_CHECKING, Any
 from atune.schedulers._common import (
     check_mode,
     check_number,
+    check_reduction_factor,
+    check_type,
     decode_float,
     encode_float,
     score_of,
@@ -197,12 +199,9 @@ class HyperBandScheduler(TrialScheduler):
         stop_last_trials: bool = True,
     ) -> None:
         check_number("max_t", max_t, positive=True)
-        check_number("reduction_factor", reduction_factor)
+        check_reduction_factor(reduction_factor)
         check_mode(mode)
-        if not reduction_factor > 1:
-            raise ValueError(f"reduction_factor must be > 1, got {reduction_factor!r}")
-        if not isinstance(time_attr, str):
-            raise TypeError(f"time_attr must be a str, got {time_attr!r}")
+        check_type("time_attr", time_attr, str, "str")
         super().__init__(metric, mode)
         self._args: dict[str, Any] = {
             "time_attr": time_attr,

@@ -29,6 +29,7 @@ import numpy as np
 from atune.schedulers._common import (
     check_mode,
     check_number,
+    check_type,
     decode_float,
     encode_float,
     score_of,
@@ -85,10 +86,8 @@ class MedianStoppingRule(TrialScheduler):
             raise ValueError(f"min_samples_required must be >= 1, got {min_samples_required!r}")
         if min_time_slice < 0:
             raise ValueError(f"min_time_slice must be >= 0, got {min_time_slice!r}")
-        if not isinstance(hard_stop, bool):
-            raise TypeError(f"hard_stop must be a bool, got {hard_stop!r}")
-        if not isinstance(time_attr, str):
-            raise TypeError(f"time_attr must be a str, got {time_attr!r}")
+        check_type("hard_stop", hard_stop, bool, "bool")
+        check_type("time_attr", time_attr, str, "str")
         super().__init__(metric, mode)
         self._args: dict[str, Any] = {
             "time_attr": time_attr,

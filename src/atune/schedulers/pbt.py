@@ -50,6 +50,7 @@ from atune.errors import MetricError
 from atune.schedulers._common import (
     check_mode,
     check_number,
+    check_type,
     decode_float,
     encode_float,
     metric_op,
@@ -199,8 +200,7 @@ class PopulationBasedTraining(TrialScheduler):
             )
         for factor in perturbation_factors:
             check_number("perturbation_factors", factor)
-        if not isinstance(time_attr, str):
-            raise TypeError(f"time_attr must be a str, got {time_attr!r}")
+        check_type("time_attr", time_attr, str, "str")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         super().__init__(metric, mode)
