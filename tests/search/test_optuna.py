@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +10,8 @@ from typing import Any
 import pytest
 
 optuna = pytest.importorskip("optuna", reason="OptunaSearch needs the optuna extra")
+
+from _crash import completed, kill_after  # noqa: E402
 
 import atune as tune  # noqa: E402
 from atune.errors import ConfigError, MetricError  # noqa: E402
@@ -262,35 +259,14 @@ tune.Tuner(
 """
 
 
-def _completed(journal: Path) -> int:
-    if not journal.exists():
-        return 0
-    return journal.read_text().count('"trial_completed"')
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_driver_sigkill_then_restore_continues_the_study(storage: str, tmp_path: Path) -> None:
     n = 7
     script = DRIVER.format(here=str(Path(__file__).parent), storage=storage, n=n)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
     journal = Path(storage, "crash", JOURNAL_FILE)
-    try:
-        while _completed(journal) < 3:
-            if proc.poll() is not None:
-                pytest.fail("the driver ended before it was killed: " + proc.stderr.read().decode())  # type: ignore[union-attr]
-            time.sleep(0.02)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()  # type: ignore[union-attr]
-    assert _completed(journal) < n  # it really was mid-run
+    kill_after(script, journal, 3)
+    assert completed(journal) < n  # it really was mid-run
 
     restored = tune.Tuner.restore(str(Path(storage, "crash")), slow_quadratic).fit()
     created = [
