@@ -155,3 +155,22 @@ def test_after_capture_logs_atune_goes_back_to_stdlib_logging(
         _fit_with_a_warning(storage)
     assert [r for r in caplog.records if _DEPRECATED in r.getMessage()]
     assert capsys.readouterr().out == ""
+
+
+def test_a_call_below_the_level_does_not_import_structlog() -> None:
+    # A debug call on the event loop must not pay structlog's first import (rich, pygments:
+    # tens of milliseconds) when nobody listens at that level; a warning still arrives.
+    code = (
+        "import logging, sys\n"
+        "from atune._log import get_logger\n"
+        "log = get_logger('atune.probe')\n"
+        "log.debug('not shown', x=1)\n"
+        "print('structlog' in sys.modules)\n"
+        "log.warning('shown', x=2)\n"
+        "print('structlog' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
+    assert "shown x=2" in out.stderr
+    assert "not shown" not in out.stderr

@@ -19,14 +19,19 @@ test) gets atune's events through that configuration instead, as from any other
 structlog user. Nothing atune logs goes to stdout; stdout carries only the
 progress output that ``RunConfig(verbose=...)`` asks for.
 
-Loggers are made on first use: structlog is imported (about 40 ms, with rich) only when a
-message is first logged, so Ray workers, which import atune's trainable runtime and mostly
-never log, do not pay for it.
+Loggers are made on first use: structlog is imported (40–80 ms, with rich and pygments)
+only when a message is first logged at a level the stdlib logger lets through, so Ray
+workers, which import atune's trainable runtime and mostly never log, do not pay for it,
+and a debug call on the event loop never stalls it with that import. (Importing it ahead
+of time, with the first ``fit()``'s machinery, was measured and rejected: its 20,000 new
+objects were enough to start a full collection of the process's heap during the run,
+25–45 ms with Ray loaded, a worse stall than the import it avoided.)
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -43,6 +48,13 @@ class _LazyLogger:
         self._logger: Any = None
 
     def __getattr__(self, attr: str) -> Any:
+        level = _LEVELS.get(attr)
+        if (
+            level is not None
+            and "structlog" not in sys.modules  # so no application configured it either
+            and not logging.getLogger(self._name).isEnabledFor(level)
+        ):
+            return _discard
         import structlog
 
         if _structlog_chosen(structlog):
@@ -50,6 +62,20 @@ class _LazyLogger:
         if self._logger is None:
             self._logger = _make_logger(self._name)
         return getattr(self._logger, attr)
+
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+def _discard(*args: Any, **kwargs: Any) -> None:
+    """A log call at a level nobody listens to, made before structlog was imported."""
 
 
 def _structlog_chosen(structlog: Any) -> bool:
