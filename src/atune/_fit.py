@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from atune._controller._clock import Clock, VirtualClock, WallClock
-from atune._controller._core import ControllerCore, CorePolicy, rank_checkpoints
+from atune._controller._core import ControllerCore, CorePolicy
 from atune._controller._driver import Driver
 from atune._controller._metric_check import required_metrics, strict_metric_checking
 from atune._controller._policy import execution_defaults
 from atune._controller._pool import RunnerPool
 from atune._controller._restore import RestorePlan, reconcile_disk, replay
+from atune._controller._retention import rank_checkpoints
 from atune._controller._warm import WarmPlace, WarmRunners, idle_timeout_s, trainable_identity
 from atune._log import get_logger
 from atune._progress import ProgressReporter

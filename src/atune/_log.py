@@ -19,13 +19,13 @@ test) gets atune's events through that configuration instead, as from any other
 structlog user. Nothing atune logs goes to stdout; stdout carries only the
 progress output that ``RunConfig(verbose=...)`` asks for.
 
-Loggers are made on first use: structlog is imported (40–80 ms, with rich and pygments)
+Loggers are made on first use: structlog is imported (40 to 80 ms, with rich and pygments)
 only when a message is first logged at a level the stdlib logger lets through, so Ray
 workers, which import atune's trainable runtime and mostly never log, do not pay for it,
 and a debug call on the event loop never stalls it with that import. (Importing it ahead
 of time, with the first ``fit()``'s machinery, was measured and rejected: its 20,000 new
 objects were enough to start a full collection of the process's heap during the run,
-25–45 ms with Ray loaded, a worse stall than the import it avoided.)
+25 to 45 ms with Ray loaded, a worse stall than the import it avoided.)
 """
 
 from __future__ import annotations

@@ -22,10 +22,12 @@ from atune._controller._core import (
     _BATCH_BYTES,
     _BATCH_RESULTS,
     _BATCH_SECONDS,
-    CapacityChanged,
-    Command,
     ControllerCore,
     CorePolicy,
+)
+from atune._controller._messages import (
+    CapacityChanged,
+    Command,
     Finish,
     Launch,
     Message,
@@ -1202,7 +1204,7 @@ def test_required_metrics_come_from_config_scheduler_and_searcher() -> None:
 
 # ------------------------------------------------------------------ retries and stops
 def test_retries_back_off_until_a_result_comes(tmp_path: Path) -> None:
-    from atune._controller._core import retry_delay
+    from atune._controller._policy import retry_delay
 
     assert [retry_delay(n) for n in range(1, 9)] == [0, 1, 2, 4, 8, 16, 30, 30]
     run = Run(make_core(tmp_path, max_failures=-1))

@@ -17,7 +17,8 @@ from _scripted import POINTS, ScriptedBackend, journal, make_core, make_driver, 
 import atune as tune
 from atune._controller import _driver
 from atune._controller._clock import VirtualClock
-from atune._controller._core import Command, ControllerCore, Message
+from atune._controller._core import ControllerCore
+from atune._controller._messages import Command, Message
 from atune.errors import TuneError, WorkerDiedError
 from atune.events import ResultReported, TrialCreated
 

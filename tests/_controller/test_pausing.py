@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from test_core import ONE, RecordingSearch, Run, make_core, of, res
 
-from atune._controller._core import ControllerCore, Launch, Release, Save, Train
+from atune._controller._core import ControllerCore
+from atune._controller._messages import Launch, Release, Save, Train
 from atune._controller._restore import catch_up_search
 from atune._controller._run import Phase
 from atune._trial import Trial

@@ -14,20 +14,32 @@ the journal records and users see; every event is applied to the state by
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, overload
-
-import msgspec
+from typing import Any
 
 from atune._controller._actions import Action, Exploit, Pause, SchedulerActions, Stop
+from atune._controller._messages import (
+    CapacityChanged,
+    Command,
+    Finish,
+    Launch,
+    Message,
+    Release,
+    RunnerFailed,
+    Save,
+    StopAll,
+    Train,
+    TrainReturned,
+)
 from atune._controller._metric_check import check_metrics
-from atune._controller._policy import live_trial_limit
+from atune._controller._policy import live_trial_limit, retry_delay
+from atune._controller._retention import checkpoints_to_delete
 from atune._controller._run import Phase, TrialRun
+from atune._controller._trials_view import TrialsView
 from atune._flatten import flatten_dict
 from atune._gc import collection_paused
 from atune._trial import ERROR, PAUSED, PENDING, RUNNING, TERMINATED, CheckpointRecord, Trial
@@ -52,29 +64,14 @@ from atune.events import (
     TrialResumed,
     TrialStarted,
 )
-from atune.execution._protocol import ErrorInfo, TrainBudget, TrainOutcome
+from atune.execution._protocol import ErrorInfo, TrainBudget
 from atune.execution.placement_groups import PlacementGroupFactory
 from atune.schedulers import FIFOScheduler, TrialScheduler
 from atune.search import FINISHED, BasicVariantGenerator, SearchAlgorithm
 from atune.stopper import DictStopper, Stopper
 from atune.storage._layout import parse_checkpoint_name
 
-__all__ = [
-    "CapacityChanged",
-    "Command",
-    "ControllerCore",
-    "CorePolicy",
-    "Finish",
-    "Launch",
-    "Message",
-    "Release",
-    "RunnerFailed",
-    "Save",
-    "StopAll",
-    "Train",
-    "TrainReturned",
-    "retry_delay",
-]
+__all__ = ["ControllerCore", "CorePolicy"]
 
 _BATCH_RESULTS = 256
 _BATCH_SECONDS = 0.25
@@ -84,108 +81,6 @@ _BATCH_BYTES = 2 << 20
 _UNSAFE_CHARS = re.compile(r"[^\w.=,+-]")
 # Stops decided on a result: the runner is alive and the result may still be checkpointed.
 _RESULT_STOPS = ("done", "stopper", "scheduler")
-
-
-# --------------------------------------------------------------------------- messages
-class TrainReturned(msgspec.Struct, frozen=True, kw_only=True):
-    """A runner's ``train()`` returned (results, then how it ended)."""
-
-    ts: float
-    trial_id: str
-    outcome: TrainOutcome
-
-
-class RunnerFailed(msgspec.Struct, frozen=True, kw_only=True):
-    """Starting, training or saving a trial failed (user error or lost worker).
-
-    ``restore_failed`` says the launch failed restoring ``checkpoint`` (its path), and
-    ``checkpoint_corrupt`` that the checkpoint itself is damaged, not the user's code.
-    """
-
-    ts: float
-    trial_id: str
-    error: ErrorInfo
-    retryable: bool = True
-    restore_failed: bool = False
-    checkpoint_corrupt: bool = False
-    checkpoint: str | None = None
-
-
-class StopAll(msgspec.Struct, frozen=True, kw_only=True):
-    """End every live trial now (time budget, cancellation)."""
-
-    ts: float
-    reason: Literal["time_budget"]
-
-
-class CapacityChanged(msgspec.Struct, frozen=True, kw_only=True):
-    """The cluster's total capacity is now ``capacity`` (nodes joined or left).
-
-    Amounts are in the allocator's integer units (see
-    :data:`~atune.execution._resources.UNITS_PER_RESOURCE`). The core recomputes how many
-    trials may be live at once (:func:`~atune._controller._policy.live_trial_limit`) and
-    creates trials up to the new limit; a smaller limit stops no trial, it only holds
-    back new ones until enough have ended.
-    """
-
-    ts: float
-    capacity: dict[str, int]
-
-
-Message = Event | TrainReturned | RunnerFailed | StopAll | CapacityChanged
-
-
-# --------------------------------------------------------------------------- commands
-class Launch(msgspec.Struct, frozen=True, kw_only=True):
-    """Acquire resources, start (or reuse) a runner, restore ``checkpoint`` if set, train.
-
-    The first ``train`` runs in the same runner call as the start (one round trip per
-    trial saved): the driver reports ``TrialStarted`` and then its ``TrainReturned``.
-    """
-
-    trial_id: str
-    budget: TrainBudget
-    checkpoint: str | None = None
-    after: str | None = None
-    """Queue the launch on the runner of this (running) trial: it starts there the moment
-    that trial's function has returned, with no round trip in between; if the trial is
-    still going, the runner declines and the launch takes a runner of its own."""
-    delay_s: float = 0.0
-    """Wait this long before acquiring resources (a retry's back-off, see
-    :func:`retry_delay`). The driver sleeps; a stop of the trial meanwhile (time budget,
-    ``stop_all``) ends the wait at once and the trial ends without being launched."""
-    in_place: bool = False
-    """The trial holds its runner (an exploit relaunches it): launch on that runner again
-    (``reset_config`` then restore) when actors are reused; otherwise the pool stops it
-    and starts a fresh one."""
-
-
-class Train(msgspec.Struct, frozen=True, kw_only=True):
-    """Run the trial within ``budget``."""
-
-    trial_id: str
-    budget: TrainBudget
-
-
-class Save(msgspec.Struct, frozen=True, kw_only=True):
-    """Commit checkpoint number ``index`` of a class trainable."""
-
-    trial_id: str
-    index: int
-
-
-class Release(msgspec.Struct, frozen=True, kw_only=True):
-    """Let go of the trial's runner: stop, cache for reuse, or kill it; free its lease."""
-
-    trial_id: str
-    kill: bool = False
-
-
-class Finish(msgspec.Struct, frozen=True, kw_only=True):
-    """The experiment is over."""
-
-
-Command = Launch | Train | Save | Release | Finish
 
 
 @dataclass(frozen=True)
@@ -918,24 +813,23 @@ class ControllerCore(SchedulerActions):
             self._next_step(event.ts, trial)
 
     def _enforce_retention(self, ts: float, trial: Trial) -> None:
-        """Delete checkpoints beyond ``num_to_keep``; never the latest."""
+        """Delete checkpoints beyond ``num_to_keep`` (:mod:`._retention`'s rule).
+
+        A checkpoint an exploit assigned to another trial stays until it is loaded and
+        superseded (Ray Tune deletes it too early: PBT then restores nothing).
+        """
         keep = self.policy.num_to_keep
         if keep is None or len(trial.checkpoints) <= keep:
             return
-        latest = trial.checkpoints[-1]
-        ranked = rank_checkpoints(
+        pinned = {name for trial_id, name in self._pins if trial_id == trial.trial_id}
+        for record in checkpoints_to_delete(
             trial.checkpoints,
+            keep,
             self.policy.checkpoint_score_attribute,
             self.policy.checkpoint_score_order,
-        )
-        kept = {id(c) for c in ranked[:keep]} | {id(latest)}
-        for record in list(trial.checkpoints):
-            # A checkpoint an exploit assigned to another trial stays until it is loaded
-            # and superseded (Ray Tune deletes it too early: PBT then restores nothing).
-            if id(record) not in kept and (trial.trial_id, record.dir_name) not in self._pins:
-                self._emit(
-                    CheckpointDeleted(ts=ts, trial_id=trial.trial_id, dir_name=record.dir_name)
-                )
+            pinned,
+        ):
+            self._emit(CheckpointDeleted(ts=ts, trial_id=trial.trial_id, dir_name=record.dir_name))
 
     def _next_step(self, ts: float, trial: Trial) -> None:
         """Decide what a started, idle trial does next."""
@@ -1280,52 +1174,6 @@ class ControllerCore(SchedulerActions):
         self._commands.append(Finish())
 
 
-_RETRY_DELAY_CAP_S = 30.0
-
-
-class TrialsView(Sequence[Trial]):
-    """A read-only view of the core's trials, in creation order (what callbacks get).
-
-    It follows the core's list as trials are created, costs nothing to hand out, and
-    offers no way to change the list.
-    """
-
-    __slots__ = ("_trials",)
-
-    def __init__(self, trials: list[Trial]) -> None:
-        self._trials = trials
-
-    @overload
-    def __getitem__(self, index: int) -> Trial: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Trial]: ...
-    def __getitem__(self, index: int | slice) -> Trial | list[Trial]:
-        return self._trials[index]
-
-    def __len__(self) -> int:
-        return len(self._trials)
-
-    def __iter__(self) -> Iterator[Trial]:
-        return iter(self._trials)
-
-    def __repr__(self) -> str:
-        return f"TrialsView({self._trials!r})"
-
-
-def retry_delay(failure_streak: int) -> float:
-    """How long a retry waits after ``failure_streak`` failed attempts in a row.
-
-    The first retry starts at once (a transient fault costs nothing); after that the wait
-    doubles from one second, capped at 30 s: 0, 1, 2, 4, 8, 16, 30, 30, ... seconds. A
-    result resets the streak. Ray Tune retries at once every time; with
-    ``max_failures=-1`` and an error that always recurs, that spins as fast as trials can
-    start. The wait holds no resources: it happens before the retry asks for them.
-    """
-    if failure_streak <= 1:
-        return 0.0
-    return min(_RETRY_DELAY_CAP_S, 2.0 ** (failure_streak - 2))
-
-
 _ENDS_SEEN_BY_THE_RUNNER = frozenset({"returned", "done", "stopper"})
 """Reasons a trial ends that its runner saw itself, so a launch queued on it goes ahead.
 
@@ -1366,20 +1214,3 @@ def _equal(a: Any, b: Any) -> bool:
         return (a == b) is True
     except Exception:
         return False
-
-
-def rank_checkpoints(
-    records: list[CheckpointRecord], attribute: str | None, order: str
-) -> list[CheckpointRecord]:
-    """Checkpoints best first: by ``attribute`` (missing or NaN ranks worst), else newest first."""
-    if attribute is None:
-        return list(reversed(records))
-
-    def score(record: CheckpointRecord) -> float:
-        value = flatten_dict(record.metrics).get(attribute)
-        if not isinstance(value, (int, float)) or value != value:
-            return -math.inf
-        return float(value) if order == "max" else -float(value)
-
-    # Stable sort: among equal scores the newer checkpoint ranks first.
-    return sorted(reversed(records), key=score, reverse=True)

@@ -41,10 +41,10 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from atune._controller._callbacks import CallbackDispatcher
 from atune._controller._clock import Clock, WallClock
-from atune._controller._core import (
+from atune._controller._core import ControllerCore
+from atune._controller._messages import (
     CapacityChanged,
     Command,
-    ControllerCore,
     Finish,
     Launch,
     Message,

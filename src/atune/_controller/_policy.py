@@ -28,7 +28,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["UNBOUNDED_LIVE_TRIALS", "ExecutionDefaults", "execution_defaults", "live_trial_limit"]
+__all__ = [
+    "UNBOUNDED_LIVE_TRIALS",
+    "ExecutionDefaults",
+    "execution_defaults",
+    "live_trial_limit",
+    "retry_delay",
+]
 
 #: The limit when a trial asks for nothing countable (every amount zero).
 UNBOUNDED_LIVE_TRIALS = 1_000_000
@@ -106,3 +112,20 @@ def execution_defaults(
         pipeline=reuse and static_resources,
         max_live_trials=live_trial_limit(capacity, trial_request, max_concurrent),
     )
+
+
+_RETRY_DELAY_CAP_S = 30.0
+
+
+def retry_delay(failure_streak: int) -> float:
+    """How long a retry waits after ``failure_streak`` failed attempts in a row.
+
+    The first retry starts at once (a transient fault costs nothing); after that the wait
+    doubles from one second, capped at 30 s: 0, 1, 2, 4, 8, 16, 30, 30, ... seconds. A
+    result resets the streak. Ray Tune retries at once every time; with
+    ``max_failures=-1`` and an error that always recurs, that spins as fast as trials can
+    start. The wait holds no resources: it happens before the retry asks for them.
+    """
+    if failure_streak <= 1:
+        return 0.0
+    return min(_RETRY_DELAY_CAP_S, 2.0 ** (failure_streak - 2))
