@@ -39,8 +39,9 @@ FRAMEWORKS = ("atune", "raytune")
 SLOW = ("many_trials_default", "bookkeeping")
 """Workloads run ``--slow-reps`` times (default 1): Ray Tune needs minutes to an hour each."""
 
-ATUNE_ONLY = ("simulator_asha_1000",)
-"""Workloads with no Ray Tune counterpart (the virtual-time simulator): atune runs alone."""
+ATUNE_ONLY = ("simulator_asha_1000", "stuck_subscriber")
+"""Workloads with no Ray Tune counterpart (the virtual-time simulator, the run handle's
+event stream): atune runs alone."""
 
 ALIASES = {"many_trials": ["many_trials_reuse", "many_trials_default"]}
 DEFAULT_TIMEOUT_S = 600.0
@@ -69,6 +70,7 @@ TARGETS: dict[str, str] = {
     "asha": "ratio >= 10",
     "bookkeeping": "atune overhead_pct <= 5, flat RSS",
     "simulator_asha_1000": "atune fit_s < 10 (issue 11)",
+    "stuck_subscriber": "atune ratio within 1 +- 0.10 (issue 12)",
 }
 
 

@@ -281,6 +281,44 @@ def class_reuse_warm(p: dict[str, Any], storage: str) -> Metrics:
     }
 
 
+def stuck_subscriber(p: dict[str, Any], storage: str) -> Metrics:
+    """An event subscriber that never reads, against none (atune only: issue 12).
+
+    ``result_throughput``'s experiment, started with ``Tuner.start()``, alternately with no
+    subscriber and with one that never reads (room for 4 events), ``p["rounds"]`` times
+    each after one warm-up, on one event loop. ``fit_s`` is the median with the stuck
+    subscriber, ``ratio`` that over the median without it (1.0: it costs nothing).
+    """
+
+    async def one(stuck: bool) -> float:
+        tuner = _tuner(report_loop, {"reports": p["reports"]}, storage, num_samples=p["trials"])
+        start = time.perf_counter()
+        async with tuner.start() as run:
+            if stuck:
+                run.events(buffer_size=4)  # subscribed, never read
+        grid = await run.wait()
+        elapsed = time.perf_counter() - start
+        _check(grid, p["trials"], p["reports"])
+        if stuck and run.status().num_results != p["trials"] * p["reports"]:
+            raise RuntimeError("results missing with a stuck subscriber")
+        return elapsed
+
+    async def rounds() -> tuple[list[float], list[float]]:
+        await one(False)  # warm-up: the first fit() of the process loads its machinery
+        plain, stuck = [], []
+        for _ in range(p["rounds"]):
+            plain.append(await one(False))
+            stuck.append(await one(True))
+        return plain, stuck
+
+    plain, stuck = asyncio.run(rounds())
+    return {
+        "fit_s": statistics.median(stuck),
+        "plain_fit_s": statistics.median(plain),
+        "ratio": statistics.median(stuck) / statistics.median(plain),
+    }
+
+
 def asha(p: dict[str, Any], storage: str) -> Metrics:
     """ASHA over many short function trials: a scheduler decision on every result."""
     scheduler = tune.schedulers.ASHAScheduler(
@@ -499,6 +537,7 @@ WORKLOADS: dict[str, Callable[[dict[str, Any], str], Metrics]] = {
     "checkpoint_heavy": checkpoint_heavy,
     "loop_lag": loop_lag,
     "asha": asha,
+    "stuck_subscriber": stuck_subscriber,
     "first_fit_loop_stall": first_fit_loop_stall,
     "first_fit_loop_stall_cold_ray": first_fit_loop_stall,
     "many_trials_reuse": many_trials,
@@ -520,6 +559,7 @@ FULL: dict[str, dict[str, Any]] = {
     "loop_lag": {"trials": 20, "reports": 20, "sleep_s": 0.01, "tick_s": 0.01},
     "first_fit_loop_stall": {"trials": 4, "reports": 5, "sleep_s": 0.01},
     "asha": {"trials": 200, "iters": 100},
+    "stuck_subscriber": {"trials": 2, "reports": 5000, "rounds": 5},
     "first_fit_loop_stall_cold_ray": {"trials": 4, "reports": 5, "sleep_s": 0.01, "cold_ray": True},
     "many_trials_reuse": {"trials": 200, "reuse": True},
     "many_trials_default": {"trials": 200, "reuse": None},
@@ -537,6 +577,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "loop_lag": {"trials": 4, "reports": 10, "sleep_s": 0.01, "tick_s": 0.01},
     "first_fit_loop_stall": {"trials": 2, "reports": 3, "sleep_s": 0.01},
     "asha": {"trials": 20, "iters": 10},
+    "stuck_subscriber": {"trials": 2, "reports": 200, "rounds": 2},
     "first_fit_loop_stall_cold_ray": {"trials": 2, "reports": 3, "sleep_s": 0.01, "cold_ray": True},
     "many_trials_reuse": {"trials": 10, "reuse": True},
     "many_trials_default": {"trials": 10, "reuse": None},
