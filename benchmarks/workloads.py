@@ -543,6 +543,7 @@ WORKLOADS: dict[str, Callable[[dict[str, Any], str], Metrics]] = {
     "many_trials_reuse": many_trials,
     "many_trials_default": many_trials,
     "bookkeeping": bookkeeping,
+    "scale_10k": bookkeeping,
     "simulator_asha_1000": simulator_asha,
 }
 """Workload name -> function, in the order the runner runs them (the slow ones last)."""
@@ -564,6 +565,7 @@ FULL: dict[str, dict[str, Any]] = {
     "many_trials_reuse": {"trials": 200, "reuse": True},
     "many_trials_default": {"trials": 200, "reuse": None},
     "bookkeeping": {"trials": 2000, "sleep_s": 0.05, "cpus": 2},
+    "scale_10k": {"trials": 10000, "sleep_s": 0.05, "cpus": 2},
     "simulator_asha_1000": {"trials": 1000, "iterations": 100, "workers": 32},
 }
 """The sizes of issue 5 (and issue 11's simulator study)."""
@@ -582,6 +584,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "many_trials_reuse": {"trials": 10, "reuse": True},
     "many_trials_default": {"trials": 10, "reuse": None},
     "bookkeeping": {"trials": 40, "sleep_s": 0.05, "cpus": 2},
+    "scale_10k": {"trials": 100, "sleep_s": 0.05, "cpus": 2},
     "simulator_asha_1000": {"trials": 50, "iterations": 100, "workers": 32},
 }
 """Small sizes for a smoke run (``--quick``)."""
