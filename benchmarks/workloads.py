@@ -467,7 +467,19 @@ async def _first_fit_loop_stall(p: dict[str, Any], storage: str) -> Metrics:
 
 
 def bookkeeping(p: dict[str, Any], storage: str) -> Metrics:
-    """Many short trials: overhead over the ideal time, driver CPU per trial, driver memory."""
+    """Many short trials: overhead over the ideal time, driver CPU per trial, driver memory.
+
+    With ``p["warmup_trials"]``, a small experiment runs first, so the memory measured is
+    what the big one adds, not what a process's first ``fit()`` loads (modules, Ray's
+    serialization context, the first actors).
+    """
+    if p.get("warmup_trials"):
+        warmup = _tuner(
+            sleep_then_report, {"sleep_s": 0.0}, storage, num_samples=p["warmup_trials"]
+        )
+        _check(warmup.fit(), p["warmup_trials"], 1)
+        del warmup
+        gc.collect()
     tuner = _tuner(sleep_then_report, {"sleep_s": p["sleep_s"]}, storage, num_samples=p["trials"])
     peak = [_rss_mb()]
     stop = threading.Event()
@@ -565,7 +577,7 @@ FULL: dict[str, dict[str, Any]] = {
     "many_trials_reuse": {"trials": 200, "reuse": True},
     "many_trials_default": {"trials": 200, "reuse": None},
     "bookkeeping": {"trials": 2000, "sleep_s": 0.05, "cpus": 2},
-    "scale_10k": {"trials": 10000, "sleep_s": 0.05, "cpus": 2},
+    "scale_10k": {"trials": 10000, "sleep_s": 0.05, "cpus": 2, "warmup_trials": 20},
     "simulator_asha_1000": {"trials": 1000, "iterations": 100, "workers": 32},
 }
 """The sizes of issue 5 (and issue 11's simulator study)."""
@@ -584,7 +596,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "many_trials_reuse": {"trials": 10, "reuse": True},
     "many_trials_default": {"trials": 10, "reuse": None},
     "bookkeeping": {"trials": 40, "sleep_s": 0.05, "cpus": 2},
-    "scale_10k": {"trials": 100, "sleep_s": 0.05, "cpus": 2},
+    "scale_10k": {"trials": 100, "sleep_s": 0.05, "cpus": 2, "warmup_trials": 4},
     "simulator_asha_1000": {"trials": 50, "iterations": 100, "workers": 32},
 }
 """Small sizes for a smoke run (``--quick``)."""
