@@ -90,3 +90,28 @@ def test_fit_runs_with_the_short_interval(tmp_path: Path) -> None:
     tuner.fit()
     assert seen == [pytest.approx(0.001)]
     assert sys.getswitchinterval() == pytest.approx(0.005)
+
+
+async def test_the_first_fits_imports_run_with_the_short_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first fit() of a process imports its machinery in a worker thread; those imports
+    # hold the GIL in switch-interval slices, so they run under the short interval too.
+    import atune.tuner
+
+    seen: list[float] = []
+    load = atune.tuner._load_fit_machinery
+
+    def recording_load() -> None:
+        seen.append(sys.getswitchinterval())
+        load()
+
+    monkeypatch.setattr(atune.tuner, "_load_fit_machinery", recording_load)
+    tuner = tune.Tuner(
+        lambda config: tune.report({"x": 1}),
+        tune_config=tune.TuneConfig(backend="local"),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+    )
+    await tuner.fit()
+    assert seen == [pytest.approx(0.001)]
+    assert sys.getswitchinterval() == pytest.approx(0.005)

@@ -384,7 +384,8 @@ class Tuner:
                     from atune.execution._ray import ensure_ray
 
                     ensure_ray()  # from the main thread, where Ray can install its handlers
-                grid = anyio.run(self._fit_locked, lock)
+                with short_switch_interval():
+                    grid = anyio.run(self._fit_locked, lock)
             finally:
                 lock.release()
             return grid  # type: ignore[return-value]  # the sync face of FitReturn
@@ -428,18 +429,21 @@ class Tuner:
         return Run(self, history=history)
 
     async def _fit(self, observers: Sequence[Callback] = ()) -> ResultGrid:
-        # The controller, the driver, the backends and anyio load in a worker thread: a
-        # first fit() in a fresh process would otherwise stall the caller's event loop
-        # for the whole import (hundreds of milliseconds).
-        await asyncio.to_thread(_load_fit_machinery)
-        import anyio
+        # The short switch interval covers the whole call, the first fit()'s imports in a
+        # worker thread included: they hold the GIL in switch-interval slices too.
+        with short_switch_interval():
+            # The controller, the driver, the backends and anyio load in a worker thread:
+            # a first fit() in a fresh process would otherwise stall the caller's event
+            # loop for the whole import (hundreds of milliseconds).
+            await asyncio.to_thread(_load_fit_machinery)
+            import anyio
 
-        lock = await anyio.to_thread.run_sync(self._lock_experiment)
-        try:
-            return await self._fit_locked(lock, observers)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(lock.release)
+            lock = await anyio.to_thread.run_sync(self._lock_experiment)
+            try:
+                return await self._fit_locked(lock, observers)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(lock.release)
 
     async def _fit_locked(
         self, lock: ExperimentLock, observers: Sequence[Callback] = ()
@@ -454,18 +458,17 @@ class Tuner:
             # Read the journal again now that no one else can append to it, and cut a
             # torn last line off before this run appends.
             self._restore = await anyio.to_thread.run_sync(reread_journal, self._restore)
-        with short_switch_interval():
-            self._results = await fit.run_experiment(
-                self._trainable_cls,
-                self._param_space,
-                self._tune_config,
-                self._run_config,
-                experiment_path=self._experiment_path,
-                uid=self._uid,
-                restore=self._restore,
-                observers=observers,
-                simulator=self._simulator,
-            )
+        self._results = await fit.run_experiment(
+            self._trainable_cls,
+            self._param_space,
+            self._tune_config,
+            self._run_config,
+            experiment_path=self._experiment_path,
+            uid=self._uid,
+            restore=self._restore,
+            observers=observers,
+            simulator=self._simulator,
+        )
         return self._results
 
     def get_results(self) -> ResultGrid:
