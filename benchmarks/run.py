@@ -39,7 +39,7 @@ FRAMEWORKS = ("atune", "raytune")
 SLOW = ("many_trials_default", "bookkeeping", "scale_10k")
 """Workloads run ``--slow-reps`` times (default 1): Ray Tune needs minutes to an hour each."""
 
-ATUNE_ONLY = ("simulator_asha_1000", "stuck_subscriber", "scale_10k")
+ATUNE_ONLY = ("simulator_asha_1000", "simulator_1000_nodes", "stuck_subscriber", "scale_10k")
 """Workloads atune runs alone: no Ray Tune counterpart (the virtual-time simulator, the run
 handle's event stream), or one Ray Tune needs hours for (``scale_10k``: its 2,000-trial
 ``bookkeeping`` takes 45-60 minutes)."""
@@ -57,6 +57,7 @@ PRIMARY: dict[str, tuple[str, bool]] = {
     "first_fit_loop_stall_cold_ray": ("stall_ms", False),
     "stuck_subscriber": ("ratio", False),
     "scale_10k": ("overhead_pct", False),
+    "simulator_1000_nodes": ("events_per_cpu_s", True),
 }
 
 # Workload -> the target of issue 5, shown next to the ratio.
@@ -75,6 +76,7 @@ TARGETS: dict[str, str] = {
     "simulator_asha_1000": "atune fit_s < 10 (issue 11)",
     "stuck_subscriber": "atune ratio within 1 +- 0.10 (issue 12)",
     "scale_10k": "atune overhead_pct <= 5, RSS growth < 50 MB (issue 13)",
+    "simulator_1000_nodes": "none: the controller's events per CPU second (docs/scaling.md)",
 }
 
 

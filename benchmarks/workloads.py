@@ -538,7 +538,16 @@ def simulator_asha(p: dict[str, Any], storage: str) -> Metrics:
     fit_cpu_s = time.process_time() - cpu_start  # a loaded machine stretches fit_s, not this
     checked = _check(grid, p["trials"])
     hours = max(r.metrics["timestamp"] for r in grid) - simulator.epoch
-    return {"fit_s": fit_s, "fit_cpu_s": fit_cpu_s, "virtual_hours": hours / 3600, **checked}
+    with open(os.path.join(grid.experiment_path, "events.jsonl"), "rb") as journal:
+        events = sum(1 for _ in journal)  # every event the controller handled, journaled
+    return {
+        "fit_s": fit_s,
+        "fit_cpu_s": fit_cpu_s,
+        "virtual_hours": hours / 3600,
+        "events": float(events),
+        "events_per_cpu_s": events / fit_cpu_s,
+        **checked,
+    }
 
 
 WORKLOADS: dict[str, Callable[[dict[str, Any], str], Metrics]] = {
@@ -557,10 +566,11 @@ WORKLOADS: dict[str, Callable[[dict[str, Any], str], Metrics]] = {
     "bookkeeping": bookkeeping,
     "scale_10k": bookkeeping,
     "simulator_asha_1000": simulator_asha,
+    "simulator_1000_nodes": simulator_asha,
 }
 """Workload name -> function, in the order the runner runs them (the slow ones last)."""
 
-WITHOUT_RAY = frozenset({"simulator_asha_1000"})
+WITHOUT_RAY = frozenset({"simulator_asha_1000", "simulator_1000_nodes"})
 """Workloads that need no Ray (the virtual-time simulator): their process starts none."""
 
 FULL: dict[str, dict[str, Any]] = {
@@ -579,6 +589,7 @@ FULL: dict[str, dict[str, Any]] = {
     "bookkeeping": {"trials": 2000, "sleep_s": 0.05, "cpus": 2},
     "scale_10k": {"trials": 10000, "sleep_s": 0.05, "cpus": 2, "warmup_trials": 20},
     "simulator_asha_1000": {"trials": 1000, "iterations": 100, "workers": 32},
+    "simulator_1000_nodes": {"trials": 5000, "iterations": 100, "workers": 1000},
 }
 """The sizes of issue 5 (and issue 11's simulator study)."""
 
@@ -598,6 +609,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "bookkeeping": {"trials": 40, "sleep_s": 0.05, "cpus": 2},
     "scale_10k": {"trials": 100, "sleep_s": 0.05, "cpus": 2, "warmup_trials": 4},
     "simulator_asha_1000": {"trials": 50, "iterations": 100, "workers": 32},
+    "simulator_1000_nodes": {"trials": 200, "iterations": 100, "workers": 100},
 }
 """Small sizes for a smoke run (``--quick``)."""
 
