@@ -317,7 +317,7 @@ async def _run_experiment(
     core = ControllerCore(policy, search, scheduler=scheduler, stopper=stopper)
     if restore is not None:
         replay(core, restore)
-        await anyio.to_thread.run_sync(reconcile_disk, core, restore.events)
+        await anyio.to_thread.run_sync(reconcile_disk, core, restore.events, restore.snapshot)
     driver = Driver(
         core,
         RunnerPool(backend, scope, reuse=defaults.reuse, warm=warm),

@@ -40,14 +40,18 @@ class JournalContents:
     torn_line: bytes | None = None
 
 
-def read_journal(path: str | os.PathLike[str], *, live: bool = False) -> JournalContents:
-    """Read and decode every event of a journal; never writes.
+def read_journal(
+    path: str | os.PathLike[str], *, live: bool = False, start: int = 0
+) -> JournalContents:
+    """Read and decode every event of a journal (from byte ``start`` on); never writes.
 
     Args:
         path: The journal file.
         live: The journal may belong to an experiment that another process is running:
             a partial last line is then the write in progress, not damage, and is
             dropped without a warning.
+        start: Where to begin: 0, or the end of a line (a snapshot's offset). The
+            contents' ``valid_bytes`` still count from the start of the file.
 
     Raises:
         StorageError: The file does not exist.
@@ -55,16 +59,19 @@ def read_journal(path: str | os.PathLike[str], *, live: bool = False) -> Journal
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            if start:
+                f.seek(start)
+            data = f.read()
     except FileNotFoundError as exc:
         raise StorageError(f"no journal at {path}") from exc
     with collection_paused():
-        return _decode(path, data, live=live)
+        return _decode(path, data, live=live, start=start)
 
 
-def _decode(path: Path, data: bytes, *, live: bool) -> JournalContents:
+def _decode(path: Path, data: bytes, *, live: bool, start: int = 0) -> JournalContents:
     events: list[Event] = []
-    offset = 0
+    offset = start
     lines = data.split(b"\n")
     for number, line in enumerate(lines, start=1):
         is_last = number == len(lines)
@@ -84,8 +91,9 @@ def _decode(path: Path, data: bytes, *, live: bool) -> JournalContents:
                     line=number,
                 )
                 return JournalContents(events, offset, line)
+            where = f"line {number}" + (f" after byte {start}" if start else "")
             raise JournalCorruptError(
-                f"the journal {path} is corrupt at line {number}: {exc}; it was modified by "
+                f"the journal {path} is corrupt at {where}: {exc}; it was modified by "
                 "something other than atune, and atune will not guess what the experiment was",
                 path=str(path),
                 line=number,
@@ -94,8 +102,8 @@ def _decode(path: Path, data: bytes, *, live: bool) -> JournalContents:
     if data and not data.endswith(b"\n"):
         # A complete JSON object without its newline: keep it, but the next append must
         # start on a new line.
-        return JournalContents(events, len(data), b"")
-    return JournalContents(events, len(data))
+        return JournalContents(events, start + len(data), b"")
+    return JournalContents(events, start + len(data))
 
 
 def repair_journal(path: str | os.PathLike[str], contents: JournalContents) -> None:
