@@ -21,6 +21,7 @@ from atune._controller._policy import execution_defaults
 from atune._controller._pool import RunnerPool
 from atune._controller._restore import RestorePlan, reconcile_disk, replay
 from atune._controller._warm import WarmPlace, WarmRunners, idle_timeout_s, trainable_identity
+from atune._gc import collection_paused
 from atune._log import get_logger
 from atune._progress import ProgressReporter
 from atune._signing import load_or_create_key
@@ -397,6 +398,16 @@ def build_result_grid(
     checkpoint_config: CheckpointConfig,
 ) -> ResultGrid:
     """The ``ResultGrid`` of the given trials."""
+    with collection_paused():  # one Result per trial: no cycles, many allocations
+        return _build_result_grid(trials, experiment_path, tune_config, checkpoint_config)
+
+
+def _build_result_grid(
+    trials: list[Trial],
+    experiment_path: str,
+    tune_config: TuneConfig,
+    checkpoint_config: CheckpointConfig,
+) -> ResultGrid:
     results = []
     for trial in trials:
         metrics: dict[str, Any] = dict(trial.last_result)

@@ -369,3 +369,19 @@ def test_restore_writes_rows_missing_from_before_the_snapshot(
     result_file.write_text("")
     tune.Tuner.restore(str(copy), _flaky).fit()
     assert result_file.read_text() == "".join(rows)
+
+
+def test_a_restore_with_nothing_to_run_keeps_the_snapshot_and_reads_its_tail(
+    experiments: dict[str, Path], tmp_path: Path
+) -> None:
+    experiment = tmp_path / "copy"
+    shutil.copytree(experiments["errors"], experiment)
+    before = (experiment / SNAPSHOT_FILE).read_bytes()
+    expected = summary_of(experiment)
+    for _ in range(2):
+        results = tune.Tuner.restore(str(experiment), _flaky).fit()
+        assert [(r.metrics.get("score"), r.error is not None) for r in results] == expected
+    assert (experiment / SNAPSHOT_FILE).read_bytes() == before  # a short tail: not rewritten
+    history = read_history(experiment)
+    assert history.events  # the two restores' events, replayed on top
+    assert summary_of(experiment) == expected

@@ -23,7 +23,8 @@ from typing import Any
 
 from atune._controller._core import ControllerCore, CorePolicy
 from atune._controller._restore import History
-from atune._trial import CheckpointRecord
+from atune._gc import collection_paused
+from atune._trial import CheckpointRecord, Trial
 from atune.events import (
     CallbackStateSaved,
     Event,
@@ -46,6 +47,7 @@ from atune.storage._snapshot import (
     TrialState,
     journal_check,
     read_snapshot,
+    snapshot_offset,
     write_snapshot,
 )
 
@@ -215,40 +217,52 @@ def export_trials(core: ControllerCore) -> list[TrialState]:
 def load_trials(core: ControllerCore, states: list[TrialState]) -> None:
     """Give a fresh core (no trials yet) the trials of a snapshot, as replay would."""
     assert not core.trials, "load_trials needs a core without trials"
-    for state in states:
-        created = TrialCreated(
-            ts=0.0,
-            trial_id=state.trial_id,
-            trial_name=state.trial_name,
-            dirname=state.dirname,
-            config=state.config,
-            experiment_tag=state.experiment_tag,
-            resources=state.resources,
-            strategy=state.strategy,
-        )
-        core._apply(created)  # the same record (and shared resources) replay makes
-        trial = core.trials[state.trial_id]
-        trial.status = state.status
-        trial.last_result = state.last_result
-        trial.num_results = state.num_results
-        trial.num_failures = state.num_failures
-        trial.restore_failures = state.restore_failures
-        trial.attempt = state.attempt
-        trial.checkpoints = [
-            CheckpointRecord(c.dir_name, c.training_iteration, c.metrics) for c in state.checkpoints
-        ]
-        trial.next_checkpoint_index = state.next_checkpoint_index
-        trial.error = _error_info(state.error)
-        trial.pending_error = _error_info(state.pending_error)
-        trial.failure_streak = state.failure_streak
-        trial.end_reason = state.end_reason
-        trial.assigned_checkpoint = state.assigned_checkpoint
-        if state.pinned_by is not None:
-            key = (state.pinned_by[0], state.pinned_by[1])
-            core._pins.setdefault(key, set()).add(trial.trial_id)
-            core._pinned_by[trial.trial_id] = key
-        if state.assigned_loaded:
-            core._assigned_loaded.add(trial.trial_id)
+    requests: dict[tuple[str, str], PlacementGroupFactory] = {}
+    path = core.policy.experiment_path
+    with collection_paused():
+        for index, state in enumerate(states):
+            key = (repr(state.resources), state.strategy)
+            resources = requests.get(key)
+            if resources is None:
+                resources = requests[key] = PlacementGroupFactory(
+                    state.resources, strategy=state.strategy
+                )
+            trial = Trial(
+                trial_id=state.trial_id,
+                trial_name=state.trial_name,
+                dirname=state.dirname,
+                config=state.config,
+                experiment_tag=state.experiment_tag,
+                resources=resources,
+                experiment_path=path,
+                index=index,
+                status=state.status,
+                last_result=state.last_result,
+                num_results=state.num_results,
+                num_failures=state.num_failures,
+                restore_failures=state.restore_failures,
+                attempt=state.attempt,
+                checkpoints=[
+                    CheckpointRecord(c.dir_name, c.training_iteration, c.metrics)
+                    for c in state.checkpoints
+                ],
+                next_checkpoint_index=state.next_checkpoint_index,
+                error=_error_info(state.error),
+                pending_error=_error_info(state.pending_error),
+                failure_streak=state.failure_streak,
+                end_reason=state.end_reason,
+                assigned_checkpoint=state.assigned_checkpoint,
+            )
+            core.trials[trial.trial_id] = trial
+            core._trial_list.append(trial)
+            if not trial.is_finished:
+                core._open[trial.trial_id] = trial
+            if state.pinned_by is not None:
+                pin = (state.pinned_by[0], state.pinned_by[1])
+                core._pins.setdefault(pin, set()).add(trial.trial_id)
+                core._pinned_by[trial.trial_id] = pin
+            if state.assigned_loaded:
+                core._assigned_loaded.add(trial.trial_id)
 
 
 # ------------------------------------------------------------------------ writing
@@ -314,6 +328,15 @@ def compact(experiment_path: Path) -> None:
         size = (experiment_path / SNAPSHOT_FILE).stat().st_size
     except FileNotFoundError:
         size = 0
-    snapshot = take_snapshot(experiment_path, min_tail_bytes=max(1, size // 4))
+    min_tail_bytes = max(1, size // 4)
+    covered = snapshot_offset(experiment_path)
+    if covered is not None:
+        try:
+            grown = (experiment_path / JOURNAL_FILE).stat().st_size - covered
+        except FileNotFoundError:
+            grown = 0
+        if 0 <= grown < min_tail_bytes:
+            return  # not worth decoding the snapshot to find out (the common restore)
+    snapshot = take_snapshot(experiment_path, min_tail_bytes=min_tail_bytes)
     if snapshot is not None:
         write_snapshot(experiment_path, snapshot)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ __all__ = [
     "TrialState",
     "journal_check",
     "read_snapshot",
+    "snapshot_offset",
     "write_snapshot",
 ]
 
@@ -162,6 +164,27 @@ def journal_check(journal: Path, offset: int) -> str:
         f.seek(tail_start)
         digest.update(f.read(offset - tail_start))
     return digest.hexdigest()
+
+
+# ``JournalSnapshot`` encodes its fields in order, so the offset is in the first bytes.
+_OFFSET = re.compile(rb'\A\{"version":(\d+),"journal_bytes":(\d+),')
+
+
+def snapshot_offset(experiment_path: Path) -> int | None:
+    """The journal offset the snapshot says it covers, from its first bytes; unchecked.
+
+    For deciding cheaply whether a new snapshot is worth writing; None when there is no
+    snapshot or its start is not as this version writes it.
+    """
+    try:
+        with open(experiment_path / SNAPSHOT_FILE, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return None
+    match = _OFFSET.match(head)
+    if match is None or int(match.group(1)) != SNAPSHOT_VERSION:
+        return None
+    return int(match.group(2))
 
 
 def read_snapshot(experiment_path: Path) -> JournalSnapshot | None:
