@@ -220,7 +220,8 @@ def read_snapshot(experiment_path: Path) -> JournalSnapshot | None:
     return snapshot
 
 
-def _ignored(path: Path, why: str) -> None:
+def _ignored(path: Path, why: str) -> JournalSnapshot | None:
+    """Warn that the snapshot at ``path`` is not used, and why; None."""
     _log.warning(
         f"ignoring the journal's snapshot: {why}; replaying the whole journal", path=str(path)
     )
