@@ -213,6 +213,7 @@ def test_the_snapshot_plus_the_tail_equals_replaying_every_event(
         assert {"trial_errored", "checkpoint_deleted"} <= kinds
     else:
         assert {"trial_paused", "trial_resumed", "trial_exploited"} <= kinds
+    compared = caught_up = 0
     for at in cuts:
         copy = _split(experiment, at, tmp_path)
         full, partial = read_full_history(copy), read_history(copy)
@@ -221,8 +222,14 @@ def test_the_snapshot_plus_the_tail_equals_replaying_every_event(
         assert export_trials(replayed_core(copy, partial)) == export_trials(
             replayed_core(copy, full)
         ), f"cut at byte {at}"
-        if not needs_full_history(partial, scheduler_listens=True):
-            assert _catch_ups(copy, partial) == _catch_ups(copy, full), f"cut at byte {at}"
+        compared += 1
+        if not needs_full_history(partial, scheduler_listens=False):
+            searched, scheduled = _catch_ups(copy, partial)
+            assert searched == _catch_ups(copy, full)[0], f"cut at byte {at}"
+            caught_up += 1
+            if not needs_full_history(partial, scheduler_listens=True):
+                assert scheduled == _catch_ups(copy, full)[1], f"cut at byte {at}"
+    assert caught_up > compared // 2  # most cuts need no event before them
 
 
 @pytest.mark.parametrize("name", ["errors", "pbt"])
