@@ -460,15 +460,17 @@ class Tuner:
         fit = await anyio.to_thread.run_sync(importlib.import_module, "atune._fit")
         if self._restore is not None:
             from atune._controller._restore import listens, reread_journal
+            from atune.schedulers import TrialScheduler
 
             # Read the journal again now that no one else can append to it, and cut a
-            # torn last line off before this run appends.
+            # torn last line off before this run appends. Whether the scheduler is caught
+            # up decides whether the journal's snapshot is enough (else every event).
             scheduler = self._tune_config.scheduler
             self._restore = await anyio.to_thread.run_sync(
                 functools.partial(
                     reread_journal,
                     self._restore,
-                    scheduler_listens=scheduler is not None and listens(scheduler),
+                    scheduler_listens=isinstance(scheduler, TrialScheduler) and listens(scheduler),
                 )
             )
         with short_switch_interval():

@@ -56,7 +56,7 @@ from atune._controller._core import (
     TrainReturned,
 )
 from atune._controller._pool import RunnerPool, StartFailed
-from atune._controller._snapshot import TOLD as _TOLD, compact
+from atune._controller._snapshot import SEARCH_TOLD, TOLD, compact
 from atune._log import get_logger
 from atune._trial import Trial
 from atune.callback import Callback
@@ -393,8 +393,9 @@ class Driver:
     def _record(self, event: Event) -> None:
         """Journal the event and buffer the files it changes."""
         self.writer.journal(encode_event(event))
-        if isinstance(event, _TOLD):
-            self._search_told = self._scheduler_told = True
+        if isinstance(event, TOLD):
+            self._scheduler_told = True
+            self._search_told = self._search_told or isinstance(event, SEARCH_TOLD)
         trial: Trial | None = None
         trial_id = getattr(event, "trial_id", None)
         if trial_id is not None:

@@ -52,6 +52,7 @@ from atune.storage._snapshot import (
 )
 
 __all__ = [
+    "SEARCH_TOLD",
     "TOLD",
     "JournalHistory",
     "compact",
@@ -64,8 +65,12 @@ __all__ = [
 ]
 
 TOLD = (TrialCreated, ResultReported, TrialErrored, TrialCompleted)
-"""Events a catch-up hands to the searcher or scheduler: a saved state followed by one of
-these in the snapshot's prefix is no longer current."""
+"""Events restore's catch-up hands to a listening scheduler: a scheduler state saved
+before one of these in the snapshot's prefix is no longer current."""
+
+SEARCH_TOLD = (TrialCreated, TrialErrored, TrialCompleted)
+"""As :data:`TOLD`, for the search algorithm, which is not told intermediate results (only
+a trial's last, when it completes, which the snapshot's trial records hold)."""
 
 
 @dataclass(frozen=True)
@@ -296,8 +301,10 @@ def take_snapshot(experiment_path: Path, *, min_tail_bytes: int = 1) -> JournalS
             scheduler, scheduler_current = event, True
         elif isinstance(event, CallbackStateSaved):
             callbacks = event
-        elif isinstance(event, TOLD):
-            searcher_current = scheduler_current = False
+        if isinstance(event, SEARCH_TOLD):
+            searcher_current = False
+        if isinstance(event, TOLD):
+            scheduler_current = False
     offset = history.valid_bytes
     return JournalSnapshot(
         journal_bytes=offset,
