@@ -22,6 +22,7 @@ from atune._controller._pool import RunnerPool
 from atune._controller._restore import RestorePlan, reconcile_disk, replay
 from atune._controller._retention import rank_checkpoints
 from atune._controller._warm import WarmPlace, WarmRunners, idle_timeout_s, trainable_identity
+from atune._gc import collection_paused
 from atune._log import get_logger
 from atune._progress import ProgressReporter
 from atune._signing import load_or_create_key
@@ -318,7 +319,7 @@ async def _run_experiment(
     core = ControllerCore(policy, search, scheduler=scheduler, stopper=stopper)
     if restore is not None:
         replay(core, restore)
-        await anyio.to_thread.run_sync(reconcile_disk, core, restore.events)
+        await anyio.to_thread.run_sync(reconcile_disk, core, restore.events, restore.snapshot)
     driver = Driver(
         core,
         RunnerPool(backend, scope, reuse=defaults.reuse, warm=warm),
@@ -398,6 +399,16 @@ def build_result_grid(
     checkpoint_config: CheckpointConfig,
 ) -> ResultGrid:
     """The ``ResultGrid`` of the given trials."""
+    with collection_paused():  # one Result per trial: no cycles, many allocations
+        return _build_result_grid(trials, experiment_path, tune_config, checkpoint_config)
+
+
+def _build_result_grid(
+    trials: list[Trial],
+    experiment_path: str,
+    tune_config: TuneConfig,
+    checkpoint_config: CheckpointConfig,
+) -> ResultGrid:
     results = []
     for trial in trials:
         metrics: dict[str, Any] = dict(trial.last_result)

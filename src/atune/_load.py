@@ -5,7 +5,9 @@
 It replays the experiment's journal through the controller's own state transition
 (:meth:`ControllerCore.apply_journal <atune._controller._core.ControllerCore.apply_journal>`,
 the same code ``Tuner.restore`` resumes from), so there is one reader of the journal, and
-the grid says what the run that wrote it knew:
+the grid says what the run that wrote it knew. A journal snapshot that matches the
+journal (:mod:`atune._controller._snapshot`) stands in for the events it covers, so only
+the journal's tail after it is decoded:
 
 * a finished trial is complete: its last result, status, kept checkpoints and error;
 * a trial still running elsewhere shows up to its last *flushed* result (the writer
@@ -23,19 +25,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
-from atune._controller._core import ControllerCore, CorePolicy
+from atune._controller._snapshot import JournalHistory, read_history, replayed_core
 from atune._spec import read_spec
 from atune._trial import Trial
 from atune.config import CheckpointConfig, TuneConfig
 from atune.errors import StorageError
 from atune.events import Event
-from atune.execution.placement_groups import PlacementGroupFactory
 from atune.result import ResultGrid
-from atune.search import BasicVariantGenerator
-from atune.storage._journal import read_journal
 from atune.storage._layout import JOURNAL_FILE
+from atune.storage._snapshot import JournalSnapshot
 
 __all__ = ["load_results", "replayed_trials", "stored_result_grid"]
 
@@ -64,10 +63,11 @@ def load_results(path: str | os.PathLike[str]) -> ResultGrid:
     journal = experiment_path / JOURNAL_FILE
     if not journal.is_file():
         raise StorageError(f"{experiment_path} has no journal ({JOURNAL_FILE}) to read")
-    contents = read_journal(journal, live=True)
+    history = read_history(experiment_path, live=True)
     return stored_result_grid(
         experiment_path,
-        contents.events,
+        history.events,
+        snapshot=history.snapshot,
         trainable_name=spec.trainable_name,
         tune_config=TuneConfig(metric=spec.metric, mode=spec.mode),  # type: ignore[arg-type]
         checkpoint_config=CheckpointConfig(**spec.checkpoint_config),
@@ -75,18 +75,15 @@ def load_results(path: str | os.PathLike[str]) -> ResultGrid:
 
 
 def replayed_trials(
-    experiment_path: Path, events: list[Event], *, trainable_name: str = ""
+    experiment_path: Path,
+    events: list[Event],
+    *,
+    trainable_name: str = "",
+    snapshot: JournalSnapshot | None = None,
 ) -> list[Trial]:
-    """The trials as ``events`` leave them (nothing decided, nothing resumed)."""
-    policy = CorePolicy(
-        experiment_path=str(experiment_path),
-        trainable_name=trainable_name,
-        is_function=False,
-        resources_for=_no_request,
-        max_live_trials=1,
-    )
-    core = ControllerCore(policy, BasicVariantGenerator())
-    core.apply_journal(events)
+    """The trials as ``events`` (after ``snapshot``, if any) leave them (nothing decided)."""
+    history = JournalHistory(snapshot, events, 0)
+    core = replayed_core(experiment_path, history, trainable_name=trainable_name)
     return list(core.get_trials())
 
 
@@ -97,13 +94,12 @@ def stored_result_grid(
     trainable_name: str,
     tune_config: TuneConfig,
     checkpoint_config: CheckpointConfig,
+    snapshot: JournalSnapshot | None = None,
 ) -> ResultGrid:
-    """The ``ResultGrid`` that ``events`` (an experiment's journal) describe."""
+    """The ``ResultGrid`` that ``events`` (an experiment's journal, after ``snapshot``) describe."""
     from atune._fit import build_result_grid
 
-    trials = replayed_trials(experiment_path, events, trainable_name=trainable_name)
+    trials = replayed_trials(
+        experiment_path, events, trainable_name=trainable_name, snapshot=snapshot
+    )
     return build_result_grid(trials, str(experiment_path), tune_config, checkpoint_config)
-
-
-def _no_request(config: dict[str, Any]) -> PlacementGroupFactory:  # pragma: no cover
-    raise AssertionError("replaying a journal creates no trial of its own")

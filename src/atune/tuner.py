@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import functools
 import importlib
 import inspect
 import os
@@ -284,17 +285,16 @@ class Tuner:
                 :class:`~atune.errors.ConfigError`).
         """
         from atune._controller._restore import RestorePlan
+        from atune._controller._snapshot import read_history
         from atune._spec import read_spec
         from atune.search._codec import has_unrestorable, merge_space
-        from atune.storage._journal import read_journal
-        from atune.storage._layout import JOURNAL_FILE
 
         experiment_path = Path(local_storage_path(path, "Tuner.restore path")).resolve()
         spec = read_spec(experiment_path)
         _check_same_trainable(spec.trainable_name, spec.trainable_kind, trainable)
         # Only read here: a torn last line is cut off by fit(), under the experiment lock,
         # so restoring an experiment that another process is running changes nothing.
-        contents = read_journal(experiment_path / JOURNAL_FILE)
+        history = read_history(experiment_path)
         if param_space is not None:
             # Values passed again replace what is stored: nothing stored is unpickled.
             space = merge_space(spec.space(), param_space)
@@ -331,7 +331,8 @@ class Tuner:
         tuner._restore = RestorePlan(
             experiment_path=experiment_path,
             uid=spec.uid,
-            events=contents.events,
+            events=history.restore_events(),
+            snapshot=history.snapshot,
             resume_unfinished=resume_unfinished,
             resume_errored=resume_errored,
             restart_errored=restart_errored,
@@ -384,8 +385,17 @@ class Tuner:
                     from atune.execution._ray import ensure_ray
 
                     ensure_ray()  # from the main thread, where Ray can install its handlers
+                kept: list[ResultGrid] = []
+
+                async def fit_and_keep() -> None:
+                    # The grid is not the main task's result: on Python 3.11, asyncio's
+                    # runner formats that task's repr (result included) when it restores
+                    # the SIGINT handler, twice: 0.3 s for 10,000 results.
+                    kept.append(await self._fit_locked(lock))
+
                 with short_switch_interval():
-                    grid = anyio.run(self._fit_locked, lock)
+                    anyio.run(fit_and_keep)
+                grid = kept[0]
             finally:
                 lock.release()
             return grid  # type: ignore[return-value]  # the sync face of FitReturn
@@ -453,11 +463,20 @@ class Tuner:
         assert lock.held
         fit = await anyio.to_thread.run_sync(importlib.import_module, "atune._fit")
         if self._restore is not None:
-            from atune._controller._restore import reread_journal
+            from atune._controller._restore import listens, reread_journal
+            from atune.schedulers import TrialScheduler
 
             # Read the journal again now that no one else can append to it, and cut a
-            # torn last line off before this run appends.
-            self._restore = await anyio.to_thread.run_sync(reread_journal, self._restore)
+            # torn last line off before this run appends. Whether the scheduler is caught
+            # up decides whether the journal's snapshot is enough (else every event).
+            scheduler = self._tune_config.scheduler
+            self._restore = await anyio.to_thread.run_sync(
+                functools.partial(
+                    reread_journal,
+                    self._restore,
+                    scheduler_listens=isinstance(scheduler, TrialScheduler) and listens(scheduler),
+                )
+            )
         self._results = await fit.run_experiment(
             self._trainable_cls,
             self._param_space,
@@ -487,6 +506,7 @@ class Tuner:
             self._results = stored_result_grid(
                 self._restore.experiment_path,
                 self._restore.events,
+                snapshot=self._restore.snapshot,
                 trainable_name=trainable_name(self._trainable_cls),
                 tune_config=self._tune_config,
                 checkpoint_config=self._run_config.checkpoint_config,

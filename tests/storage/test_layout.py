@@ -14,9 +14,11 @@ from atune.storage._layout import (
     ErrorRecord,
     checkpoint_name,
     format_error_record,
+    is_snapshot_staging_name,
     is_staging_name,
     parse_checkpoint_name,
     parse_error_records,
+    snapshot_staging_name,
     staging_name,
 )
 
@@ -26,6 +28,7 @@ def test_file_names_are_ray_tunes_and_atunes_own() -> None:
     assert {name: getattr(_layout, name) for name in _layout.__all__ if name.isupper()} == {
         "SPEC_FILE": "experiment.json",
         "JOURNAL_FILE": "events.jsonl",
+        "SNAPSHOT_FILE": "events.snapshot.json",
         "LOCK_FILE": ".atune-lock",
         "PARAMS_FILE": "params.json",
         "RESULT_FILE": "result.json",
@@ -143,3 +146,13 @@ def test_importing_the_layout_is_cheap() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert json.loads(out.stdout.splitlines()[-1]) == ["atune.storage._layout"]
+
+
+def test_snapshot_staging_names_are_fresh_and_recognised() -> None:
+    names = {snapshot_staging_name() for _ in range(20)}
+    assert len(names) == 20
+    assert all(
+        is_snapshot_staging_name(n) and n.startswith(".events.snapshot.json.") for n in names
+    )
+    assert not is_snapshot_staging_name("events.snapshot.json")
+    assert not is_snapshot_staging_name(staging_name(3))

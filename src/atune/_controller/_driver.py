@@ -56,6 +56,7 @@ from atune._controller._messages import (
     TrainReturned,
 )
 from atune._controller._pool import RunnerPool, StartFailed
+from atune._controller._snapshot import SEARCH_TOLD, TOLD, compact
 from atune._log import get_logger
 from atune._trial import Trial
 from atune.callback import Callback
@@ -63,6 +64,7 @@ from atune.errors import (
     InfeasibleResourcesError,
     NotSerializableError,
     StorageError,
+    TuneError,
     WorkerDiedError,
 )
 from atune.events import (
@@ -144,6 +146,9 @@ class Driver:
         self._trial_scopes: dict[str, anyio.CancelScope] = {}
         self._last_search_state: Any = None
         self._last_scheduler_state: Any = None
+        # Events a restore's catch-up tells the searcher / scheduler, since their last save.
+        self._search_told = False
+        self._scheduler_told = False
         self._retry_waits: dict[str, anyio.CancelScope] = {}  # retries backing off
         self._storage_failure: StorageError | None = None
         self._warned_pause_without_checkpoint = False
@@ -212,7 +217,7 @@ class Driver:
             receive.close()
         with anyio.CancelScope(shield=True):
             await self.pool.stop_all()
-            await self._flush()
+            await self._flush(final=True)
         if self.dispatch.failure is not None:  # the last get_state() failed
             raise self.dispatch.failure
 
@@ -262,8 +267,14 @@ class Driver:
                 tg.cancel_scope.cancel()
                 return
 
-    async def _flush(self) -> None:
-        self._snapshot_search()
+    async def _flush(self, *, final: bool = False) -> None:
+        """Write what is buffered; ``final``: the run ended, so also snapshot the journal.
+
+        The final flush journals the searcher's and scheduler's states once more when
+        events they were told of came after their last save, so the journal's snapshot
+        (written after it) is all that ``Tuner.restore`` needs.
+        """
+        self._snapshot_search(force=final)
         callback_states = self.dispatch.snapshot(self.clock.time())
         if callback_states is not None:
             self.writer.journal(encode_event(callback_states))
@@ -280,15 +291,31 @@ class Driver:
                     await self.clock.run_sync(job)
                 except OSError as exc:
                     _log.warning("could not write the scheduler's files", error=str(exc))
+        if final:
+            await self.clock.run_sync(self._compact)
 
-    def _snapshot_search(self) -> None:
-        """Journal the search algorithm's state when it changed (for Tuner.restore)."""
+    def _compact(self) -> None:
+        """Write the journal's snapshot; a failure only costs the next restore time."""
+        try:
+            compact(self.writer.path)
+        except (OSError, TuneError) as exc:
+            _log.warning("could not write the journal's snapshot", error=str(exc))
+
+    def _snapshot_search(self, *, force: bool = False) -> None:
+        """Journal the search algorithm's state when it changed (for Tuner.restore).
+
+        ``force``: also when it did not, if events it was told of came after its last save.
+        """
         state = self.core.search.get_state()
-        if state != self._last_search_state:
+        if state != self._last_search_state or (force and state is not None and self._search_told):
             self._last_search_state = state
+            self._search_told = False
             self.writer.journal(encode_event(SearcherStateSaved(ts=self.clock.time(), state=state)))
         scheduler_state = self.core.scheduler.get_state()
-        if scheduler_state is not None and scheduler_state != self._last_scheduler_state:
+        if scheduler_state is not None and (
+            scheduler_state != self._last_scheduler_state or (force and self._scheduler_told)
+        ):
+            self._scheduler_told = False
             self._last_scheduler_state = scheduler_state
             self.writer.journal(
                 encode_event(SchedulerStateSaved(ts=self.clock.time(), state=scheduler_state))
@@ -366,6 +393,9 @@ class Driver:
     def _record(self, event: Event) -> None:
         """Journal the event and buffer the files it changes."""
         self.writer.journal(encode_event(event))
+        if isinstance(event, TOLD):
+            self._scheduler_told = True
+            self._search_told = self._search_told or isinstance(event, SEARCH_TOLD)
         trial: Trial | None = None
         trial_id = getattr(event, "trial_id", None)
         if trial_id is not None:

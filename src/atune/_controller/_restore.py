@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atune._controller._core import ControllerCore
 from atune._flatten import flatten_dict
@@ -27,7 +27,6 @@ from atune.events import (
     TrialCreated,
     TrialErrored,
     TrialPaused,
-    TrialResumed,
     TrialStarted,
 )
 from atune.schedulers import TrialScheduler
@@ -35,10 +34,15 @@ from atune.search import SearchAlgorithm
 from atune.storage._layout import RESULT_FILE, is_staging_name, parse_checkpoint_name
 from atune.storage._trial_files import ResultFiles
 
+if TYPE_CHECKING:
+    from atune.storage._snapshot import JournalSnapshot
+
 __all__ = [
+    "History",
     "RestorePlan",
     "catch_up_scheduler",
     "catch_up_search",
+    "listens",
     "reconcile_disk",
     "replay",
     "reread_journal",
@@ -52,7 +56,10 @@ class RestorePlan:
     Attributes:
         experiment_path: The experiment's directory.
         uid: The experiment's id (the prefix of its trial ids).
-        events: The journal's events, in order.
+        events: The journal's events, in order: all of them, or, with ``snapshot``, the
+            snapshot's saved states (searcher, scheduler, callbacks) then the events
+            after its offset.
+        snapshot: The journal's snapshot the events continue, or None.
         resume_unfinished: Resume trials that had not finished (else mark them skipped).
         resume_errored: Resume errored trials from their latest checkpoint.
         restart_errored: Start errored trials over, without a checkpoint.
@@ -64,20 +71,34 @@ class RestorePlan:
     resume_unfinished: bool = True
     resume_errored: bool = False
     restart_errored: bool = False
+    snapshot: JournalSnapshot | None = None
+
+    def history(self) -> History:
+        """What the catch-ups know of the trials' past at the start of :attr:`events`."""
+        return History.before(self.snapshot)
 
 
-def reread_journal(plan: RestorePlan) -> RestorePlan:
+def reread_journal(plan: RestorePlan, *, scheduler_listens: bool = True) -> RestorePlan:
     """``plan`` with the journal as it is now, its torn last line (if any) cut off.
+
+    Reads the journal's snapshot and the events after it, or every event when there is
+    no usable snapshot or restore's catch-ups need older events (``scheduler_listens``:
+    the experiment's scheduler hears trial events).
 
     Blocking (file I/O): call it off the event loop.
     """
-    from atune.storage._journal import read_journal, repair_journal
+    from atune._controller._snapshot import needs_full_history, read_full_history, read_history
+    from atune.storage._journal import JournalContents, repair_journal
     from atune.storage._layout import JOURNAL_FILE
 
-    journal = plan.experiment_path / JOURNAL_FILE
-    contents = read_journal(journal)
-    repair_journal(journal, contents)
-    return dataclasses.replace(plan, events=contents.events)
+    history = read_history(plan.experiment_path)
+    if needs_full_history(history, scheduler_listens=scheduler_listens):
+        history = read_full_history(plan.experiment_path)
+    repair_journal(
+        plan.experiment_path / JOURNAL_FILE,
+        JournalContents(history.events, history.valid_bytes, history.torn_line),
+    )
+    return dataclasses.replace(plan, events=history.restore_events(), snapshot=history.snapshot)
 
 
 def replay(core: ControllerCore, plan: RestorePlan) -> None:
@@ -89,18 +110,29 @@ def replay(core: ControllerCore, plan: RestorePlan) -> None:
     them. PBT's choices depend on those (its quantiles, the donor's config and latest
     checkpoint); told them from the end state, its RNG, lineage and per-trial times drift
     from the interrupted run's.
+
+    With a journal snapshot (``plan.snapshot``), the core starts from the snapshot's
+    trials and ``plan.events`` continue them. :func:`reread_journal` keeps the snapshot
+    only when neither catch-up needs an event before its offset: the searcher's (and a
+    listening scheduler's) last saved state is then in ``plan.events`` or came after
+    every event it is told of, so the trials at the offset are those its hooks saw live.
     """
     events = plan.events
+    history = plan.history()
+    if plan.snapshot is not None:
+        from atune._controller._snapshot import load_trials
+
+        load_trials(core, plan.snapshot.trials)
     scheduler_at = max(
         (i for i, e in enumerate(events) if isinstance(e, SchedulerStateSaved)), default=-1
     )
-    if _listens(core.scheduler):
+    if listens(core.scheduler):
         core.apply_journal(events[: scheduler_at + 1])
         if scheduler_at >= 0:
             saved = events[scheduler_at]
             assert isinstance(saved, SchedulerStateSaved)
             core.scheduler.set_state(saved.state)
-        catch_up_scheduler(core, events, scheduler_at, apply=core.apply_journal)
+        catch_up_scheduler(core, events, scheduler_at, history, apply=core.apply_journal)
     else:
         core.apply_journal(events)
     core.replay(
@@ -116,13 +148,14 @@ def replay(core: ControllerCore, plan: RestorePlan) -> None:
         snapshot = events[snapshot_at]
         assert isinstance(snapshot, SearcherStateSaved)
         core.search.set_state(snapshot.state)
-    catch_up_search(core.search, events, snapshot_at)
+    catch_up_search(core.search, events, snapshot_at, history)
 
 
 def catch_up_scheduler(
     core: ControllerCore,
     events: list[Event],
     snapshot_at: int,
+    history: History | None = None,
     apply: Callable[[list[Event]], None] | None = None,
 ) -> None:
     """Tell the scheduler what happened after its snapshot at ``events[snapshot_at]``.
@@ -136,6 +169,7 @@ def catch_up_scheduler(
     ``TrialCompleted`` says ``"scheduler"``): ``on_trial_result`` saw that one live
     (ASHA counts its stops there). A trial that ended while PAUSED gets
     ``on_trial_remove``, as live. With no snapshot (``-1``) the whole journal is replayed.
+    ``history``: what happened before ``events[0]`` (a journal snapshot's); not modified.
     What the hooks ask of the controller meanwhile (``pause_trial``, ``exploit_trial``,
     ...) is ignored: its effects are in the journal already.
 
@@ -147,7 +181,9 @@ def catch_up_scheduler(
     """
     core._recording = False
     try:
-        _catch_up_scheduler(core, events, snapshot_at, apply)
+        _catch_up_scheduler(
+            core, events, snapshot_at, History() if history is None else history.copy(), apply
+        )
     finally:
         core._recording = True
         core._actions.clear()
@@ -157,29 +193,17 @@ def _catch_up_scheduler(
     core: ControllerCore,
     events: list[Event],
     snapshot_at: int,
+    history: History,
     apply: Callable[[list[Event]], None] | None,
 ) -> None:
     scheduler = core.scheduler
-    if not _listens(scheduler):
+    if not listens(scheduler):
         if apply is not None:
             apply(events[snapshot_at + 1 :])
         return  # FIFO: nothing to tell (flattening every result cost seconds at scale)
-    last: dict[str, dict[str, Any]] = {}
-    failing: set[str] = set()
-    waiting: set[str] = set()  # PAUSED, or resumed and not started again
     decided = _stopped_by_the_scheduler(events, snapshot_at)
     for index, event in enumerate(events):
-        if isinstance(event, TrialPaused):
-            waiting.add(event.trial_id)
-        elif isinstance(event, TrialStarted):
-            waiting.discard(event.trial_id)
-        elif isinstance(event, TrialResumed):
-            pass  # still waiting until its TrialStarted
-        if isinstance(event, ResultReported):
-            last[event.trial_id] = event.result
-            failing.discard(event.trial_id)
-        elif isinstance(event, TrialErrored) and event.will_retry:
-            failing.add(event.trial_id)
+        history.observe(event)
         if index <= snapshot_at:
             continue
         if isinstance(event, ResultReported):
@@ -200,13 +224,13 @@ def _catch_up_scheduler(
                 scheduler.on_trial_add(core, trial)
         elif isinstance(event, TrialCompleted):
             trial = core.trials[event.trial_id]
-            if event.reason == "skipped" or event.trial_id in waiting:
+            if event.reason == "skipped" or event.trial_id in history.waiting:
                 # closed on an earlier restore (never seen live), or stopped while paused
                 scheduler.on_trial_remove(core, trial)
-            elif event.trial_id in failing and event.reason != "returned":
+            elif event.trial_id in history.failing and event.reason != "returned":
                 scheduler.on_trial_error(core, trial)
             else:
-                result = dict(last.get(event.trial_id, {}))
+                result = dict(history.last.get(event.trial_id, {}))
                 result["done"] = True
                 scheduler.on_trial_complete(core, trial, flatten_dict(result))
 
@@ -245,7 +269,7 @@ _SCHEDULER_HOOKS = (
 )
 
 
-def _listens(scheduler: TrialScheduler) -> bool:
+def listens(scheduler: TrialScheduler) -> bool:
     """Whether ``scheduler`` overrides any hook that :func:`catch_up_scheduler` calls."""
     return any(
         getattr(type(scheduler), hook) is not getattr(TrialScheduler, hook)
@@ -253,7 +277,12 @@ def _listens(scheduler: TrialScheduler) -> bool:
     )
 
 
-def catch_up_search(search: SearchAlgorithm, events: list[Event], snapshot_at: int) -> None:
+def catch_up_search(
+    search: SearchAlgorithm,
+    events: list[Event],
+    snapshot_at: int,
+    history: History | None = None,
+) -> None:
     """Tell the search algorithm what happened after its snapshot at ``events[snapshot_at]``.
 
     In journal order, as it happened live: a trial created after the snapshot is asked
@@ -261,34 +290,74 @@ def catch_up_search(search: SearchAlgorithm, events: list[Event], snapshot_at: i
     counts it), and a trial that ended after it is reported complete (its last result,
     or ``error=True``), so the searcher learns every result it had heard before the
     interruption and frees the trial's concurrency slot. Intermediate results are not
-    replayed (only a pruner would use them).
+    replayed (only a pruner would use them). ``history``: what happened before
+    ``events[0]`` (a journal snapshot's); not modified.
     """
-    last: dict[str, dict[str, Any]] = {}
-    failing: set[str] = set()  # errored, to be retried, and no result since
+    history = History() if history is None else history.copy()
     for index, event in enumerate(events):
-        after = index > snapshot_at
-        if isinstance(event, ResultReported):
-            last[event.trial_id] = event.result
-            failing.discard(event.trial_id)
-        elif isinstance(event, TrialErrored):
-            if event.will_retry:
-                failing.add(event.trial_id)
-            elif after:
-                search.on_trial_complete(event.trial_id, None, error=True)
-        elif not after:
+        history.observe(event)
+        if index <= snapshot_at:
             continue
+        if isinstance(event, TrialErrored):
+            if not event.will_retry:
+                search.on_trial_complete(event.trial_id, None, error=True)
         elif isinstance(event, TrialCreated):
             search.next_trial(event.trial_id)
         elif isinstance(event, TrialCompleted):
-            if event.trial_id in failing and event.reason != "returned":
+            if event.trial_id in history.failing and event.reason != "returned":
                 search.on_trial_complete(event.trial_id, None, error=True)
             else:
-                result = dict(last.get(event.trial_id, {}))
+                result = dict(history.last.get(event.trial_id, {}))
                 result["done"] = True
                 search.on_trial_complete(event.trial_id, flatten_dict(result))
 
 
-def reconcile_disk(core: ControllerCore, events: list[Event]) -> None:
+@dataclass
+class History:
+    """What restore's catch-ups know of each trial's past at a point of the journal.
+
+    Attributes:
+        last: Each trial's last result.
+        failing: Trials that failed with a retry pending and reported nothing since.
+        waiting: Trials paused, or resumed and not started again.
+    """
+
+    last: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    failing: set[str] = dataclasses.field(default_factory=set)
+    waiting: set[str] = dataclasses.field(default_factory=set)
+
+    def observe(self, event: Event) -> None:
+        """Move past ``event``."""
+        if isinstance(event, ResultReported):
+            self.last[event.trial_id] = event.result
+            self.failing.discard(event.trial_id)
+        elif isinstance(event, TrialErrored):
+            if event.will_retry:
+                self.failing.add(event.trial_id)
+        elif isinstance(event, TrialPaused):
+            self.waiting.add(event.trial_id)
+        elif isinstance(event, TrialStarted):
+            self.waiting.discard(event.trial_id)
+
+    @classmethod
+    def before(cls, snapshot: JournalSnapshot | None) -> History:
+        """The history at a snapshot's offset (empty without one)."""
+        if snapshot is None:
+            return cls()
+        return cls(
+            last={t.trial_id: t.last_result for t in snapshot.trials if t.last_result},
+            failing=set(snapshot.failing),
+            waiting=set(snapshot.waiting),
+        )
+
+    def copy(self) -> History:
+        """An independent copy."""
+        return History(dict(self.last), set(self.failing), set(self.waiting))
+
+
+def reconcile_disk(
+    core: ControllerCore, events: list[Event], snapshot: JournalSnapshot | None = None
+) -> None:
     """Bring the trial directories in line with the journal, before the run appends.
 
     Never reuse a checkpoint index found on disk; drop staging dirs of torn saves; and
@@ -296,17 +365,40 @@ def reconcile_disk(core: ControllerCore, events: list[Event]) -> None:
     appends a flush's rows only after its journal lines are durable, so a driver killed
     in between leaves rows that only the journal has. Nothing a trial reported is lost.
 
+    With a ``snapshot`` (``events`` are those after it), a trial that had finished at the
+    snapshot's offset, has no event since and stays finished is left alone: the snapshot
+    was written after its files were (a finished experiment's restore reads no trial
+    file). Rows missing from before the offset are read from the whole journal.
+
     Blocking (file I/O): call it off the event loop.
     """
     journaled: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    touched: set[str] = set()
     for event in events:
+        trial_id = getattr(event, "trial_id", None)
+        if trial_id is not None:
+            touched.add(trial_id)
         if isinstance(event, ResultReported):
             journaled[event.trial_id].append(event.result)
+    settled = set()
+    if snapshot is not None:
+        settled = {
+            t.trial_id for t in snapshot.trials if t.status in ("TERMINATED", "ERROR")
+        } - touched
+    older: dict[str, list[dict[str, Any]]] | None = None  # every row, read when needed
     files = ResultFiles()
     for trial in core.get_trials():
+        if trial.trial_id in settled and trial.is_finished:
+            continue
         trial_dir = Path(trial.path)
         rows = journaled.get(trial.trial_id, [])
-        missing = rows[_rows_written(trial_dir) :]
+        before = trial.num_results - len(rows) if snapshot is not None else 0
+        written = _rows_written(trial_dir)
+        if written < before:
+            if older is None:
+                older = _all_rows(Path(trial.experiment_path))
+            rows, before = older.get(trial.trial_id, []), 0
+        missing = rows[written - before :]
         if missing:
             trial_dir.mkdir(parents=True, exist_ok=True)
             for row in missing:
@@ -319,6 +411,18 @@ def reconcile_disk(core: ControllerCore, events: list[Event]) -> None:
             elif (index := parse_checkpoint_name(child.name)) is not None:
                 trial.next_checkpoint_index = max(trial.next_checkpoint_index, index + 1)
     files.flush()
+
+
+def _all_rows(experiment_path: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every trial's journaled result rows, from the whole journal."""
+    from atune.storage._journal import read_journal
+    from atune.storage._layout import JOURNAL_FILE
+
+    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for event in read_journal(experiment_path / JOURNAL_FILE).events:
+        if isinstance(event, ResultReported):
+            rows[event.trial_id].append(event.result)
+    return rows
 
 
 def _rows_written(trial_dir: Path) -> int:

@@ -10,6 +10,7 @@ means the file was changed by something other than atune: that is a
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from atune._log import get_logger
 from atune.errors import JournalCorruptError, StorageError
 from atune.events import Event, decode_event
 
-__all__ = ["JournalContents", "read_journal", "repair_journal"]
+__all__ = ["JournalContents", "read_journal", "read_journal_in_pieces", "repair_journal"]
 
 _log = get_logger(__name__)
 
@@ -40,14 +41,18 @@ class JournalContents:
     torn_line: bytes | None = None
 
 
-def read_journal(path: str | os.PathLike[str], *, live: bool = False) -> JournalContents:
-    """Read and decode every event of a journal; never writes.
+def read_journal(
+    path: str | os.PathLike[str], *, live: bool = False, start: int = 0
+) -> JournalContents:
+    """Read and decode every event of a journal (from byte ``start`` on); never writes.
 
     Args:
         path: The journal file.
         live: The journal may belong to an experiment that another process is running:
             a partial last line is then the write in progress, not damage, and is
             dropped without a warning.
+        start: Where to begin: 0, or the end of a line (a snapshot's offset). The
+            contents' ``valid_bytes`` still count from the start of the file.
 
     Raises:
         StorageError: The file does not exist.
@@ -55,16 +60,54 @@ def read_journal(path: str | os.PathLike[str], *, live: bool = False) -> Journal
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            if start:
+                f.seek(start)
+            data = f.read()
     except FileNotFoundError as exc:
         raise StorageError(f"no journal at {path}") from exc
     with collection_paused():
-        return _decode(path, data, live=live)
+        return _decode(path, data, live=live, start=start)
 
 
-def _decode(path: Path, data: bytes, *, live: bool) -> JournalContents:
+def read_journal_in_pieces(
+    path: str | os.PathLike[str], *, live: bool = False, start: int = 0, piece_bytes: int = 8 << 20
+) -> Iterator[JournalContents]:
+    """:func:`read_journal`, a piece of whole lines at a time (about ``piece_bytes``).
+
+    Each piece's ``valid_bytes`` is where it ends; the last piece also carries a torn
+    last line, as :func:`read_journal` does. A reader that applies each piece and drops
+    it holds one piece's events at a time, however large the journal (results of
+    megabytes each make a small experiment's journal large).
+
+    Raises:
+        StorageError: The file does not exist.
+        JournalCorruptError: A line other than the last cannot be decoded.
+    """
+    path = Path(path)
+    offset, rest = start, b""
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            while block := f.read(piece_bytes):
+                data = rest + block
+                cut = data.rfind(b"\n") + 1
+                if not cut:
+                    rest = data
+                    continue
+                data, rest = data[:cut], data[cut:]
+                with collection_paused():
+                    yield _decode(path, data, live=live, start=offset)
+                offset += len(data)
+    except FileNotFoundError as exc:
+        raise StorageError(f"no journal at {path}") from exc
+    with collection_paused():
+        yield _decode(path, rest, live=live, start=offset)
+
+
+def _decode(path: Path, data: bytes, *, live: bool, start: int = 0) -> JournalContents:
     events: list[Event] = []
-    offset = 0
+    offset = start
     lines = data.split(b"\n")
     for number, line in enumerate(lines, start=1):
         is_last = number == len(lines)
@@ -84,8 +127,9 @@ def _decode(path: Path, data: bytes, *, live: bool) -> JournalContents:
                     line=number,
                 )
                 return JournalContents(events, offset, line)
+            where = f"line {number}" + (f" after byte {start}" if start else "")
             raise JournalCorruptError(
-                f"the journal {path} is corrupt at line {number}: {exc}; it was modified by "
+                f"the journal {path} is corrupt at {where}: {exc}; it was modified by "
                 "something other than atune, and atune will not guess what the experiment was",
                 path=str(path),
                 line=number,
@@ -94,8 +138,8 @@ def _decode(path: Path, data: bytes, *, live: bool) -> JournalContents:
     if data and not data.endswith(b"\n"):
         # A complete JSON object without its newline: keep it, but the next append must
         # start on a new line.
-        return JournalContents(events, len(data), b"")
-    return JournalContents(events, len(data))
+        return JournalContents(events, start + len(data), b"")
+    return JournalContents(events, start + len(data))
 
 
 def repair_journal(path: str | os.PathLike[str], contents: JournalContents) -> None:

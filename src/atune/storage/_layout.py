@@ -5,6 +5,8 @@ An experiment directory looks like this (Ray Tune's layout, where Ray Tune has o
     <storage_path>/<experiment>/
         experiment.json                  the experiment's configuration (atune._spec)
         events.jsonl                     the event journal
+        events.snapshot.json             the journal's state up to an offset (restore speed)
+        .events.snapshot.json.tmp-1a2b   a snapshot being written (staging)
         .atune-lock                      held by the fit() that runs the experiment
         <trial directory>/
             params.json                  the trial's config
@@ -54,20 +56,24 @@ __all__ = [
     "PROGRESS_FILE",
     "RESULT_FILE",
     "SIGNATURE_SUFFIX",
+    "SNAPSHOT_FILE",
     "SPEC_FILE",
     "TEMP_CHECKPOINT_PREFIX",
     "ErrorRecord",
     "checkpoint_name",
     "format_error_record",
+    "is_snapshot_staging_name",
     "is_staging_name",
     "parse_checkpoint_name",
     "parse_error_records",
+    "snapshot_staging_name",
     "staging_name",
 ]
 
 # ---------------------------------------------------------------- the experiment directory
 SPEC_FILE = "experiment.json"
 JOURNAL_FILE = "events.jsonl"
+SNAPSHOT_FILE = "events.snapshot.json"
 LOCK_FILE = ".atune-lock"
 
 # ---------------------------------------------------------------- a trial directory
@@ -87,6 +93,7 @@ TEMP_CHECKPOINT_PREFIX = "checkpoint_tmp_"
 _CHECKPOINT_PREFIX = "checkpoint_"
 _CHECKPOINT_NAME = re.compile(r"checkpoint_([0-9]+)")
 _STAGING_NAME = re.compile(r"\.checkpoint_[0-9]+\.tmp-.*", re.DOTALL)
+_SNAPSHOT_STAGING_NAME = re.compile(re.escape(f".{SNAPSHOT_FILE}.tmp-") + r"[0-9a-f]+")
 _ERROR_HEADER = re.compile(r"^Failure # ([0-9]+) \(occurred at ([^)\n]*)\)\n", re.MULTILINE)
 _ERROR_LINE = re.compile(r"([A-Za-z_][\w.]*)(?::\s?(.*))?")
 _TIME_FORMAT = "%Y-%m-%d_%H-%M-%S"
@@ -122,6 +129,16 @@ def staging_name(index: int) -> str:
 def is_staging_name(name: str) -> bool:
     """Whether ``name`` (a base name) is a staging directory made by :func:`staging_name`."""
     return _STAGING_NAME.fullmatch(name) is not None
+
+
+def snapshot_staging_name() -> str:
+    """A fresh name for a snapshot being written, renamed to :data:`SNAPSHOT_FILE` when whole."""
+    return f".{SNAPSHOT_FILE}.tmp-{os.urandom(4).hex()}"
+
+
+def is_snapshot_staging_name(name: str) -> bool:
+    """Whether ``name`` (a base name) was made by :func:`snapshot_staging_name`."""
+    return _SNAPSHOT_STAGING_NAME.fullmatch(name) is not None
 
 
 class ErrorRecord(NamedTuple):
