@@ -32,6 +32,12 @@ from atune.config import CheckpointConfig, RunConfig, TuneConfig
 from atune.errors import ConfigError, TrialError, WorkerDiedError
 from atune.execution._allocator import Allocator
 from atune.execution._backend import Backend, LocalBackend
+from atune.execution._growth import (
+    autoscaling_setting,
+    max_pending_trials,
+    pending_timeout_s,
+    withdraw_demand,
+)
 from atune.execution._protocol import ErrorInfo
 from atune.execution._request import resources_for, static_resources
 from atune.execution._resources import normalize_resources, to_units
@@ -81,7 +87,9 @@ async def _shared_warm_runners(kind: str, allocator: Allocator) -> WarmRunners:
     return warm
 
 
-def _shared_allocator(kind: str, capacity: dict[str, float]) -> Allocator:
+def _shared_allocator(
+    kind: str, capacity: dict[str, float], pending_timeout: float | None
+) -> Allocator:
     loop = asyncio.get_running_loop()
     per_loop = _allocators.setdefault(loop, {})
     allocator = per_loop.get(kind)
@@ -89,7 +97,24 @@ def _shared_allocator(kind: str, capacity: dict[str, float]) -> Allocator:
         allocator = per_loop[kind] = Allocator(capacity)
     else:
         allocator.update_capacity(capacity)
+    allocator.set_growth(pending_timeout)
     return allocator
+
+
+async def _growth_timeout(backend: Backend) -> float | None:
+    """The pending-resources timeout if the cluster can grow, else None (fixed).
+
+    ``ATUNE_AUTOSCALING`` decides, or, when it is unset (``auto``), the backend's
+    :meth:`~Backend.can_grow`. A backend whose capacity never changes (the local one)
+    is fixed whatever the setting.
+    """
+    setting = autoscaling_setting()
+    timeout = pending_timeout_s()  # checked even when unused: a bad value fails early
+    if not backend.dynamic_capacity or setting is False:
+        return None
+    if setting is None and not await anyio.to_thread.run_sync(backend.can_grow):
+        return None
+    return timeout
 
 
 async def _make_backend(tune_config: TuneConfig) -> Backend:
@@ -266,7 +291,8 @@ async def _run_experiment(
     capacity = await anyio.to_thread.run_sync(backend.capacity)
     warm: WarmPlace | None = None
     if allocator is None:
-        allocator = _shared_allocator(tune_config.backend, capacity)
+        growth = await _growth_timeout(backend)
+        allocator = _shared_allocator(tune_config.backend, capacity, growth)
         backend_key = backend.warm_key()
         if backend_key is not None:
             warm = WarmPlace(
@@ -282,6 +308,7 @@ async def _run_experiment(
     except Exception:  # a callable request that needs a real config: count 1 CPU
         trial_request = {"CPU": 1.0}
     request_units = to_units(trial_request)
+    pending_trials = 0 if allocator.pending_timeout_s is None else max_pending_trials(search)
     defaults = execution_defaults(
         is_function=is_function,
         reuse_actors=tune_config.reuse_actors,
@@ -290,6 +317,7 @@ async def _run_experiment(
         capacity=to_units(normalize_resources(capacity)),
         trial_request=request_units,
         max_concurrent=tune_config.max_concurrent_trials,
+        pending_trials=pending_trials,
     )
 
     signing_key = await anyio.to_thread.run_sync(load_or_create_key)
@@ -315,6 +343,7 @@ async def _run_experiment(
         restore_retries=_restore_retries(),
         trial_request=request_units,
         max_concurrent_trials=tune_config.max_concurrent_trials,
+        pending_trials=pending_trials,
     )
     core = ControllerCore(policy, search, scheduler=scheduler, stopper=stopper)
     if restore is not None:
@@ -344,6 +373,7 @@ async def _run_experiment(
     try:
         await driver.run()
     finally:
+        await withdraw_demand(allocator, backend)
         await backend.shutdown()
     if core.fatal_error is not None:
         raise rebuild_error(core.fatal_error, "")

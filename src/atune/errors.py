@@ -11,6 +11,8 @@ Every error atune raises on purpose is one of these::
     │                               value is not a real number (fails that trial only)
     ├── ResourceError               a resource request that cannot be served
     │   └── InfeasibleResourcesError   can never fit the cluster; names request and capacity
+    │       └── PendingResourcesTimeoutError   the cluster could grow, but did not grow
+    │                                          to hold the request within the timeout
     ├── TrialError                  a trial failed; carries the remote type, message, traceback
     │   └── WorkerDiedError         the process hosting the trial died (exit code or signal)
     └── StorageError                the experiment directory cannot be read or written
@@ -40,6 +42,7 @@ __all__ = [
     "JournalCorruptError",
     "MetricError",
     "NotSerializableError",
+    "PendingResourcesTimeoutError",
     "ResourceError",
     "SearchSpaceError",
     "StorageError",
@@ -123,6 +126,51 @@ class InfeasibleResourcesError(ResourceError):
         super().__init__(message)
         self.request = request
         self.capacity = capacity
+
+
+class PendingResourcesTimeoutError(InfeasibleResourcesError):
+    """On a cluster that can grow, a request waited too long for the nodes it needs.
+
+    An autoscaler was asked for the resources (see docs/cluster.md, "Autoscaling
+    clusters"), but the cluster's total stayed below the request for the whole
+    ``ATUNE_PENDING_RESOURCES_TIMEOUT_S``: no node type offers it, the autoscaler reached
+    its ``max_workers``, or nodes failed to start. The trial fails, without a retry.
+
+    Attributes:
+        request: The resources asked for (summed over bundles).
+        capacity: The cluster's total resources when the timeout expired.
+        bundles: The request's bundles.
+        timeout_s: The timeout that expired, in seconds.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request: dict[str, float],
+        capacity: dict[str, float],
+        bundles: list[dict[str, float]],
+        timeout_s: float,
+    ) -> None:
+        super().__init__(message, request=request, capacity=capacity)
+        self.bundles = bundles
+        self.timeout_s = timeout_s
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        fields = (self.request, self.capacity, self.bundles, self.timeout_s)
+        return (_rebuild_pending_timeout, (str(self), *fields))
+
+
+def _rebuild_pending_timeout(
+    message: str,
+    request: dict[str, float],
+    capacity: dict[str, float],
+    bundles: list[dict[str, float]],
+    timeout_s: float,
+) -> PendingResourcesTimeoutError:
+    return PendingResourcesTimeoutError(
+        message, request=request, capacity=capacity, bundles=bundles, timeout_s=timeout_s
+    )
 
 
 class TrialError(TuneError):

@@ -280,6 +280,23 @@ def test_a_capacity_change_recomputes_the_live_trial_limit_and_fills(tmp_path: P
     assert not of(run.commands, Launch, "00000_00003")
 
 
+def test_on_a_growing_cluster_the_recomputed_limit_keeps_the_pending_trials(
+    tmp_path: Path,
+) -> None:
+    space = {"x": grid_search([1, 2, 3, 4, 5, 6, 7, 8])}
+    # A 0-CPU head with two trials allowed to wait for nodes: two start (and wait).
+    core = make_core(
+        tmp_path, space=space, max_live_trials=2, trial_request={"CPU": _CPU}, pending_trials=2
+    )
+    run = Run(core)
+    run.start()
+    assert len(of(run.commands, Launch)) == 2
+    # A 2-CPU node joined: two trials fit, and two more may wait for the next node.
+    _, commands = run.send(CapacityChanged(ts=5.0, capacity={"CPU": 2 * _CPU}))
+    assert core.max_live_trials == 4
+    assert [c.trial_id for c in of(commands, Launch)] == ["00000_00002", "00000_00003"]
+
+
 def test_a_capacity_change_respects_max_concurrent_trials(tmp_path: Path) -> None:
     space = {"x": grid_search([1, 2, 3, 4])}
     core = make_core(

@@ -71,3 +71,12 @@ def test_the_live_trial_limit_counts_in_exact_units() -> None:
     assert live_trial_limit(capacity, {"CPU": 0}, 5) == 5
     assert _defaults(max_concurrent=2).max_live_trials == 2
     assert _defaults(trial_request={"CPU": 3 * CPU}).max_live_trials == 2
+
+
+def test_a_growing_cluster_allows_pending_trials_beyond_what_fits() -> None:
+    # A 0-CPU head: nothing fits, yet four trials may wait for nodes (their requests are
+    # the demand the autoscaler sees); max_concurrent_trials still caps the total.
+    assert live_trial_limit({}, {"CPU": CPU}, None, pending=4) == 4
+    assert live_trial_limit({"CPU": 2 * CPU}, {"CPU": CPU}, None, pending=4) == 6
+    assert live_trial_limit({"CPU": 2 * CPU}, {"CPU": CPU}, 3, pending=4) == 3
+    assert _defaults(trial_request={"CPU": 3 * CPU}, pending_trials=5).max_live_trials == 7

@@ -117,6 +117,9 @@ class CorePolicy:
     ``max_live_trials`` on a :class:`CapacityChanged`; None: the limit stays fixed."""
     max_concurrent_trials: int | None = None
     """``TuneConfig.max_concurrent_trials``: the live-trial limit never exceeds it."""
+    pending_trials: int = 0
+    """Trials beyond what the capacity holds that may be live, waiting for a cluster that
+    grows on demand (0 on a fixed cluster); part of the recomputed limit."""
 
 
 class ControllerCore(SchedulerActions):
@@ -645,7 +648,10 @@ class ControllerCore(SchedulerActions):
         if request is None:
             return
         self.max_live_trials = live_trial_limit(
-            message.capacity, request, self.policy.max_concurrent_trials
+            message.capacity,
+            request,
+            self.policy.max_concurrent_trials,
+            self.policy.pending_trials,
         )
         self._fill(message.ts)
 

@@ -84,6 +84,7 @@ from atune.events import (
     TrialStarted,
     encode_event,
 )
+from atune.execution._growth import follow_demand
 from atune.execution._protocol import ErrorInfo, TrainOutcome
 from atune.execution._resources import normalize_resources, to_units
 from atune.storage._writer import FLUSH_AT_BYTES, ExperimentWriter
@@ -167,6 +168,9 @@ class Driver:
                     tg.start_soon(self._time_budget, self.time_budget_s)
                 if self.pool.backend.dynamic_capacity:
                     tg.start_soon(self._follow_capacity)
+                if self.pool.scope.allocator.pending_timeout_s is not None:
+                    # A cluster that grows on demand: what waits is asked of it.
+                    tg.start_soon(follow_demand, self.pool.scope.allocator, self.pool.backend)
                 started = ExperimentStarted(
                     ts=self.clock.time(),
                     name=self.experiment_name,

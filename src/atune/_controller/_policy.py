@@ -16,7 +16,10 @@ rule is tested on its own:
   request the runner does not hold).
 * **live-trial limit**: how many trials may be live at once, :func:`live_trial_limit`
   of the cluster's capacity, one trial's request and ``max_concurrent_trials``. The
-  core recomputes it with the same function when the capacity changes.
+  core recomputes it with the same function when the capacity changes. On a cluster
+  that can grow, ``pending_trials`` more may be live, waiting for the nodes they ask
+  for (``TUNE_MAX_PENDING_TRIALS_PG``, :mod:`atune.execution._growth`): their requests
+  are the demand the autoscaler sees.
 
 Resource amounts are in the allocator's integer units
 (:data:`~atune.execution._resources.UNITS_PER_RESOURCE` per unit), so the count is
@@ -58,7 +61,10 @@ class ExecutionDefaults:
 
 
 def live_trial_limit(
-    capacity: Mapping[str, int], request: Mapping[str, int], max_concurrent: int | None
+    capacity: Mapping[str, int],
+    request: Mapping[str, int],
+    max_concurrent: int | None,
+    pending: int = 0,
 ) -> int:
     """How many copies of ``request`` fit in ``capacity`` at once, capped and at least 1.
 
@@ -66,15 +72,18 @@ def live_trial_limit(
         capacity: The cluster's total, in allocator units.
         request: One trial's request (the sum of its bundles), in allocator units.
         max_concurrent: ``TuneConfig.max_concurrent_trials``; None or 0 for no cap.
+        pending: Trials allowed beyond what fits, to wait for a growing cluster
+            (0 on a fixed cluster).
 
     Returns:
         The smallest ``capacity[key] // request[key]`` over the requested resources
-        (a resource the cluster lacks counts as zero), capped at ``max_concurrent``, and
-        never below 1: a request that fits nowhere still gets one trial, whose launch
-        then fails with the allocator's ``InfeasibleResourcesError``.
+        (a resource the cluster lacks counts as zero), plus ``pending``, capped at
+        ``max_concurrent``, and never below 1: a request that fits nowhere still gets
+        one trial, whose launch then fails with the allocator's
+        ``InfeasibleResourcesError`` (or waits for the cluster to grow).
     """
     counts = [capacity.get(key, 0) // amount for key, amount in request.items() if amount > 0]
-    limit = min(counts) if counts else UNBOUNDED_LIVE_TRIALS
+    limit = min(counts) + pending if counts else UNBOUNDED_LIVE_TRIALS
     if max_concurrent:
         limit = min(limit, max_concurrent)
     return max(1, limit)
@@ -89,6 +98,7 @@ def execution_defaults(
     capacity: Mapping[str, int],
     trial_request: Mapping[str, int],
     max_concurrent: int | None,
+    pending_trials: int = 0,
 ) -> ExecutionDefaults:
     """Decide the experiment's execution defaults (see the module docstring).
 
@@ -100,6 +110,7 @@ def execution_defaults(
         capacity: The cluster's total at the start, in allocator units.
         trial_request: One trial's request, in allocator units.
         max_concurrent: ``TuneConfig.max_concurrent_trials``.
+        pending_trials: Trials beyond what fits that may wait for a growing cluster.
 
     Returns:
         The decided :class:`ExecutionDefaults`.
@@ -110,7 +121,7 @@ def execution_defaults(
         reuse=reuse,
         checkpoint_at_end=at_end,
         pipeline=reuse and static_resources,
-        max_live_trials=live_trial_limit(capacity, trial_request, max_concurrent),
+        max_live_trials=live_trial_limit(capacity, trial_request, max_concurrent, pending_trials),
     )
 
 

@@ -19,6 +19,15 @@ Semantics, in the order a request meets them:
   :class:`~atune.errors.InfeasibleResourcesError` without waiting, naming the request
   and the capacity. :meth:`Allocator.check_feasible` does the same check without
   acquiring, for early validation when ``fit()`` starts.
+* **Unless the cluster can grow.** On a cluster an autoscaler grows
+  (:meth:`Allocator.set_growth`), a request beyond the total waits in the queue like any
+  other, for nodes to join, and counts as *demand* (:meth:`Allocator.demand`), which the
+  caller passes on to the autoscaler. The wait is bounded: a request that still exceeds
+  the total after ``pending_timeout_s`` fails with
+  :class:`~atune.errors.PendingResourcesTimeoutError` (an ``InfeasibleResourcesError``)
+  naming the request, its bundles and the timeout. The clock runs only while the request
+  exceeds the total: one that fits the total, and waits for other leases to end, waits
+  as long as on a fixed cluster; if the total shrinks below it again, a new timeout starts.
 * **Strict FIFO.** Requests are granted in arrival order. A request that does not fit
   the *free* capacity yet waits, and every later request waits behind it even if it
   would fit now (head-of-line blocking). This is deliberate: letting small requests
@@ -36,7 +45,8 @@ Semantics, in the order a request meets them:
   idempotent.
 * **Capacity changes.** :meth:`Allocator.update_capacity` follows the cluster as nodes
   join or leave. Waiters that no longer fit the new total fail with
-  ``InfeasibleResourcesError``; the rest are re-evaluated and may be granted. Leases
+  ``InfeasibleResourcesError`` (on a cluster that can grow they wait on, under their
+  timeout); the rest are re-evaluated and may be granted. Leases
   already granted are unaffected, so usage may exceed a shrunken capacity until they are
   released; nothing new is granted meanwhile.
 * **Per-experiment concurrency.** A scope with ``max_concurrent=n`` lets at most ``n`` of
@@ -57,6 +67,7 @@ no Ray; the Ray backend reads the cluster's resources and calls ``update_capacit
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -65,7 +76,7 @@ import anyio
 import anyio.lowlevel
 import msgspec
 
-from atune.errors import ConfigError, InfeasibleResourcesError
+from atune.errors import ConfigError, InfeasibleResourcesError, PendingResourcesTimeoutError
 from atune.execution._resources import (
     format_resources,
     from_units,
@@ -86,6 +97,8 @@ class AllocatorSnapshot(msgspec.Struct, frozen=True, kw_only=True):
         available: Capacity minus use, per capacity key, never below zero.
         num_leases: Leases granted and not yet released.
         waiting: The summed requests of the waiters, head of the queue first.
+        pending_timeout_s: How long a request beyond the total may wait for the cluster
+            to grow; None on a fixed cluster (see :meth:`Allocator.set_growth`).
     """
 
     capacity: dict[str, float]
@@ -93,6 +106,7 @@ class AllocatorSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     available: dict[str, float]
     num_leases: int
     waiting: list[dict[str, float]]
+    pending_timeout_s: float | None = None
 
 
 class Lease:
@@ -139,7 +153,7 @@ class Lease:
         scope, self._scope = self._scope, None
         if scope is not None:
             scope._lease_released(self._units)
-        self._allocator._return(self._units)
+        self._allocator._return(self)
 
     async def __aenter__(self) -> Lease:
         return self
@@ -158,16 +172,25 @@ class Lease:
 
 
 class _Waiter:
-    """One pending ``acquire``: granted (``lease``) or failed (``error``) by others."""
+    """One pending ``acquire``: granted (``lease``) or failed (``error``) by others.
 
-    __slots__ = ("error", "event", "lease", "request", "units")
+    ``wake`` is set when it is granted or failed, and when its ``deadline`` (the
+    ``anyio.current_time()`` by which a request beyond the total fails) changes.
+    """
+
+    __slots__ = ("deadline", "error", "lease", "request", "units", "wake")
 
     def __init__(self, request: PlacementGroupFactory, units: dict[str, int]) -> None:
         self.request = request
         self.units = units
-        self.event = anyio.Event()
+        self.wake = anyio.Event()
         self.lease: Lease | None = None
         self.error: InfeasibleResourcesError | None = None
+        self.deadline: float | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.lease is not None or self.error is not None
 
 
 class Allocator:
@@ -187,6 +210,9 @@ class Allocator:
         self._waiters: deque[_Waiter] = deque()
         self._num_leases = 0
         self._on_shortage: Callable[[], None] | None = None
+        self._leases: set[Lease] = set()
+        self._pending_timeout_s: float | None = None
+        self._demand_changed: anyio.Event | None = None  # made when someone waits
 
     @property
     def capacity(self) -> dict[str, float]:
@@ -210,6 +236,61 @@ class Allocator:
         """Requests waiting at the pool for capacity (not counting scope slot waits)."""
         return len(self._waiters)
 
+    @property
+    def pending_timeout_s(self) -> float | None:
+        """How long a request beyond the total waits for growth; None: a fixed cluster."""
+        return self._pending_timeout_s
+
+    def set_growth(self, pending_timeout_s: float | None) -> None:
+        """Say whether the cluster can grow, and how long a request may wait for it.
+
+        Args:
+            pending_timeout_s: Seconds a request beyond the total capacity waits for the
+                cluster to grow before it fails (``math.inf``: no limit); None for a
+                fixed cluster, where such a request fails at once. Waiters already
+                queued follow the new setting: on a fixed cluster those beyond the total
+                fail now; on a growing one each gets the new timeout from now.
+
+        Raises:
+            ValueError: ``pending_timeout_s`` is not None or a number > 0.
+        """
+        if pending_timeout_s is not None and (
+            isinstance(pending_timeout_s, bool)
+            or not isinstance(pending_timeout_s, (int, float))
+            or not pending_timeout_s > 0
+        ):
+            raise ValueError(
+                f"pending_timeout_s must be None or a number > 0, got {pending_timeout_s!r}"
+            )
+        if pending_timeout_s == self._pending_timeout_s:
+            return
+        self._pending_timeout_s = pending_timeout_s
+        for waiter in self._waiters:
+            waiter.deadline = None
+        self._recheck_waiters()
+
+    def demand(self) -> list[dict[str, float]]:
+        """What the cluster must hold at once for every request to be served.
+
+        The bundles of the held leases and of the waiting requests, while any request
+        waits at the pool; ``[]`` when none waits (the cluster already holds what is
+        used). This is what is passed on to an autoscaler
+        (``ray.autoscaler.sdk.request_resources(bundles=...)``, which asks for the
+        cluster's total, not for an increment).
+        """
+        if not self._waiters:
+            return []
+        requests = [lease.request for lease in self._leases]
+        requests += [waiter.request for waiter in self._waiters]
+        return [bundle for request in requests for bundle in request.bundles if bundle]
+
+    def demand_changed(self) -> anyio.Event:
+        """An event set when :meth:`demand` may next change (a request queued, granted,
+        released or left)."""
+        if self._demand_changed is None:
+            self._demand_changed = anyio.Event()
+        return self._demand_changed
+
     def on_shortage(self, callback: Callable[[], None] | None) -> None:
         """Call ``callback`` each time a request has to wait at the pool (None: no one).
 
@@ -226,6 +307,7 @@ class Allocator:
             available=self.available,
             num_leases=self._num_leases,
             waiting=[from_units(waiter.units) for waiter in self._waiters],
+            pending_timeout_s=self._pending_timeout_s,
         )
 
     def scope(self, *, max_concurrent: int | None = None) -> ResourceScope:
@@ -246,6 +328,8 @@ class Allocator:
     def check_feasible(self, request: PlacementGroupFactory) -> None:
         """Raise if ``request`` can never fit the total capacity; never waits.
 
+        On a cluster that can grow (:meth:`set_growth`) every request passes.
+
         Args:
             request: The resources a trial asks for.
 
@@ -253,7 +337,7 @@ class Allocator:
             InfeasibleResourcesError: Naming the summed request and the capacity.
         """
         units = to_units(request.required_resources)
-        if not self._fits(units, self._capacity, {}):
+        if self._pending_timeout_s is None and not self._fits(units, self._capacity, {}):
             raise self._infeasible(units)
 
     async def acquire(self, request: PlacementGroupFactory) -> Lease:
@@ -267,20 +351,31 @@ class Allocator:
 
         Raises:
             InfeasibleResourcesError: At once if the request exceeds the total capacity,
-                or later if a capacity change makes it so while it waits.
+                or later if a capacity change makes it so while it waits (on a fixed
+                cluster).
+            PendingResourcesTimeoutError: On a cluster that can grow, the request
+                exceeded the total capacity for ``pending_timeout_s``.
         """
         await anyio.lowlevel.checkpoint()
         units = to_units(request.required_resources)
-        if not self._fits(units, self._capacity, {}):
+        if self._pending_timeout_s is None and not self._fits(units, self._capacity, {}):
             raise self._infeasible(units)
         if not self._waiters and self._fits(units, self._capacity, self._in_use):
             return self._grant(request, units)  # no await after granting: nothing to leak
         waiter = _Waiter(request, units)
         self._waiters.append(waiter)
+        self._arm(waiter)
+        self._signal_demand()
         if self._on_shortage is not None:
             self._on_shortage()
         try:
-            await waiter.event.wait()
+            while not waiter.done:
+                waiter.wake = anyio.Event()
+                deadline = math.inf if waiter.deadline is None else waiter.deadline
+                with anyio.move_on_after(deadline - anyio.current_time()):
+                    await waiter.wake.wait()
+                if not waiter.done and deadline <= anyio.current_time():
+                    self._time_out(waiter)
         except BaseException:
             self._abandon(waiter)
             raise
@@ -301,17 +396,65 @@ class Allocator:
             ConfigError: An amount is negative or not a number.
         """
         self._capacity = to_units(normalize_resources(capacity))
-        still_waiting: deque[_Waiter] = deque()
-        for waiter in self._waiters:
-            if self._fits(waiter.units, self._capacity, {}):
-                still_waiting.append(waiter)
-            else:
-                waiter.error = self._infeasible(waiter.units)
-                waiter.event.set()
-        self._waiters = still_waiting
-        self._dispatch()
+        self._recheck_waiters()
 
     # -- internals ---------------------------------------------------------------------
+
+    def _recheck_waiters(self) -> None:
+        """After a change of capacity or growth: fail, re-time or grant the waiters."""
+        still_waiting: deque[_Waiter] = deque()
+        for waiter in self._waiters:
+            if self._pending_timeout_s is not None or self._fits(waiter.units, self._capacity, {}):
+                still_waiting.append(waiter)
+                self._arm(waiter)
+            else:
+                waiter.error = self._infeasible(waiter.units)
+                waiter.wake.set()
+        changed = len(still_waiting) != len(self._waiters)
+        self._waiters = still_waiting
+        self._dispatch()
+        if changed:
+            self._signal_demand()
+
+    def _arm(self, waiter: _Waiter) -> None:
+        """Start (or stop) the timeout of a waiter beyond (or within) the total."""
+        beyond = self._pending_timeout_s is not None and not self._fits(
+            waiter.units, self._capacity, {}
+        )
+        if beyond and waiter.deadline is None:
+            assert self._pending_timeout_s is not None
+            waiter.deadline = anyio.current_time() + self._pending_timeout_s
+        elif not beyond and waiter.deadline is not None:
+            waiter.deadline = None
+        else:
+            return
+        waiter.wake.set()  # its acquire picks up the new deadline
+
+    def _time_out(self, waiter: _Waiter) -> None:
+        """Fail a waiter whose request exceeded the total for the whole timeout."""
+        self._waiters.remove(waiter)
+        request, capacity = waiter.request, self.capacity
+        summed = from_units(waiter.units)
+        timeout = self._pending_timeout_s
+        waiter.error = PendingResourcesTimeoutError(
+            f"request {format_resources(summed)} (bundles {request.bundles}, strategy "
+            f"{request.strategy}) was not granted within the pending-resources timeout of "
+            f"{timeout:g} s: the cluster did not grow to hold it (capacity "
+            f"{format_resources(capacity)}; {self._shortfall(waiter.units)}). The "
+            f"autoscaler may have no node type that offers it, or reached its max_workers; "
+            f"set ATUNE_PENDING_RESOURCES_TIMEOUT_S to wait longer",
+            request=summed,
+            capacity=capacity,
+            bundles=request.bundles,
+            timeout_s=timeout if timeout is not None else math.inf,
+        )
+        self._dispatch()  # it may have been the head that held the others back
+        self._signal_demand()
+
+    def _signal_demand(self) -> None:
+        changed, self._demand_changed = self._demand_changed, None
+        if changed is not None:
+            changed.set()
 
     @staticmethod
     def _fits(
@@ -321,13 +464,17 @@ class Allocator:
             used.get(key, 0) + amount <= capacity.get(key, 0) for key, amount in units.items()
         )
 
-    def _infeasible(self, units: Mapping[str, int]) -> InfeasibleResourcesError:
+    def _shortfall(self, units: Mapping[str, int]) -> str:
         request, capacity = from_units(units), self.capacity
-        short = ", ".join(
+        return ", ".join(
             f"{key} needs {amount} but the cluster has {capacity.get(key, 0.0)}"
             for key, amount in request.items()
             if units[key] > self._capacity.get(key, 0)
         )
+
+    def _infeasible(self, units: Mapping[str, int]) -> InfeasibleResourcesError:
+        request, capacity = from_units(units), self.capacity
+        short = self._shortfall(units)
         return InfeasibleResourcesError(
             f"request {format_resources(request)} can never fit cluster capacity "
             f"{format_resources(capacity)} ({short})",
@@ -339,10 +486,13 @@ class Allocator:
         for key, amount in units.items():
             self._in_use[key] = self._in_use.get(key, 0) + amount
         self._num_leases += 1
-        return Lease(self, request, units)
+        lease = Lease(self, request, units)
+        self._leases.add(lease)
+        return lease
 
-    def _return(self, units: Mapping[str, int]) -> None:
-        for key, amount in units.items():
+    def _return(self, lease: Lease) -> None:
+        self._leases.discard(lease)
+        for key, amount in lease._units.items():
             left = self._in_use.get(key, 0) - amount
             if left:
                 self._in_use[key] = left
@@ -350,13 +500,19 @@ class Allocator:
                 self._in_use.pop(key, None)
         self._num_leases -= 1
         self._dispatch()
+        if self._waiters:  # the demand counts the held leases while requests wait
+            self._signal_demand()
 
     def _dispatch(self) -> None:
         """Grant waiters from the head of the queue while the head fits."""
+        granted = False
         while self._waiters and self._fits(self._waiters[0].units, self._capacity, self._in_use):
             waiter = self._waiters.popleft()
             waiter.lease = self._grant(waiter.request, waiter.units)
-            waiter.event.set()
+            waiter.wake.set()
+            granted = True
+        if granted:
+            self._signal_demand()
 
     def _abandon(self, waiter: _Waiter) -> None:
         """Undo a waiter whose ``acquire`` was interrupted (cancelled) while waiting."""
@@ -365,6 +521,7 @@ class Allocator:
         elif waiter.error is None:
             self._waiters.remove(waiter)
             self._dispatch()  # it may have been the head that held the others back
+            self._signal_demand()
 
 
 class _SlotWaiter:

@@ -56,6 +56,21 @@ class Backend(ABC):
     async def shutdown(self) -> None:  # noqa: B027 - optional hook
         """Release what :meth:`setup` acquired (a Ray started by atune stays up)."""
 
+    def can_grow(self) -> bool:
+        """Whether an autoscaler adds nodes on demand (after :meth:`setup`; may block).
+
+        A request larger than the capacity then waits for the cluster to grow instead of
+        failing at once (:mod:`atune.execution._growth`). Default: False.
+        """
+        return False
+
+    def request_resources(self, bundles: list[dict[str, float]]) -> None:  # noqa: B027
+        """Ask the autoscaler for a cluster that holds ``bundles`` at once (may block).
+
+        Replaces the previous request; ``[]`` withdraws it. Called only on a cluster
+        that can grow (:meth:`can_grow`, or the user said so). Default: nothing.
+        """
+
     def warm_key(self) -> Hashable | None:
         """What an idle runner must match to serve a later experiment (after :meth:`setup`).
 

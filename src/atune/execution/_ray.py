@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -46,7 +47,14 @@ from atune.trainable._parameters import Parameters, _ray_session
 from atune.trainable._session import TrialInfo
 from atune.trainable._trainable import Trainable
 
-__all__ = ["CHDIR_ENV", "ORIG_WORKING_DIR_ENV", "RayBackend", "ensure_ray", "workdir_settings"]
+__all__ = [
+    "CHDIR_ENV",
+    "ORIG_WORKING_DIR_ENV",
+    "RayBackend",
+    "autoscaler_running",
+    "ensure_ray",
+    "workdir_settings",
+]
 
 CHDIR_ENV = "RAY_CHDIR_TO_TRIAL_DIR"
 ORIG_WORKING_DIR_ENV = "TUNE_ORIG_WORKING_DIR"
@@ -115,6 +123,55 @@ def ensure_ray() -> None:
         if "existing cluster" not in str(exc):
             raise
         ray.init(logging_level=logging.WARNING)
+
+
+def autoscaler_running() -> bool:
+    """Whether the connected Ray cluster has an autoscaler that can add nodes (blocking).
+
+    Ray has no public call for this. Two records in Ray's GCS tell, and are read here:
+
+    * the cluster config that autoscaler v2 (and KubeRay) reports: the cluster can grow
+      when a node group's ``max_count`` exceeds its ``min_count`` or is unlimited (the
+      test Ray Data makes);
+    * the status that the v1 autoscaler writes every few seconds
+      (``__autoscaling_status``): every head runs it, but without an autoscaling config
+      it only mirrors the nodes that exist, under node types named ``node_<node id>``;
+      node types of any other name come from an autoscaling config.
+
+    Anything missing or unreadable counts as a fixed cluster; ``ATUNE_AUTOSCALING=1``
+    says otherwise (:mod:`atune.execution._growth`).
+    """
+    try:
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+    except Exception:
+        config = None
+    if config is not None and config.node_group_configs:
+        return any(
+            group.max_count == -1 or group.max_count > group.min_count
+            for group in config.node_group_configs
+        )
+    try:
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        raw = _internal_kv_get(_AUTOSCALING_STATUS_KEY)
+        report = json.loads(raw).get("autoscaler_report") if raw else None
+    except Exception:
+        report = None
+    if not isinstance(report, dict):
+        return False
+    types: set[str] = set()
+    for key in ("active_nodes", "idle_nodes", "pending_launches"):
+        types.update(report.get(key) or {})
+    types.update((report.get("node_type_mapping") or {}).values())
+    return any(not name.startswith(_MIRRORED_NODE_TYPE) for name in types)
+
+
+# Ray's GCS key of the v1 autoscaler's status, and the prefix of the node types it makes
+# up for the nodes of a cluster without an autoscaling config (a read-only mirror).
+_AUTOSCALING_STATUS_KEY = "__autoscaling_status"
+_MIRRORED_NODE_TYPE = "node_"
 
 
 class _TrialActor:
@@ -465,6 +522,18 @@ class RayBackend(Backend):
 
         resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
         return {k: float(v) for k, v in resources.items() if not k.startswith("node:")}
+
+    def can_grow(self) -> bool:
+        """Whether Ray's autoscaler runs with node types it can start (see
+        :func:`autoscaler_running`)."""
+        return autoscaler_running()
+
+    def request_resources(self, bundles: list[dict[str, float]]) -> None:
+        """``ray.autoscaler.sdk.request_resources(bundles=...)``: Ray's autoscaler keeps
+        the cluster large enough for these bundles at once (``[]`` withdraws)."""
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=[dict(bundle) for bundle in bundles])
 
     async def prepare(self, trainable_cls: type[Trainable]) -> None:
         # The class itself is small and travels inline with each actor's creation (no
