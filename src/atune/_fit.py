@@ -43,6 +43,7 @@ from atune.trainable._trainable import Trainable
 
 if TYPE_CHECKING:
     from atune.simulator import Simulator
+    from atune.storage._remote import RemoteRun
 
 __all__ = [
     "build_result_grid",
@@ -189,6 +190,7 @@ async def run_experiment(
     restore: RestorePlan | None = None,
     observers: Sequence[Callback] = (),
     simulator: Simulator | None = None,
+    remote: RemoteRun | None = None,
 ) -> ResultGrid:
     """Run a new experiment, or continue a restored one, to completion.
 
@@ -197,6 +199,8 @@ async def run_experiment(
     callbacks that are not the user's (a run handle's event sink): they follow the user's
     callbacks, and their states are not journaled. With a ``simulator``, trials are
     answered by its simulated backend on a virtual clock (:mod:`atune.simulator`).
+    With ``remote`` (remote storage), ``experiment_path`` is the driver's local mirror,
+    uploaded as the run goes, and runners work in their nodes' scratch.
     """
     if simulator is None:
         return await _run_experiment(
@@ -211,6 +215,7 @@ async def run_experiment(
             backend=await _make_backend(tune_config),
             allocator=None,
             clock=WallClock(),
+            remote=remote,
         )
     from atune.execution._simulated import SimulatedBackend
 
@@ -230,6 +235,7 @@ async def run_experiment(
             clock=clock,
             seed=simulator.seed,
             flush_interval_s=_SIMULATED_FLUSH_INTERVAL_S,
+            remote=remote,
         )
 
 
@@ -248,6 +254,7 @@ async def _run_experiment(
     clock: Clock,
     seed: int | None = None,
     flush_interval_s: float | None = None,
+    remote: RemoteRun | None = None,
 ) -> ResultGrid:
     """:func:`run_experiment` on ``backend`` and ``clock`` (the shared allocator if None)."""
     search = _search_algorithm(tune_config, seed)
@@ -321,7 +328,7 @@ async def _run_experiment(
     driver = Driver(
         core,
         RunnerPool(backend, scope, reuse=defaults.reuse, warm=warm),
-        ExperimentWriter(str(experiment_path)),
+        ExperimentWriter(str(experiment_path), sync=None if remote is None else remote.sync),
         experiment_name=experiment_path.name,
         callbacks=_callbacks(run_config, tune_config, observers),
         num_user_callbacks=len(run_config.callbacks or ()),
@@ -329,6 +336,7 @@ async def _run_experiment(
         resumed=restore is not None,
         signing_key=signing_key,
         clock=clock,
+        trial_storage=None if remote is None else remote.trials,
         **({} if flush_interval_s is None else {"flush_interval_s": flush_interval_s}),
     )
     if restore is not None:
@@ -345,8 +353,9 @@ async def _run_experiment(
         await backend.shutdown()
     if core.fatal_error is not None:
         raise rebuild_error(core.fatal_error, "")
+    grid_path = str(experiment_path) if remote is None else remote.sync.storage.uri
     return build_result_grid(
-        list(core.get_trials()), str(experiment_path), tune_config, run_config.checkpoint_config
+        list(core.get_trials()), grid_path, tune_config, run_config.checkpoint_config
     )
 
 

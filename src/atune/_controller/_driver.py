@@ -84,6 +84,7 @@ from atune.events import (
 )
 from atune.execution._protocol import ErrorInfo, TrainOutcome
 from atune.execution._resources import normalize_resources, to_units
+from atune.storage._remote import TrialStorage
 from atune.storage._writer import FLUSH_AT_BYTES, ExperimentWriter
 from atune.trainable._session import TrialInfo
 
@@ -120,8 +121,10 @@ class Driver:
         signing_key: bytes = b"",
         clock: Clock | None = None,
         flush_interval_s: float = _FLUSH_INTERVAL_S,
+        trial_storage: TrialStorage | None = None,
     ) -> None:
         self.core = core
+        self.trial_storage = trial_storage  # remote storage: what each runner needs of it
         self.flush_interval_s = flush_interval_s
         self.clock: Clock = clock if clock is not None else WallClock()
         self.pool = pool
@@ -165,7 +168,7 @@ class Driver:
                 started = ExperimentStarted(
                     ts=self.clock.time(),
                     name=self.experiment_name,
-                    path=str(self.writer.path),
+                    path=self._experiment_location(),
                     resumed=self.resumed,
                 )
                 try:
@@ -194,13 +197,13 @@ class Driver:
             with self.clock.move_on_after(_SHUTDOWN_DEADLINE_S, shield=True):
                 await self.pool.kill_all()
                 try:
-                    await self._flush()
+                    await self._flush(final=True)
                 except StorageError as exc:  # the error being raised says more
                     _log.warning("could not flush the journal while stopping", error=str(exc))
                 await self.dispatch.abort(self.core.get_trials())
             _log.warning(
                 "experiment interrupted; every trial was stopped and the journal flushed. "
-                f"Resume it with: Tuner.restore({str(self.writer.path)!r}, trainable=...).fit()"
+                f"Resume it with: Tuner.restore({self._experiment_location()!r}, trainable=...).fit()"
             )
             raise
         finally:
@@ -212,9 +215,14 @@ class Driver:
             receive.close()
         with anyio.CancelScope(shield=True):
             await self.pool.stop_all()
-            await self._flush()
+            await self._flush(final=True)
         if self.dispatch.failure is not None:  # the last get_state() failed
             raise self.dispatch.failure
+
+    def _experiment_location(self) -> str:
+        """The experiment's directory, or its URI on remote storage."""
+        sync = self.writer.sync
+        return str(self.writer.path) if sync is None else sync.storage.uri
 
     def _step(self, message: Message, tg: TaskGroup) -> bool:
         self.dispatch.step("on_step_begin", self._iteration, self.core.get_trials())
@@ -262,7 +270,8 @@ class Driver:
                 tg.cancel_scope.cancel()
                 return
 
-    async def _flush(self) -> None:
+    async def _flush(self, *, final: bool = False) -> None:
+        """Write what is buffered; ``final`` (the run's last flush) also completes uploads."""
         self._snapshot_search()
         callback_states = self.dispatch.snapshot(self.clock.time())
         if callback_states is not None:
@@ -280,6 +289,8 @@ class Driver:
                     await self.clock.run_sync(job)
                 except OSError as exc:
                     _log.warning("could not write the scheduler's files", error=str(exc))
+        if final and self.writer.sync is not None:
+            await self.clock.run_sync(self.writer.finish)
 
     def _snapshot_search(self) -> None:
         """Journal the search algorithm's state when it changed (for Tuner.restore)."""
@@ -380,6 +391,8 @@ class Driver:
         elif isinstance(event, TrialErrored):
             assert trial is not None
             self.writer.error(trial_dir, trial.num_failures, event.ts, event.traceback)
+        elif isinstance(event, CheckpointSaved):
+            self.writer.checkpoint_recorded()
         elif isinstance(event, CheckpointDeleted):
             assert trial is not None
             self.writer.delete_checkpoint(trial_dir / event.dir_name)
@@ -512,6 +525,7 @@ class Driver:
             resources=trial.resources,
             checkpoint_index=trial.next_checkpoint_index,
             signing_key=self.signing_key,
+            storage=self.trial_storage,
         )
         failed: ErrorInfo
         launching = _Launching()

@@ -1,0 +1,238 @@
+"""Experiments on remote storage, against a real S3-compatible server (moto, over HTTP).
+
+The in-process tests run trials on the local backend; the cluster test runs a two-node
+``ray.cluster_utils.Cluster`` whose nodes share no scratch directory, kills the driver,
+and restores from the storage alone in a fresh process (``_remote_scenario.py``).
+Every test here is skipped, with the reason printed, when the ``remote`` extra (pyarrow)
+or moto's server is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import atune as tune
+from _s3 import BUCKET, S3_ENV, S3Server, missing_extra, moto_s3
+from atune.errors import ConfigError, ExperimentLockedError
+
+_reason = missing_extra()
+if _reason is not None:
+    print(f"tests/storage/test_remote.py skipped: {_reason}", file=sys.stderr)
+    pytest.skip(_reason, allow_module_level=True)
+
+pytestmark = [pytest.mark.remote_storage]
+
+_SCENARIO = Path(__file__).resolve().parents[1] / "_remote_scenario.py"
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    """moto's S3 server on 127.0.0.1 (a free port) with one bucket, for this module."""
+    with moto_s3() as server:
+        yield server
+
+
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's node-local scratch root (``ATUNE_SCRATCH_DIR``)."""
+    root = tmp_path / "scratch"
+    monkeypatch.setenv("ATUNE_SCRATCH_DIR", str(root))
+    return root
+
+
+_FAIL_AT: dict[str, int] = {}  # x -> the iteration at which that trial raises (phase one)
+
+
+def _counting(config: dict[str, Any]) -> None:
+    from _checkpointing import report_with_checkpoint, resume_point
+
+    start = resume_point()
+    for i in range(start + 1, 6):
+        if _FAIL_AT.get(str(config["x"])) == i:
+            raise RuntimeError(f"failing at {i}")
+        report_with_checkpoint(i, {"i": i, "start": start})
+
+
+def _run_config(s3: S3Server, name: str, **kwargs: Any) -> tune.RunConfig:
+    return tune.RunConfig(
+        name=name,
+        storage_path=f"{BUCKET}/in-process",
+        storage_filesystem=s3.filesystem(),
+        verbose=0,
+        **kwargs,
+    )
+
+
+def _rows(result: tune.Result) -> list[dict[str, Any]]:
+    text = Path(result.path, "result.json").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_a_run_on_s3_is_restored_from_the_storage_alone(
+    s3: S3Server, scratch: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial fails after two checkpoints; the local scratch is deleted; a restore with
+    ``resume_errored`` continues it from its checkpoint, downloaded from the bucket, and the
+    stored rows have every iteration exactly once."""
+    monkeypatch.setitem(_FAIL_AT, "2", 3)
+    tuner = tune.Tuner(
+        _counting,
+        param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(backend="local"),
+        run_config=_run_config(s3, "errored"),
+    )
+    first = tuner.fit()
+    assert tuner.experiment_path == f"{BUCKET}/in-process/errored"
+    assert first.experiment_path == tuner.experiment_path
+    assert sorted(r.error is not None for r in first) == [False, True]
+    fs = s3.filesystem()
+    stored = f"{BUCKET}/in-process/errored"
+    names = {
+        info.path[len(stored) + 1 :]
+        for info in fs.get_file_info(_selector(stored))
+        if info.type.name == "File"
+    }
+    assert {"experiment.json", "events.jsonl"} <= names
+    assert ".atune-lock" not in names  # released at the end of fit()
+    assert any(re.fullmatch(r"[^/]+/checkpoint_000001/state\.json", n) for n in names)
+
+    shutil.rmtree(scratch)  # a fresh machine: nothing but the bucket
+    monkeypatch.delitem(_FAIL_AT, "2")
+    assert tune.Tuner.can_restore(stored, storage_filesystem=fs)
+    restored = tune.Tuner.restore(
+        stored, _counting, resume_errored=True, storage_filesystem=fs
+    ).fit()
+    assert all(r.error is None for r in restored)
+
+    shutil.rmtree(scratch)
+    grid = tune.load_results(stored, storage_filesystem=fs)
+    assert grid.experiment_path == stored
+    rows = {r.config["x"]: _rows(r) for r in grid}
+    assert [row["i"] for row in rows[1]] == [1, 2, 3, 4, 5]
+    assert [row["i"] for row in rows[2]] == [1, 2, 3, 4, 5]  # no row twice, none lost
+    assert [row["start"] for row in rows[2]] == [0, 0, 2, 2, 2]  # resumed from checkpoint 2
+
+
+def _selector(path: str) -> Any:
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSelector(path, recursive=True)
+
+
+def test_a_uri_storage_path_works_and_names_the_experiment_by_uri(
+    s3: S3Server, scratch: Path
+) -> None:
+    """``storage_path="s3://...?endpoint_override=..."`` (credentials from the
+    environment): the experiment's path is its URI, which restore and load take."""
+    tuner = tune.Tuner(
+        _counting,
+        param_space={"x": 1},
+        tune_config=tune.TuneConfig(backend="local"),
+        run_config=tune.RunConfig(name="by-uri", storage_path=s3.uri("uris"), verbose=0),
+    )
+    results = tuner.fit()
+    assert results.experiment_path == s3.uri("uris/by-uri")
+    shutil.rmtree(scratch)
+    assert tune.Tuner.can_restore(results.experiment_path)
+    assert not tune.Tuner.can_restore(s3.uri("uris/none"))
+    grid = tune.load_results(results.experiment_path)
+    assert [row["i"] for row in _rows(grid[0])] == [1, 2, 3, 4, 5]
+    # Nothing left to run: restoring finishes at once with the stored results.
+    again = tune.Tuner.restore(results.experiment_path, _counting).fit()
+    assert again[0].metrics["i"] == 5
+
+
+def test_the_experiment_lock_lives_in_the_storage(s3: S3Server, scratch: Path) -> None:
+    """While a lock object with a live holder is in the storage, ``fit()`` is refused
+    with the holder named; a lock left by a process that no longer exists is taken over."""
+    from atune.storage._remote import RemoteLock, open_storage
+
+    tuner = tune.Tuner(
+        _counting,
+        param_space={"x": 1},
+        tune_config=tune.TuneConfig(backend="local"),
+        run_config=_run_config(s3, "locked"),
+    )
+    held = RemoteLock(open_storage(tuner.experiment_path, s3.filesystem()))
+    held.acquire()
+    try:
+        with pytest.raises(ExperimentLockedError, match=f"pid {os.getpid()}") as info:
+            tuner.fit()
+        assert info.value.pid == os.getpid()
+    finally:
+        held.release()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    record = {"pid": int(dead.stdout), "host": os.uname().nodename, "token": "x", "ts": 1e18}
+    held.storage.write_bytes(json.dumps(record).encode() + b"\n", ".atune-lock")
+    assert tuner.fit()[0].metrics["i"] == 5  # the dead holder's lock was stale
+
+
+def test_a_storage_uri_pyarrow_cannot_open_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=re.escape("'nosuch://bucket/x'")):
+        tune.Tuner(
+            _counting,
+            tune_config=tune.TuneConfig(backend="local"),
+            run_config=tune.RunConfig(storage_path="nosuch://bucket/x", verbose=0),
+        )
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_on_a_cluster_without_a_shared_disk_a_killed_run_restores_from_s3(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    """Two nodes with separate scratch directories; trials on node B upload their own
+    checkpoints (the head never has them); the driver is SIGKILLed, every scratch
+    directory deleted, and a fresh process restores from the bucket alone: every trial
+    resumes from its third checkpoint and the stored rows hold each iteration once."""
+    out = tmp_path / "report.json"
+    ray_tmp = tempfile.mkdtemp(prefix="atr-", dir="/tmp")  # short: Ray's socket paths
+    env = dict(os.environ, RAY_TMPDIR=ray_tmp, **S3_ENV)
+    env.pop("RAY_ADDRESS", None)
+    tests_root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [tests_root, env.get("PYTHONPATH")]))
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(_SCENARIO), str(out), s3.endpoint, BUCKET, str(tmp_path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=280,
+        )
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert out.exists(), proc.stdout[-5000:] + proc.stderr[-5000:]
+    report = json.loads(out.read_text())
+    assert "failed" not in report, report["failed"]
+    assert report["first_alive"], report["first_log"]  # killed mid-run, not finished
+    assert "second" in report, report["second_log"]
+    second = report["second"]
+    # The trials on node B checkpointed in B's scratch only: nothing shares a disk.
+    b_trials = {name for name, files in report["scratch_b"].items() if "checkpoint_000001" in files}
+    assert len(b_trials) == 2, report["scratch_b"]
+    for name in b_trials:
+        assert not any(f.startswith("checkpoint_") for f in report["scratch_head"].get(name, []))
+    assert second["can_restore"] and second["errors"] == [] and not second["lock_left"]
+    assert len(second["trials"]) == 3
+    for rows in second["trials"]:
+        assert [row["i"] for row in rows] == list(range(1, 7))
+        assert [row["start"] for row in rows] == [0, 0, 0, 3, 3, 3]
+    nodes = {row["node"] for rows in second["trials"] for row in rows[:3]}
+    assert report["node_b"] in nodes
