@@ -183,6 +183,64 @@ def test_the_experiment_lock_lives_in_the_storage(s3: S3Server, scratch: Path) -
     assert tuner.fit()[0].metrics["i"] == 5  # the dead holder's lock was stale
 
 
+def test_checkpoints_retired_by_num_to_keep_leave_the_storage(s3: S3Server, scratch: Path) -> None:
+    """``num_to_keep=1``: once the journal saying so is uploaded, the older checkpoints
+    are deleted from the bucket too; the kept one stays."""
+    tuner = tune.Tuner(
+        _counting,
+        param_space={"x": 1},
+        tune_config=tune.TuneConfig(backend="local"),
+        run_config=_run_config(s3, "kept", checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+    )
+    tuner.fit()
+    fs = s3.filesystem()
+    checkpoints = {
+        info.base_name
+        for info in fs.get_file_info(_selector(tuner.experiment_path))
+        if info.type.name == "Directory" and info.base_name.startswith("checkpoint_")
+    }
+    assert checkpoints == {"checkpoint_000004"}
+
+
+def test_a_local_file_system_object_means_the_local_path(tmp_path: Path) -> None:
+    """``storage_filesystem=pyarrow.fs.LocalFileSystem()`` is local storage: written in
+    place, no scratch, no upload."""
+    import pyarrow.fs
+
+    results = tune.Tuner(
+        _counting,
+        param_space={"x": 1},
+        tune_config=tune.TuneConfig(backend="local"),
+        run_config=tune.RunConfig(
+            name="local",
+            storage_path=str(tmp_path / "results"),
+            storage_filesystem=pyarrow.fs.LocalFileSystem(),
+            verbose=0,
+        ),
+    ).fit()
+    assert results.experiment_path == str(tmp_path / "results" / "local")
+    assert Path(results[0].path, "checkpoint_000004").is_dir()
+
+
+def test_the_lock_lease_is_renewed_while_held(s3: S3Server) -> None:
+    from atune.storage import _remote
+
+    storage = _remote.open_storage(f"{BUCKET}/leases/one", s3.filesystem())
+    lock = _remote.RemoteLock(storage)
+    lock.acquire()
+    try:
+        first = json.loads(storage.read_bytes(".atune-lock") or b"{}")
+        lock._refreshed -= _remote.LOCK_TTL_S  # as if a quarter of the lease had passed
+        lock.refresh()
+        renewed = json.loads(storage.read_bytes(".atune-lock") or b"{}")
+        assert renewed["token"] == first["token"] and renewed["ts"] > first["ts"]
+        with pytest.raises(ExperimentLockedError):
+            _remote.RemoteLock(storage).acquire()  # a second holder, same process
+    finally:
+        lock.release()
+    assert storage.read_bytes(".atune-lock") is None
+
+
 def test_a_storage_uri_pyarrow_cannot_open_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=re.escape("'nosuch://bucket/x'")):
         tune.Tuner(
