@@ -43,7 +43,7 @@ from atune.trainable._trainable import Trainable
 
 if TYPE_CHECKING:
     from atune.simulator import Simulator
-    from atune.storage._remote import RemoteRun
+    from atune.storage._remote import RemoteRun, RemoteStorage
 
 __all__ = [
     "build_result_grid",
@@ -353,9 +353,13 @@ async def _run_experiment(
         await backend.shutdown()
     if core.fatal_error is not None:
         raise rebuild_error(core.fatal_error, "")
-    grid_path = str(experiment_path) if remote is None else remote.sync.storage.uri
+    storage = None if remote is None else remote.sync.storage
     return build_result_grid(
-        list(core.get_trials()), grid_path, tune_config, run_config.checkpoint_config
+        list(core.get_trials()),
+        str(experiment_path) if storage is None else storage.uri,
+        tune_config,
+        run_config.checkpoint_config,
+        storage=storage,
     )
 
 
@@ -404,8 +408,14 @@ def build_result_grid(
     experiment_path: str,
     tune_config: TuneConfig,
     checkpoint_config: CheckpointConfig,
+    *,
+    storage: RemoteStorage | None = None,
 ) -> ResultGrid:
-    """The ``ResultGrid`` of the given trials."""
+    """The ``ResultGrid`` of the given trials.
+
+    With ``storage`` (an experiment on remote storage), the results' checkpoints are
+    :class:`~atune.storage._stored_checkpoint.StoredCheckpoint` objects in it.
+    """
     results = []
     for trial in trials:
         metrics: dict[str, Any] = dict(trial.last_result)
@@ -421,11 +431,13 @@ def build_result_grid(
         )
         # Ray Tune's order: worst first, best last (oldest first without a score attribute).
         best = [
-            (_checkpoint(trial, record.dir_name), record.metrics) for record in reversed(ranked)
+            (_checkpoint(trial, record.dir_name, storage), record.metrics)
+            for record in reversed(ranked)
         ]
+        latest = trial.checkpoints[-1].dir_name if trial.checkpoints else None
         result = Result(
             metrics=metrics,
-            checkpoint=trial.checkpoint,
+            checkpoint=None if latest is None else _checkpoint(trial, latest, storage),
             error=error,
             path=trial.path,
             best_checkpoints=best,
@@ -441,7 +453,11 @@ def build_result_grid(
     )
 
 
-def _checkpoint(trial: Trial, dir_name: str) -> Any:
+def _checkpoint(trial: Trial, dir_name: str, storage: RemoteStorage | None) -> Any:
+    if storage is not None:
+        from atune.storage._stored_checkpoint import StoredCheckpoint
+
+        return StoredCheckpoint(storage.child(trial.dirname, dir_name))
     from atune.trainable._checkpoint import Checkpoint
 
     return Checkpoint(os.path.join(trial.path, dir_name))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atune._controller._core import ControllerCore, CorePolicy
 from atune._spec import read_spec
@@ -37,6 +37,9 @@ from atune.result import ResultGrid
 from atune.search import BasicVariantGenerator
 from atune.storage._journal import read_journal
 from atune.storage._layout import JOURNAL_FILE
+
+if TYPE_CHECKING:
+    from atune.storage._remote import RemoteStorage
 
 __all__ = ["load_results", "replayed_trials", "stored_result_grid"]
 
@@ -67,25 +70,25 @@ def load_results(path: str | os.PathLike[str], storage_filesystem: Any = None) -
     """
     from atune.storage._remote import is_remote
 
-    shown = None
+    storage: RemoteStorage | None
     if is_remote(os.fspath(path), storage_filesystem):
         from atune.storage._remote import open_remote_experiment
 
         storage, _, experiment_path, _ = open_remote_experiment(
             os.fspath(path), storage_filesystem, "load_results path"
         )
-        shown = storage.uri
     else:
+        storage = None
         experiment_path = Path(os.fspath(path)).expanduser().resolve()
     try:
-        return _load(experiment_path, shown)
+        return _load(experiment_path, storage)
     except BaseException:
-        if shown is not None:
+        if storage is not None:
             shutil.rmtree(experiment_path, ignore_errors=True)
         raise
 
 
-def _load(experiment_path: Path, shown: str | None) -> ResultGrid:
+def _load(experiment_path: Path, storage: RemoteStorage | None) -> ResultGrid:
     spec = read_spec(experiment_path)
     journal = experiment_path / JOURNAL_FILE
     if not journal.is_file():
@@ -97,7 +100,7 @@ def _load(experiment_path: Path, shown: str | None) -> ResultGrid:
         trainable_name=spec.trainable_name,
         tune_config=TuneConfig(metric=spec.metric, mode=spec.mode),  # type: ignore[arg-type]
         checkpoint_config=CheckpointConfig(**spec.checkpoint_config),
-        shown_path=shown,
+        storage=storage,
     )
 
 
@@ -124,18 +127,23 @@ def stored_result_grid(
     trainable_name: str,
     tune_config: TuneConfig,
     checkpoint_config: CheckpointConfig,
-    shown_path: str | None = None,
+    storage: RemoteStorage | None = None,
 ) -> ResultGrid:
     """The ``ResultGrid`` that ``events`` (an experiment's journal) describe.
 
-    ``shown_path`` is the grid's ``experiment_path`` when not ``experiment_path`` (the
-    URI of an experiment on remote storage, read through a local mirror).
+    With ``storage``, ``experiment_path`` is the local mirror of an experiment on remote
+    storage: the grid's ``experiment_path`` is then the storage's URI, and its
+    checkpoints are in the storage.
     """
     from atune._fit import build_result_grid
 
     trials = replayed_trials(experiment_path, events, trainable_name=trainable_name)
     return build_result_grid(
-        trials, shown_path or str(experiment_path), tune_config, checkpoint_config
+        trials,
+        str(experiment_path) if storage is None else storage.uri,
+        tune_config,
+        checkpoint_config,
+        storage=storage,
     )
 
 

@@ -573,7 +573,7 @@ class Tuner:
                 trainable_name=trainable_name(self._trainable_cls),
                 tune_config=self._tune_config,
                 checkpoint_config=self._run_config.checkpoint_config,
-                shown_path=None if self._remote is None else self._remote.uri,
+                storage=self._remote,
             )
         if self._results is None:
             raise RuntimeError("no results yet: call Tuner.fit() (or Tuner.restore) first")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -122,6 +123,20 @@ def test_a_run_on_s3_is_restored_from_the_storage_alone(
     assert [row["i"] for row in rows[1]] == [1, 2, 3, 4, 5]
     assert [row["i"] for row in rows[2]] == [1, 2, 3, 4, 5]  # no row twice, none lost
     assert [row["start"] for row in rows[2]] == [0, 0, 2, 2, 2]  # resumed from checkpoint 2
+
+    # The results' checkpoints are in the bucket (the local mirror has none of them now).
+    result = next(r for r in grid if r.config["x"] == 2)
+    checkpoint = result.checkpoint
+    assert checkpoint is not None and checkpoint.filesystem is not None
+    assert checkpoint.path.startswith(f"{stored}/") and checkpoint.path.endswith(
+        "/checkpoint_000004"
+    )
+    with checkpoint.as_directory() as local:
+        assert json.loads(Path(local, "state.json").read_text()) == {"i": 5}
+    assert not Path(local).exists()  # the temporary copy is gone
+    checkpoint.set_metadata({"note": "kept"})
+    assert pickle.loads(pickle.dumps(checkpoint)).get_metadata() == {"note": "kept"}
+    assert [c.path for c, _ in result.best_checkpoints][-1] == checkpoint.path
 
 
 def _selector(path: str) -> Any:

@@ -67,6 +67,7 @@ __all__ = [
     "RemoteStorage",
     "TrialStorage",
     "claim_remote_experiment",
+    "download_dir",
     "download_experiment",
     "fetch_checkpoint",
     "is_remote",
@@ -369,18 +370,8 @@ def fetch_checkpoint(storage: TrialStorage | None, driver_side: str) -> str:
         return local
     os.makedirs(os.path.dirname(local), exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".download-", dir=os.path.dirname(local))
-    fs = _pyarrow_fs()
     try:
-        _call(
-            storage.storage,
-            f"download the checkpoint {rel}",
-            lambda: fs.copy_files(
-                source,
-                staging,
-                source_filesystem=storage.storage.filesystem,
-                destination_filesystem=fs.LocalFileSystem(),
-            ),
-        )
+        download_dir(RemoteStorage(storage.storage.filesystem, source, source), staging)
         try:
             os.rename(staging, local)
         except OSError:  # another download of it finished first
@@ -389,6 +380,25 @@ def fetch_checkpoint(storage: TrialStorage | None, driver_side: str) -> str:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return local
+
+
+def download_dir(storage: RemoteStorage, local: str) -> None:
+    """Copy the directory ``storage`` into the existing local directory ``local``.
+
+    Raises:
+        StorageError: the download failed.
+    """
+    fs = _pyarrow_fs()
+    _call(
+        storage,
+        f"download {storage.path}",
+        lambda: fs.copy_files(
+            storage.path,
+            local,
+            source_filesystem=storage.filesystem,
+            destination_filesystem=fs.LocalFileSystem(),
+        ),
+    )
 
 
 # ------------------------------------------------------------------ the experiment
