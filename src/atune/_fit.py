@@ -8,7 +8,7 @@ import os
 import pickle
 import weakref
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -329,7 +329,9 @@ async def _run_experiment(
         core,
         RunnerPool(backend, scope, reuse=defaults.reuse, warm=warm),
         ExperimentWriter(str(experiment_path), sync=None if remote is None else remote.sync),
-        experiment_name=experiment_path.name,
+        experiment_name=(
+            experiment_path.name if remote is None else PurePosixPath(remote.sync.storage.path).name
+        ),
         callbacks=_callbacks(run_config, tune_config, observers),
         num_user_callbacks=len(run_config.callbacks or ()),
         time_budget_s=tune_config.time_budget_s,  # type: ignore[arg-type]

@@ -521,8 +521,20 @@ class Tuner:
         assert lock.held
         remote = None
         if self._remote is not None:
-            from atune.storage._remote import ExperimentSync, RemoteLock, RemoteRun, TrialStorage
+            from atune.storage._remote import (
+                ExperimentSync,
+                RemoteLock,
+                RemoteRun,
+                TrialStorage,
+                download_experiment,
+            )
 
+            if self._restore is not None:
+                # Under the lock, the storage is what this run continues: another fit may
+                # have run the experiment since Tuner.restore downloaded it.
+                self._remote_state = await anyio.to_thread.run_sync(
+                    download_experiment, self._remote, self._experiment_path
+                )
             remote = RemoteRun(
                 sync=ExperimentSync(
                     self._remote,

@@ -139,6 +139,32 @@ def test_a_run_on_s3_is_restored_from_the_storage_alone(
     assert [c.path for c, _ in result.best_checkpoints][-1] == checkpoint.path
 
 
+def test_a_restored_tuner_continues_what_the_storage_holds_when_it_fits(
+    s3: S3Server, scratch: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two tuners restored from the same experiment; the second fits first. When the
+    first fits, it continues from the storage as the second left it (downloaded again
+    under the lock), not from its own older copy, which would drop the second's run."""
+    monkeypatch.setitem(_FAIL_AT, "1", 3)
+    tuner = tune.Tuner(
+        _counting,
+        param_space={"x": 1},
+        tune_config=tune.TuneConfig(backend="local"),
+        run_config=_run_config(s3, "twice"),
+    )
+    tuner.fit()
+    monkeypatch.delitem(_FAIL_AT, "1")
+    fs, path = s3.filesystem(), tuner.experiment_path
+    early = tune.Tuner.restore(path, _counting, resume_errored=True, storage_filesystem=fs)
+    tune.Tuner.restore(path, _counting, resume_errored=True, storage_filesystem=fs).fit()
+    assert early.fit()[0].metrics["i"] == 5
+    with fs.open_input_stream(f"{path}/events.jsonl") as f:
+        journal = f.read().decode()
+    assert journal.count('"experiment_started","ts"') == 3  # nothing was lost
+    assert journal.count('"name":"twice"') == 3  # the experiment's name, not a scratch name
+    assert journal.count('"trial_started"') == 2  # the first run and the second's resume
+
+
 def _selector(path: str) -> Any:
     import pyarrow.fs
 

@@ -410,7 +410,8 @@ def _skipped(rel_parts: tuple[str, ...]) -> bool:
 
 
 def download_experiment(storage: RemoteStorage, mirror: Path) -> dict[str, tuple[int, int]]:
-    """Copy the experiment's files, all but checkpoints, into the empty ``mirror``.
+    """Copy the experiment's files, all but checkpoints, into ``mirror`` (created if
+    missing; files of the same name are replaced).
 
     Blocking. Returns the local state of what was written (see :class:`ExperimentSync`),
     so that unchanged files are not uploaded again.
