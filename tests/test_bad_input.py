@@ -75,8 +75,14 @@ AT_CONSTRUCTION: dict[str, tuple[Callable[[], Any], str]] = {
     "name-escapes": (lambda: RunConfig(name="../escape"), "'../escape'"),
     "name-absolute": (lambda: RunConfig(name="/tmp/absolute"), "'/tmp/absolute'"),
     "name-too-long": (lambda: Tuner(train_fn, run_config=RunConfig(name="n" * 300)), "n" * 300),
-    "storage-path-s3": (lambda: RunConfig(storage_path="s3://bucket/x"), "'s3://bucket/x'"),
-    "storage-path-gs": (lambda: RunConfig(storage_path="gs://bucket/x"), "'gs://bucket/x'"),
+    "storage-path-unknown-scheme": (
+        lambda: Tuner(train_fn, run_config=RunConfig(storage_path="nosuch://bucket/x")),
+        "'nosuch://bucket/x'",
+    ),
+    "storage-path-file-uri-host": (
+        lambda: RunConfig(storage_path="file://otherhost/x"),
+        "'file://otherhost/x'",
+    ),
     "num-to-keep-zero": (lambda: CheckpointConfig(num_to_keep=0), "got 0"),
     "fail-fast-with-retries": (
         lambda: FailureConfig(fail_fast=True, max_failures=2),

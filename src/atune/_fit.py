@@ -8,7 +8,7 @@ import os
 import pickle
 import weakref
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -51,6 +51,7 @@ from atune.trainable._trainable import Trainable
 
 if TYPE_CHECKING:
     from atune.simulator import Simulator
+    from atune.storage._remote import RemoteRun, RemoteStorage
 
 __all__ = [
     "build_result_grid",
@@ -216,6 +217,7 @@ async def run_experiment(
     restore: RestorePlan | None = None,
     observers: Sequence[Callback] = (),
     simulator: Simulator | None = None,
+    remote: RemoteRun | None = None,
 ) -> ResultGrid:
     """Run a new experiment, or continue a restored one, to completion.
 
@@ -224,6 +226,8 @@ async def run_experiment(
     callbacks that are not the user's (a run handle's event sink): they follow the user's
     callbacks, and their states are not journaled. With a ``simulator``, trials are
     answered by its simulated backend on a virtual clock (:mod:`atune.simulator`).
+    With ``remote`` (remote storage), ``experiment_path`` is the driver's local mirror,
+    uploaded as the run goes, and runners work in their nodes' scratch.
     """
     if simulator is None:
         return await _run_experiment(
@@ -238,6 +242,7 @@ async def run_experiment(
             backend=await _make_backend(tune_config),
             allocator=None,
             clock=WallClock(),
+            remote=remote,
         )
     from atune.execution._simulated import SimulatedBackend
 
@@ -257,6 +262,7 @@ async def run_experiment(
             clock=clock,
             seed=simulator.seed,
             flush_interval_s=_SIMULATED_FLUSH_INTERVAL_S,
+            remote=remote,
         )
 
 
@@ -275,6 +281,7 @@ async def _run_experiment(
     clock: Clock,
     seed: int | None = None,
     flush_interval_s: float | None = None,
+    remote: RemoteRun | None = None,
 ) -> ResultGrid:
     """:func:`run_experiment` on ``backend`` and ``clock`` (the shared allocator if None)."""
     search = _search_algorithm(tune_config, seed)
@@ -352,14 +359,17 @@ async def _run_experiment(
     driver = Driver(
         core,
         RunnerPool(backend, scope, reuse=defaults.reuse, warm=warm),
-        ExperimentWriter(str(experiment_path)),
-        experiment_name=experiment_path.name,
+        ExperimentWriter(str(experiment_path), sync=None if remote is None else remote.sync),
+        experiment_name=(
+            experiment_path.name if remote is None else PurePosixPath(remote.sync.storage.path).name
+        ),
         callbacks=_callbacks(run_config, tune_config, observers),
         num_user_callbacks=len(run_config.callbacks or ()),
         time_budget_s=tune_config.time_budget_s,  # type: ignore[arg-type]
         resumed=restore is not None,
         signing_key=signing_key,
         clock=clock,
+        trial_storage=None if remote is None else remote.trials,
         **({} if flush_interval_s is None else {"flush_interval_s": flush_interval_s}),
     )
     if restore is not None:
@@ -377,8 +387,13 @@ async def _run_experiment(
         await backend.shutdown()
     if core.fatal_error is not None:
         raise rebuild_error(core.fatal_error, "")
+    storage = None if remote is None else remote.sync.storage
     return build_result_grid(
-        list(core.get_trials()), str(experiment_path), tune_config, run_config.checkpoint_config
+        list(core.get_trials()),
+        str(experiment_path) if storage is None else storage.uri,
+        tune_config,
+        run_config.checkpoint_config,
+        storage=storage,
     )
 
 
@@ -427,10 +442,16 @@ def build_result_grid(
     experiment_path: str,
     tune_config: TuneConfig,
     checkpoint_config: CheckpointConfig,
+    *,
+    storage: RemoteStorage | None = None,
 ) -> ResultGrid:
-    """The ``ResultGrid`` of the given trials."""
+    """The ``ResultGrid`` of the given trials.
+
+    With ``storage`` (an experiment on remote storage), the results' checkpoints are
+    :class:`~atune.storage._stored_checkpoint.StoredCheckpoint` objects in it.
+    """
     with collection_paused():  # one Result per trial: no cycles, many allocations
-        return _build_result_grid(trials, experiment_path, tune_config, checkpoint_config)
+        return _build_result_grid(trials, experiment_path, tune_config, checkpoint_config, storage)
 
 
 def _build_result_grid(
@@ -438,6 +459,7 @@ def _build_result_grid(
     experiment_path: str,
     tune_config: TuneConfig,
     checkpoint_config: CheckpointConfig,
+    storage: RemoteStorage | None,
 ) -> ResultGrid:
     results = []
     for trial in trials:
@@ -454,11 +476,13 @@ def _build_result_grid(
         )
         # Ray Tune's order: worst first, best last (oldest first without a score attribute).
         best = [
-            (_checkpoint(trial, record.dir_name), record.metrics) for record in reversed(ranked)
+            (_checkpoint(trial, record.dir_name, storage), record.metrics)
+            for record in reversed(ranked)
         ]
+        latest = trial.checkpoints[-1].dir_name if trial.checkpoints else None
         result = Result(
             metrics=metrics,
-            checkpoint=trial.checkpoint,
+            checkpoint=None if latest is None else _checkpoint(trial, latest, storage),
             error=error,
             path=trial.path,
             best_checkpoints=best,
@@ -474,7 +498,11 @@ def _build_result_grid(
     )
 
 
-def _checkpoint(trial: Trial, dir_name: str) -> Any:
+def _checkpoint(trial: Trial, dir_name: str, storage: RemoteStorage | None) -> Any:
+    if storage is not None:
+        from atune.storage._stored_checkpoint import StoredCheckpoint
+
+        return StoredCheckpoint(storage.child(trial.dirname, dir_name))
     from atune.trainable._checkpoint import Checkpoint
 
     return Checkpoint(os.path.join(trial.path, dir_name))

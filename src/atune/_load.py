@@ -24,7 +24,9 @@ space is not decoded at all.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from atune._controller._snapshot import JournalHistory, read_history, replayed_core
 from atune._spec import read_spec
@@ -36,18 +38,26 @@ from atune.result import ResultGrid
 from atune.storage._layout import JOURNAL_FILE
 from atune.storage._snapshot import JournalSnapshot
 
+if TYPE_CHECKING:
+    from atune.storage._remote import RemoteStorage
+
 __all__ = ["load_results", "replayed_trials", "stored_result_grid"]
 
 
-def load_results(path: str | os.PathLike[str]) -> ResultGrid:
+def load_results(path: str | os.PathLike[str], storage_filesystem: Any = None) -> ResultGrid:
     """The results of the experiment in ``path``, as its journal records them now.
 
     Works on a finished experiment, an interrupted one, and one that another process is
     still running (a consistent snapshot; see the module docstring). Needs no trainable;
-    takes no lock and writes nothing.
+    takes no lock and writes nothing into the experiment. On remote storage its files
+    (all but checkpoints) are read into a local scratch directory, which the results'
+    ``path`` attributes name, and the grid's ``experiment_path`` is the URI.
 
     Args:
-        path: The experiment directory (``<storage_path>/<name>``).
+        path: The experiment directory (``<storage_path>/<name>``), or its URI on remote
+            storage (``s3://bucket/prefix/name``).
+        storage_filesystem: The ``pyarrow.fs.FileSystem`` the experiment is on (then
+            ``path`` is a path on it).
 
     Returns:
         One result per trial, in creation order, with the experiment's ``metric`` and
@@ -58,7 +68,27 @@ def load_results(path: str | os.PathLike[str]) -> ResultGrid:
             journal).
         JournalCorruptError: the journal is damaged before its last line.
     """
-    experiment_path = Path(os.fspath(path)).expanduser().resolve()
+    from atune.storage._remote import is_remote
+
+    storage: RemoteStorage | None
+    if is_remote(os.fspath(path), storage_filesystem):
+        from atune.storage._remote import open_remote_experiment
+
+        storage, _, experiment_path, _ = open_remote_experiment(
+            os.fspath(path), storage_filesystem, "load_results path"
+        )
+    else:
+        storage = None
+        experiment_path = Path(os.fspath(path)).expanduser().resolve()
+    try:
+        return _load(experiment_path, storage)
+    except BaseException:
+        if storage is not None:
+            shutil.rmtree(experiment_path, ignore_errors=True)
+        raise
+
+
+def _load(experiment_path: Path, storage: RemoteStorage | None) -> ResultGrid:
     spec = read_spec(experiment_path)
     journal = experiment_path / JOURNAL_FILE
     if not journal.is_file():
@@ -71,6 +101,7 @@ def load_results(path: str | os.PathLike[str]) -> ResultGrid:
         trainable_name=spec.trainable_name,
         tune_config=TuneConfig(metric=spec.metric, mode=spec.mode),  # type: ignore[arg-type]
         checkpoint_config=CheckpointConfig(**spec.checkpoint_config),
+        storage=storage,
     )
 
 
@@ -95,11 +126,23 @@ def stored_result_grid(
     tune_config: TuneConfig,
     checkpoint_config: CheckpointConfig,
     snapshot: JournalSnapshot | None = None,
+    storage: RemoteStorage | None = None,
 ) -> ResultGrid:
-    """The ``ResultGrid`` that ``events`` (an experiment's journal, after ``snapshot``) describe."""
+    """The ``ResultGrid`` that ``events`` (an experiment's journal, after ``snapshot``) describe.
+
+    With ``storage``, ``experiment_path`` is the local mirror of an experiment on remote
+    storage: the grid's ``experiment_path`` is then the storage's URI, and its
+    checkpoints are in the storage.
+    """
     from atune._fit import build_result_grid
 
     trials = replayed_trials(
         experiment_path, events, trainable_name=trainable_name, snapshot=snapshot
     )
-    return build_result_grid(trials, str(experiment_path), tune_config, checkpoint_config)
+    return build_result_grid(
+        trials,
+        str(experiment_path) if storage is None else storage.uri,
+        tune_config,
+        checkpoint_config,
+        storage=storage,
+    )

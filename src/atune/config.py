@@ -209,10 +209,16 @@ class RunConfig:
             name, not a path, and fit the file system's name limit (checked at
             ``Tuner(...)``).
         storage_path: Root directory of experiments (default ``~/atune_results``, or the
-            ``ATUNE_STORAGE_PATH`` environment variable). A local path, or a ``file://``
-            URI (which means that local path). Remote storage URIs (``s3://``, ``gs://``,
-            ...) are refused with a ``ConfigError``: atune stores experiments on the local
-            (or a mounted) file system only, for now.
+            ``ATUNE_STORAGE_PATH`` environment variable). A local path, a ``file://``
+            URI (which means that local path), or a remote storage URI that
+            ``pyarrow.fs.FileSystem.from_uri`` opens (``s3://bucket/prefix``,
+            ``gs://...``; options in the query: ``?endpoint_override=...&region=...``),
+            which needs the ``remote`` extra. On remote storage nothing assumes a disk
+            that the nodes share; see ``docs/cluster.md``. The URI is opened (and a bad
+            one refused with a ``ConfigError``) at ``Tuner(...)``.
+        storage_filesystem: A ``pyarrow.fs.FileSystem`` to store experiments on (Ray
+            Tune's); ``storage_path`` is then a path on it, without a scheme. pyarrow's
+            ``LocalFileSystem`` means the local path.
         stop: A dict (stop when any ``result[key] >= value``), a ``Stopper``, a callable
             ``(trial_id, result) -> bool``, or a list of Stoppers.
         callbacks: ``Callback`` objects notified of trial events.
@@ -237,6 +243,7 @@ class RunConfig:
     sync_config: Any = None
     progress_reporter: Any = None
     log_to_file: Any = False
+    storage_filesystem: Any = None
 
     def __post_init__(self) -> None:
         if self.checkpoint_config is None:
@@ -247,7 +254,10 @@ class RunConfig:
             _check_plain_name("RunConfig.name", self.name)
         if self.storage_path is None:
             self.storage_path = _default_storage_path()
-        self.storage_path = local_storage_path(self.storage_path)
+        if _names_remote(self.storage_path, self.storage_filesystem):
+            self.storage_path = os.fspath(self.storage_path)  # opened by the Tuner
+        else:
+            self.storage_path = local_storage_path(self.storage_path)
         if self.progress_reporter is not None:
             from atune.progress_reporter import ProgressReporter
 
@@ -268,13 +278,24 @@ class RunConfig:
 _URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
+def _names_remote(storage_path: Any, storage_filesystem: Any) -> bool:
+    """Whether the pair names remote storage (no I/O); see :func:`is_remote`."""
+    from atune.storage._remote import is_remote
+
+    try:
+        text = os.fspath(storage_path)
+    except TypeError:
+        return False  # local_storage_path names the bad value
+    return isinstance(text, str) and is_remote(text, storage_filesystem)
+
+
 def local_storage_path(storage_path: Any, what: str = "RunConfig.storage_path") -> str:
     """The absolute local directory that ``storage_path`` names.
 
     A plain path is expanded (``~``) and made absolute; ``file:///x`` means ``/x``. Any
-    other URI (``s3://``, ``gs://``, ``hdfs://``, ...) is refused: atune does not write
-    remote storage yet, and such a string must never become a local directory named
-    ``s3:``.
+    other URI (``s3://``, ``gs://``, ``hdfs://``, ...) is refused here: remote storage
+    is opened through :mod:`atune.storage._remote`, and such a string must never become a
+    local directory named ``s3:``.
 
     Raises:
         ConfigError: a URI of another scheme than ``file``, a ``file`` URI naming another
@@ -294,9 +315,8 @@ def local_storage_path(storage_path: Any, what: str = "RunConfig.storage_path") 
         scheme = match.group(1).lower()
         if scheme != "file":
             raise ConfigError(
-                f"{what}={text!r}: atune stores experiments on the local file system only; "
-                f"{scheme}:// storage is not supported yet (remote storage is planned). Use a "
-                "local path, or a mounted file system",
+                f"{what}={text!r} is not a local path ({scheme}:// is remote storage, "
+                "which this call does not open)",
                 value=text,
             )
         parsed = urllib.parse.urlparse(text)

@@ -376,12 +376,13 @@ class ResultGrid:
                     )
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike[str]) -> ResultGrid:
+    def from_path(cls, path: str | os.PathLike[str], storage_filesystem: Any = None) -> ResultGrid:
         """The results of the experiment in ``path``, read from its journal.
 
         Same as :func:`atune.load_results`: works on finished, interrupted and still
         running experiments (a consistent snapshot), needs no trainable, takes no lock
-        and writes nothing.
+        and writes nothing. ``path`` may be a remote storage URI (or a path on
+        ``storage_filesystem``).
 
         Raises:
             StorageError: ``path`` is not an atune experiment.
@@ -389,7 +390,7 @@ class ResultGrid:
         """
         from atune._load import load_results
 
-        return load_results(path)
+        return load_results(path, storage_filesystem)
 
     @property
     def experiment_path(self) -> str:

@@ -24,6 +24,7 @@ import functools
 import importlib
 import inspect
 import os
+import posixpath
 import shutil
 import uuid
 import warnings
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from atune._controller._restore import RestorePlan
     from atune._run import Run
     from atune.storage._lock import ExperimentLock
+    from atune.storage._remote import RemoteLock, RemoteStorage
 
     class FitReturn(ResultGrid, Coroutine[Any, Any, ResultGrid]):
         """The type checker's view of what ``Tuner.fit()`` returns: both of its faces.
@@ -153,7 +155,12 @@ class Tuner:
         self._results: ResultGrid | None = None
         self._restore: RestorePlan | None = None
         self._ran = False  # a fit() took the experiment's lock
-        self._storage_path = local_storage_path(self._run_config.storage_path)
+        self._storage_path = self._run_config.storage_path
+        # Remote storage: the experiment directory there, this run's scratch name, and
+        # what of the local mirror (``_experiment_path``) the storage has already.
+        self._remote: RemoteStorage | None = None
+        self._run_key = ""
+        self._remote_state: dict[str, tuple[int, int]] = {}
 
     def _claim(self) -> tuple[Path, str]:
         """Claim a new experiment directory and describe the experiment in it (blocking).
@@ -165,6 +172,7 @@ class Tuner:
         from atune._signing import load_or_create_key
         from atune._spec import write_spec
         from atune.storage._experiment_dir import claim_experiment_dir, default_experiment_name
+        from atune.storage._remote import is_remote
         from atune.storage._writer import create_journal
 
         simulator = self._simulator
@@ -174,7 +182,12 @@ class Tuner:
         name = self._run_config.name or default_experiment_name(
             trainable_name(self._trainable_cls), now
         )
-        path = claim_experiment_dir(self._storage_path, name)
+        storage_path = self._storage_path
+        assert storage_path is not None
+        if is_remote(storage_path, self._run_config.storage_filesystem):
+            path = self._claim_remote(storage_path, name)
+        else:
+            path = claim_experiment_dir(storage_path, name)
         uid = uuid.uuid4().hex[:5] if simulator is None else simulator.uid
         spec = spec_for(
             name=path.name,
@@ -189,10 +202,38 @@ class Tuner:
         try:
             write_spec(path, spec)
             create_journal(path)
+            if self._remote is not None:
+                from atune.storage._remote import publish_new_experiment
+
+                self._remote_state = publish_new_experiment(self._remote, path)
         except StorageError:
             shutil.rmtree(path, ignore_errors=True)  # leave no half-made experiment
             raise
         return path, uid
+
+    def _claim_remote(self, storage_path: str, name: str) -> Path:
+        """Claim ``<storage_path>/<name>`` on remote storage; returns the local mirror."""
+        from atune.storage._experiment_dir import check_name_length
+        from atune.storage._remote import (
+            claim_remote_experiment,
+            new_run_key,
+            open_storage,
+            scratch_dir,
+        )
+
+        root = open_storage(storage_path, self._run_config.storage_filesystem)
+        probe = scratch_dir(new_run_key(name))
+        check_name_length(probe.parent, probe.name)
+        self._remote = claim_remote_experiment(root, name)
+        self._run_key = new_run_key(posixpath.basename(self._remote.path))
+        mirror = scratch_dir(self._run_key)
+        try:
+            mirror.mkdir(parents=True)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create the local scratch directory {mirror}: {exc}"
+            ) from exc
+        return mirror
 
     @property
     def _backend(self) -> Literal["ray", "local"]:
@@ -204,8 +245,11 @@ class Tuner:
         """The experiment directory this ``Tuner`` runs in (claimed at construction).
 
         atune addition. A ``fit()`` after a completed or interrupted one starts a new
-        experiment in a new directory; this property then names the newest.
+        experiment in a new directory; this property then names the newest. On remote
+        storage it is the experiment's URI (what ``Tuner.restore`` takes).
         """
+        if self._remote is not None:
+            return self._remote.uri
         return str(self._experiment_path)
 
     def _check_checkpoint_config(self) -> None:
@@ -259,7 +303,9 @@ class Tuner:
         a warning names it.
 
         Restoring writes nothing: a torn last journal line is cut only when ``fit()``
-        is about to append.
+        is about to append. On remote storage (a URI, or ``storage_filesystem``) the
+        experiment's files, all but its checkpoints, are downloaded into a fresh local
+        scratch directory: nothing else is needed (trials fetch their checkpoints).
 
         Args:
             path: The experiment directory (``<storage_path>/<name>``).
@@ -268,7 +314,8 @@ class Tuner:
             resume_errored: Resume errored trials from their latest checkpoint.
             restart_errored: Restart errored trials from scratch.
             param_space: The original search space, to fill leaves that are code.
-            storage_filesystem: Accepted for compatibility; only local paths are supported.
+            storage_filesystem: The ``pyarrow.fs.FileSystem`` the experiment is on (then
+                ``path`` is a path on it); for a URI, pyarrow resolves one.
             callbacks: (atune) The original run's callbacks, which are code and so not
                 stored: each gets back the state its ``get_state()`` returned last (when
                 the callback at the same position is of the same class).
@@ -288,8 +335,17 @@ class Tuner:
         from atune._controller._snapshot import read_history
         from atune._spec import read_spec
         from atune.search._codec import has_unrestorable, merge_space
+        from atune.storage._remote import is_remote
 
-        experiment_path = Path(local_storage_path(path, "Tuner.restore path")).resolve()
+        remote: RemoteStorage | None = None
+        if is_remote(os.fspath(path), storage_filesystem):
+            from atune.storage._remote import open_remote_experiment
+
+            remote, run_key, experiment_path, state = open_remote_experiment(
+                os.fspath(path), storage_filesystem, "Tuner.restore path"
+            )
+        else:
+            experiment_path = Path(local_storage_path(path, "Tuner.restore path")).resolve()
         spec = read_spec(experiment_path)
         _check_same_trainable(spec.trainable_name, spec.trainable_kind, trainable)
         # Only read here: a torn last line is cut off by fit(), under the experiment lock,
@@ -328,6 +384,9 @@ class Tuner:
         tuner = cls.__new__(cls)  # the experiment's directory exists: claim none
         tuner._setup(trainable, space, tune_config, run_config)
         tuner._experiment_path, tuner._uid = experiment_path, spec.uid
+        if remote is not None:
+            tuner._remote, tuner._run_key, tuner._remote_state = remote, run_key, state
+            tuner._run_config.storage_filesystem = storage_filesystem
         tuner._restore = RestorePlan(
             experiment_path=experiment_path,
             uid=spec.uid,
@@ -347,7 +406,13 @@ class Tuner:
         (as in Ray Tune), also while another process runs it.
         """
         from atune.storage._layout import JOURNAL_FILE, SPEC_FILE
+        from atune.storage._remote import is_remote
 
+        if is_remote(os.fspath(path), storage_filesystem):
+            from atune.storage._remote import open_storage, remote_experiment
+
+            storage = open_storage(os.fspath(path), storage_filesystem, "Tuner.can_restore path")
+            return remote_experiment(storage)
         experiment_path = Path(local_storage_path(path, "Tuner.can_restore path"))
         return (experiment_path / SPEC_FILE).is_file() and (
             experiment_path / JOURNAL_FILE
@@ -401,17 +466,24 @@ class Tuner:
             return grid  # type: ignore[return-value]  # the sync face of FitReturn
         return _FitCall(self._fit())  # type: ignore[return-value]  # its async face
 
-    def _lock_experiment(self) -> ExperimentLock:
+    def _lock_experiment(self) -> ExperimentLock | RemoteLock:
         """Take the experiment's lock (blocking); a new experiment after the first fit.
+
+        On remote storage the lock is an object in the storage (:class:`RemoteLock`).
 
         Raises:
             ExperimentLockedError: another ``fit()`` (in this or another process) runs it.
         """
         from atune.storage._lock import ExperimentLock
+        from atune.storage._remote import RemoteLock
 
         if self._ran and self._restore is None:
             self._experiment_path, self._uid = self._claim()
-        lock = ExperimentLock(self._experiment_path)
+        lock: ExperimentLock | RemoteLock = (
+            RemoteLock(self._remote)
+            if self._remote is not None
+            else ExperimentLock(self._experiment_path)
+        )
         lock.acquire()
         self._ran = True
         return lock
@@ -456,11 +528,36 @@ class Tuner:
                     await anyio.to_thread.run_sync(lock.release)
 
     async def _fit_locked(
-        self, lock: ExperimentLock, observers: Sequence[Callback] = ()
+        self, lock: ExperimentLock | RemoteLock, observers: Sequence[Callback] = ()
     ) -> ResultGrid:
         import anyio
 
         assert lock.held
+        remote = None
+        if self._remote is not None:
+            from atune.storage._remote import (
+                ExperimentSync,
+                RemoteLock,
+                RemoteRun,
+                TrialStorage,
+                download_experiment,
+            )
+
+            if self._restore is not None:
+                # Under the lock, the storage is what this run continues: another fit may
+                # have run the experiment since Tuner.restore downloaded it.
+                self._remote_state = await anyio.to_thread.run_sync(
+                    download_experiment, self._remote, self._experiment_path
+                )
+            remote = RemoteRun(
+                sync=ExperimentSync(
+                    self._remote,
+                    self._experiment_path,
+                    state=self._remote_state,
+                    lock=lock if isinstance(lock, RemoteLock) else None,
+                ),
+                trials=TrialStorage(self._remote, self._run_key, str(self._experiment_path)),
+            )
         fit = await anyio.to_thread.run_sync(importlib.import_module, "atune._fit")
         if self._restore is not None:
             from atune._controller._restore import listens, reread_journal
@@ -487,6 +584,7 @@ class Tuner:
             restore=self._restore,
             observers=observers,
             simulator=self._simulator,
+            remote=remote,
         )
         return self._results
 
@@ -510,6 +608,7 @@ class Tuner:
                 trainable_name=trainable_name(self._trainable_cls),
                 tune_config=self._tune_config,
                 checkpoint_config=self._run_config.checkpoint_config,
+                storage=self._remote,
             )
         if self._results is None:
             raise RuntimeError("no results yet: call Tuner.fit() (or Tuner.restore) first")

@@ -87,6 +87,7 @@ from atune.events import (
 from atune.execution._growth import follow_demand
 from atune.execution._protocol import ErrorInfo, TrainOutcome
 from atune.execution._resources import normalize_resources, to_units
+from atune.storage._remote import TrialStorage
 from atune.storage._writer import FLUSH_AT_BYTES, ExperimentWriter
 from atune.trainable._session import TrialInfo
 
@@ -123,8 +124,10 @@ class Driver:
         signing_key: bytes = b"",
         clock: Clock | None = None,
         flush_interval_s: float = _FLUSH_INTERVAL_S,
+        trial_storage: TrialStorage | None = None,
     ) -> None:
         self.core = core
+        self.trial_storage = trial_storage  # remote storage: what each runner needs of it
         self.flush_interval_s = flush_interval_s
         self.clock: Clock = clock if clock is not None else WallClock()
         self.pool = pool
@@ -174,7 +177,7 @@ class Driver:
                 started = ExperimentStarted(
                     ts=self.clock.time(),
                     name=self.experiment_name,
-                    path=str(self.writer.path),
+                    path=self._experiment_location(),
                     resumed=self.resumed,
                 )
                 try:
@@ -203,13 +206,13 @@ class Driver:
             with self.clock.move_on_after(_SHUTDOWN_DEADLINE_S, shield=True):
                 await self.pool.kill_all()
                 try:
-                    await self._flush()
+                    await self._flush(final=True)
                 except StorageError as exc:  # the error being raised says more
                     _log.warning("could not flush the journal while stopping", error=str(exc))
                 await self.dispatch.abort(self.core.get_trials())
             _log.warning(
                 "experiment interrupted; every trial was stopped and the journal flushed. "
-                f"Resume it with: Tuner.restore({str(self.writer.path)!r}, trainable=...).fit()"
+                f"Resume it with: Tuner.restore({self._experiment_location()!r}, trainable=...).fit()"
             )
             raise
         finally:
@@ -224,6 +227,11 @@ class Driver:
             await self._flush(final=True)
         if self.dispatch.failure is not None:  # the last get_state() failed
             raise self.dispatch.failure
+
+    def _experiment_location(self) -> str:
+        """The experiment's directory, or its URI on remote storage."""
+        sync = self.writer.sync
+        return str(self.writer.path) if sync is None else sync.storage.uri
 
     def _step(self, message: Message, tg: TaskGroup) -> bool:
         self.dispatch.step("on_step_begin", self._iteration, self.core.get_trials())
@@ -272,7 +280,8 @@ class Driver:
                 return
 
     async def _flush(self, *, final: bool = False) -> None:
-        """Write what is buffered; ``final``: the run ended, so also snapshot the journal.
+        """Write what is buffered; ``final``: the run ended, so also snapshot the journal
+        and complete the uploads to remote storage.
 
         The final flush journals the searcher's and scheduler's states once more when
         events they were told of came after their last save, so the journal's snapshot
@@ -297,6 +306,8 @@ class Driver:
                     _log.warning("could not write the scheduler's files", error=str(exc))
         if final:
             await self.clock.run_sync(self._compact)
+        if final and self.writer.sync is not None:  # the snapshot is uploaded too
+            await self.clock.run_sync(self.writer.finish)
 
     def _compact(self) -> None:
         """Write the journal's snapshot; a failure only costs the next restore time."""
@@ -414,6 +425,8 @@ class Driver:
         elif isinstance(event, TrialErrored):
             assert trial is not None
             self.writer.error(trial_dir, trial.num_failures, event.ts, event.traceback)
+        elif isinstance(event, CheckpointSaved):
+            self.writer.checkpoint_recorded()
         elif isinstance(event, CheckpointDeleted):
             assert trial is not None
             self.writer.delete_checkpoint(trial_dir / event.dir_name)
@@ -546,6 +559,7 @@ class Driver:
             resources=trial.resources,
             checkpoint_index=trial.next_checkpoint_index,
             signing_key=self.signing_key,
+            storage=self.trial_storage,
         )
         failed: ErrorInfo
         launching = _Launching()

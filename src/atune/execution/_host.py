@@ -26,6 +26,7 @@ call hands back the results so far on a timer and the next ``train`` continues t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import threading
@@ -45,6 +46,7 @@ from atune.execution._protocol import (
     TrainOutcome,
 )
 from atune.stopper import dict_criteria_met, flatten_for_criteria
+from atune.storage._remote import fetch_checkpoint, localize_trial_dir, upload_checkpoint
 from atune.trainable._function import TrainableReturned
 from atune.trainable._session import TrialInfo
 from atune.trainable._trainable import (
@@ -108,6 +110,12 @@ class TrainableHost:
         self._ended = False
         self._set_started(None)
         try:
+            if info.storage is not None:  # remote storage: work in this node's scratch
+                info = dataclasses.replace(
+                    info, trial_dir=localize_trial_dir(info.storage, info.trial_dir)
+                )
+                if checkpoint_path is not None:
+                    checkpoint_path = fetch_checkpoint(info.storage, checkpoint_path)
             if info.trial_dir:
                 os.makedirs(info.trial_dir, exist_ok=True)
             if self._on_launch is not None:
@@ -249,7 +257,9 @@ class TrainableHost:
             trial_dir = trainable.logdir
             staged = new_staging_dir(trial_dir, index)
             trainable.save(staged)
-            name = os.path.basename(commit_checkpoint_dir(staged, trial_dir, index))
+            committed = commit_checkpoint_dir(staged, trial_dir, index)
+            upload_checkpoint(trainable._info.storage, committed)
+            name = os.path.basename(committed)
         except BaseException as exc:
             return SaveOutcome(error=ErrorInfo.from_exception(exc))
         last = trainable._last_result or {}

@@ -32,11 +32,21 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atune.errors import StorageError
-from atune.storage._layout import ERROR_FILE, JOURNAL_FILE, format_error_record
+from atune.storage._layout import (
+    ERROR_FILE,
+    JOURNAL_FILE,
+    PARAMS_FILE,
+    PROGRESS_FILE,
+    RESULT_FILE,
+    format_error_record,
+)
 from atune.storage._trial_files import ResultFiles, write_params
+
+if TYPE_CHECKING:
+    from atune.storage._remote import ExperimentSync
 
 __all__ = ["CHUNK_BYTES", "FLUSH_AT_BYTES", "ExperimentWriter", "create_journal"]
 
@@ -93,10 +103,14 @@ class ExperimentWriter:
 
     Args:
         experiment_path: The experiment directory (created by :meth:`flush` if missing).
+        sync: Remote storage only: uploads the directory (the driver's local mirror of
+            the experiment) after each flush (:class:`~atune.storage._remote.ExperimentSync`).
     """
 
-    def __init__(self, experiment_path: str) -> None:
+    def __init__(self, experiment_path: str, sync: ExperimentSync | None = None) -> None:
         self.path = Path(experiment_path)
+        self.sync = sync
+        self._urgent = False
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._journal: list[bytes] = []
@@ -141,13 +155,32 @@ class ExperimentWriter:
         with self._lock:
             self._deletions.append(checkpoint_dir)
 
+    def checkpoint_recorded(self) -> None:
+        """A checkpoint was journaled: with remote storage, the next flush uploads at once."""
+        self._urgent = True
+
     def close_trial(self, trial_dir: Path) -> None:
         """The trial ended: drop its in-memory file state after the next flush."""
         self._results.close(trial_dir)
 
     # -------------------------------------------------------------- thread side
+    def finish(self) -> None:
+        """Remote storage: upload everything the mirror holds that the storage lacks.
+
+        Called after the run's last :meth:`flush` (blocking; a no-op for local storage).
+
+        Raises:
+            StorageError: an upload failed.
+        """
+        if self.sync is not None:
+            with self._flush_lock:
+                self.sync.sync(final=True)
+
     def flush(self) -> None:
         """Write everything buffered so far (call from a worker thread).
+
+        With remote storage, what the flush wrote is then uploaded (when it is time, see
+        :class:`~atune.storage._remote.ExperimentSync`).
 
         Raises:
             StorageError: a file cannot be written; the message names it. When the
@@ -168,6 +201,7 @@ class ExperimentWriter:
                 # event before it buffers its row).
                 rows = self._results.take()
                 size, self._buffered = self._buffered, 0
+                urgent, self._urgent = self._urgent, False
             journal_path = self.path / JOURNAL_FILE
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
@@ -182,6 +216,7 @@ class ExperimentWriter:
                     self._errors[:0] = errors
                     self._deletions[:0] = deletions
                     self._buffered += size
+                    self._urgent = self._urgent or urgent
                 self._results.untake(rows)
                 raise _storage_error(journal_path, exc) from exc
             # Only now that the journal holds the newer checkpoint (fsynced above) may older
@@ -212,6 +247,28 @@ class ExperimentWriter:
                         failure.__cause__ = exc
             if failure is not None:
                 raise failure
+            if self.sync is not None:
+                self._sync(journal, params, rows[0], errors, deletions, urgent)
+
+    def _sync(
+        self,
+        journal: list[bytes],
+        params: list[tuple[Path, dict[str, Any]]],
+        rows: dict[Path, list[dict[str, Any]]],
+        errors: list[tuple[Path, str]],
+        deletions: list[Path],
+        urgent: bool,
+    ) -> None:
+        """Hand what this flush wrote to the remote sync, and let it upload (blocking)."""
+        assert self.sync is not None
+        changed: list[Path] = [self.path / JOURNAL_FILE] if journal else []
+        changed += [trial_dir / PARAMS_FILE for trial_dir, _ in params]
+        for trial_dir in rows:
+            changed += [trial_dir / RESULT_FILE, trial_dir / PROGRESS_FILE]
+        changed += [trial_dir / ERROR_FILE for trial_dir, _ in errors]
+        self.sync.changed(changed, urgent=urgent)
+        self.sync.deleted(deletions)
+        self.sync.sync()
 
 
 def _chunks(lines: list[bytes]) -> Iterator[bytes]:

@@ -27,6 +27,7 @@ from typing import Any
 from atune.errors import ConfigError
 from atune.execution._request import RESOURCES_ATTR
 from atune.storage._layout import parse_checkpoint_name
+from atune.storage._remote import upload_checkpoint
 from atune.trainable._checkpoint import Checkpoint
 from atune.trainable._greenlet_bridge import Suspendable, TrialStopped
 from atune.trainable._session import TrialInfo, _activate, _deactivate, _Session, _withdraw
@@ -159,6 +160,7 @@ class FunctionTrainable(Trainable):
         copy_tree(checkpoint.path, staged)
         _write_checkpoint_state(staged, state)
         final = commit_checkpoint_dir(staged, trial_dir, self._checkpoint_index)
+        upload_checkpoint(self._info.storage, final)  # remote storage: from this node
         committed = parse_checkpoint_name(os.path.basename(final))
         assert committed is not None, final
         self._checkpoint_index = committed + 1

@@ -23,6 +23,7 @@ from atune._log import get_logger
 
 if TYPE_CHECKING:
     from atune.execution.placement_groups import PlacementGroupFactory
+    from atune.storage._remote import TrialStorage
     from atune.trainable._checkpoint import Checkpoint
 
 __all__ = ["TrialInfo", "TuneContext", "get_checkpoint", "get_context", "report"]
@@ -45,6 +46,8 @@ class TrialInfo:
             the controller owns the numbering so indices are never reused across retries.
         signing_key: Key that signs and verifies pickled dict checkpoints (see
             ``atune._signing``); empty outside atune, where a per-process key is used.
+        storage: Remote storage only (:mod:`atune.storage._remote`): the runner works
+            in its node's scratch and uploads checkpoints there; None for local storage.
     """
 
     trial_id: str = "default"
@@ -54,6 +57,7 @@ class TrialInfo:
     resources: PlacementGroupFactory | None = None
     checkpoint_index: int = 0
     signing_key: bytes = b""
+    storage: TrialStorage | None = None
 
 
 class _Session:
