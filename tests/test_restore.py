@@ -591,9 +591,12 @@ def test_restore_retry_num_must_be_a_count(storage: str, monkeypatch: pytest.Mon
         ).fit()
 
 
-def test_restore_writes_the_rows_only_the_journal_holds(storage: str) -> None:
+def test_restore_writes_the_rows_only_the_journal_holds(
+    storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A driver killed after a flush's journal lines were durable but before its result rows
     were written: restoring the experiment writes those rows from the journal."""
+    monkeypatch.setenv("ATUNE_SNAPSHOT_MIN_BYTES", "0")  # the test removes the snapshot
     from atune.storage._layout import PROGRESS_FILE, RESULT_FILE
 
     grid = tune.Tuner(

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,22 @@ from atune._controller._snapshot import (
 )
 from atune._load import stored_result_grid
 from atune.config import CheckpointConfig, TuneConfig
+from atune.errors import ConfigError
 from atune.events import SchedulerStateSaved
 from atune.execution.placement_groups import PlacementGroupFactory
 from atune.schedulers import FIFOScheduler, PopulationBasedTraining, TrialScheduler
 from atune.search import SearchAlgorithm, Suggestion
 from atune.storage._layout import JOURNAL_FILE, SNAPSHOT_FILE, snapshot_staging_name
 from atune.storage._snapshot import read_snapshot, write_snapshot
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _snapshot_every_run() -> Iterator[None]:
+    """These experiments are small: snapshot them anyway (the default skips journals
+    under 16 MiB, whose replay is cheap)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ATUNE_SNAPSHOT_MIN_BYTES", "0")
+        yield
 
 
 # ----------------------------------------------------------------------- experiments
@@ -640,3 +651,34 @@ def test_a_restore_after_an_early_end_continues_through_the_snapshot_exactly(
     through, replayed = _restored_journals(stopped / NAME, tmp_path, "asha")
     assert sum(e["type"] == "result_reported" for e in _continued(through, before)) > 10
     assert through == replayed
+
+
+def test_a_small_run_writes_no_snapshot_by_default(
+    storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its journal replays in milliseconds: writing a snapshot would only lengthen fit().
+    monkeypatch.delenv("ATUNE_SNAPSHOT_MIN_BYTES")
+    grid = tune.Tuner(
+        _flaky,
+        param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(backend="local"),
+        run_config=tune.RunConfig(storage_path=storage, name="small", verbose=0),
+    ).fit()
+    assert not (Path(grid.experiment_path) / SNAPSHOT_FILE).exists()
+    monkeypatch.setenv("ATUNE_SNAPSHOT_MIN_BYTES", "100")
+    grid = tune.Tuner.restore(grid.experiment_path, _flaky).fit()
+    assert (Path(grid.experiment_path) / SNAPSHOT_FILE).exists()
+
+
+def test_a_bad_snapshot_threshold_fails_before_any_trial(
+    storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATUNE_SNAPSHOT_MIN_BYTES", "lots")
+    tuner = tune.Tuner(
+        _flaky,
+        tune_config=tune.TuneConfig(backend="local"),
+        run_config=tune.RunConfig(storage_path=storage, name="bad", verbose=0),
+    )
+    with pytest.raises(ConfigError, match=r"ATUNE_SNAPSHOT_MIN_BYTES.*'lots'"):
+        tuner.fit()
+    assert not list(Path(storage, "bad").glob("*/result.json"))

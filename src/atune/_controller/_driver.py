@@ -56,7 +56,7 @@ from atune._controller._messages import (
     TrainReturned,
 )
 from atune._controller._pool import RunnerPool, StartFailed
-from atune._controller._snapshot import SEARCH_TOLD, TOLD, compact
+from atune._controller._snapshot import SEARCH_TOLD, TOLD, compact, snapshot_min_bytes
 from atune._log import get_logger
 from atune._trial import Trial
 from atune.callback import Callback
@@ -155,6 +155,7 @@ class Driver:
         self._scheduler_told = False
         self._retry_waits: dict[str, anyio.CancelScope] = {}  # retries backing off
         self._storage_failure: StorageError | None = None
+        self._snapshot_min_bytes = snapshot_min_bytes()  # a bad value fails at the start
         self._warned_pause_without_checkpoint = False
 
     # ---------------------------------------------------------------------- run
@@ -312,7 +313,7 @@ class Driver:
     def _compact(self) -> None:
         """Write the journal's snapshot; a failure only costs the next restore time."""
         try:
-            compact(self.writer.path)
+            compact(self.writer.path, min_tail_bytes=self._snapshot_min_bytes)
         except (OSError, TuneError) as exc:
             _log.warning("could not write the journal's snapshot", error=str(exc))
 
