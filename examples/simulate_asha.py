@@ -9,7 +9,10 @@ seconds, and a rerun gives the same numbers.
 
 The plot (``simulate_asha.png``, needs the ``plot`` extra: ``pip install "atune[plot]"``)
 shows the best validation loss found so far against simulated hours. Add a scheduler
-with one line in ``SCHEDULERS`` (HyperBand, PBT).
+with one line in ``SCHEDULERS``. PBT mutates a trial's config as it exploits: its
+mutations here are lists of the table's own values (a list mutation moves to a
+neighbouring value or resamples one), so every config it explores has a curve in the
+table.
 
 Run it with ``python examples/simulate_asha.py``.
 """
@@ -24,10 +27,21 @@ from pathlib import Path
 from typing import Any
 
 import atune as tune
-from atune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
+from atune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    HyperBandScheduler,
+    MedianStoppingRule,
+    PopulationBasedTraining,
+    TrialScheduler,
+)
 from atune.simulator import LearningCurves, Simulator
 
 MAX_T = 81  # epochs in the table
+LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)  # the table's values of each key
+WIDTHS = (32, 64, 128, 256)
+DROPOUTS = (0.0, 0.1, 0.3, 0.5)
+BATCHES = (32, 128, 512)
 
 #: Name -> a new scheduler for one study (one line each; a scheduler is used once).
 SCHEDULERS: dict[str, Callable[[], TrialScheduler]] = {
@@ -36,7 +50,13 @@ SCHEDULERS: dict[str, Callable[[], TrialScheduler]] = {
     "MedianStoppingRule": lambda: MedianStoppingRule(
         time_attr="training_iteration", grace_period=5, min_samples_required=4
     ),
-    # "HyperBand": lambda: HyperBandScheduler(max_t=MAX_T, reduction_factor=3),
+    "HyperBand": lambda: HyperBandScheduler(max_t=MAX_T, reduction_factor=3),
+    "PBT": lambda: PopulationBasedTraining(
+        time_attr="training_iteration",
+        perturbation_interval=9,
+        hyperparam_mutations={"lr": list(LRS), "dropout": list(DROPOUTS)},
+        seed=0,
+    ),
 }
 
 
@@ -50,10 +70,10 @@ def benchmark_table(seed: int = 0) -> LearningCurves:
     """
     rng = random.Random(seed)
     rows = []
-    for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1):
-        for width in (32, 64, 128, 256):
-            for dropout in (0.0, 0.1, 0.3, 0.5):
-                for batch in (32, 128, 512):
+    for lr in LRS:
+        for width in WIDTHS:
+            for dropout in DROPOUTS:
+                for batch in BATCHES:
                     floor = (
                         0.08
                         + 0.06 * (math.log10(lr) + 2.5) ** 2

@@ -48,6 +48,39 @@ def flatten_dict(
         ConfigError: ``prevent_delimiter`` is set and a key contains ``delimiter``; the
             message names the key.
     """
+    if prevent_delimiter or flatten_list:
+        return _flatten_checked(d, delimiter, prevent_delimiter, flatten_list)
+    # The common case (every result, several times): no checks, no closure, and the types
+    # of metrics (numbers, strings) decided by one set lookup.
+    out: dict[Any, Any] = {}
+    for key, value in d.items():
+        if type(value) in _LEAVES or not _is_mapping(value):
+            out[key] = value  # a top-level leaf keeps its key as is
+        else:
+            _flatten_into(out, str(key), value, delimiter)
+    return out
+
+
+#: Types that are leaves for certain (checked by identity, before the slower checks).
+_LEAVES = frozenset({int, float, str, bool, type(None)})
+
+
+def _flatten_into(
+    out: dict[Any, Any], prefix: str, mapping: Mapping[Any, Any], delimiter: str
+) -> None:
+    """Add the leaves of ``mapping`` to ``out``, their paths under ``prefix``."""
+    for key, value in mapping.items():
+        path = f"{prefix}{delimiter}{key}"
+        if type(value) in _LEAVES or not _is_mapping(value):
+            out[path] = value
+        else:
+            _flatten_into(out, path, value, delimiter)
+
+
+def _flatten_checked(
+    d: Mapping[Any, Any], delimiter: str, prevent_delimiter: bool, flatten_list: bool
+) -> dict[Any, Any]:
+    """:func:`flatten_dict` with ``prevent_delimiter`` or ``flatten_list``."""
     out: dict[Any, Any] = {}
 
     def walk(prefix: str | None, value: Any, key: Any) -> None:
@@ -68,15 +101,14 @@ def flatten_dict(
             out[path] = value
 
     for key, value in d.items():
-        if prevent_delimiter or flatten_list or _is_mapping(value):
-            walk(None, value, key)
-        else:  # a top-level leaf: the common case of a result's metrics
-            out[key] = value
+        walk(None, value, key)
     return out
 
 
 def _is_mapping(value: Any) -> bool:
     # Numbers and strings first: the ABC check is slow, and metrics are mostly numbers.
+    if type(value) is dict:
+        return True
     if isinstance(value, (int, float, str)):
         return False
     return isinstance(value, Mapping)

@@ -276,3 +276,63 @@ def test_driver_killed_mid_run_restore_continues_the_rungs(storage: str) -> None
     results = tune.Tuner.restore(str(Path(storage, "asha")), constant_score).fit()
     assert results.num_errors == 0
     assert _finals(results) == EXPECTED_FINALS
+
+
+@pytest.mark.parametrize("reduction_factor", [2, 3, 4, 5, 1.5, 7.3])
+def test_rung_cutoff_is_numpys_percentile_to_the_bit(reduction_factor: float) -> None:
+    """The cutoff (kept sorted per rung, computed in Python) is the float np.percentile gives.
+
+    Random scores with ties, duplicates, zeros of both signs and infinities, for every rung
+    size up to 300: decisions at a tie with the cutoff depend on the last bit.
+    """
+    import random
+
+    import numpy as np
+
+    from atune.schedulers.async_hyperband import _Bracket, _percentile
+
+    rng = random.Random(7)
+    q = _Bracket([1.0], reduction_factor, True).quantile
+    pool = [0.0, -0.0, 1.0, -1.0, 0.1, 1 / 3, math.inf, -math.inf, 1e300, -1e-300]
+    values: list[float] = []
+    for _ in range(300):
+        draw = rng.random()
+        if draw < 0.2:
+            values.append(rng.choice(pool))
+        elif draw < 0.3 and values:
+            values.append(rng.choice(values))
+        else:
+            values.append(rng.uniform(-5, 5))
+        with np.errstate(invalid="ignore"):
+            expected = float(np.percentile(values, q))
+        got = _percentile(sorted(values), q)
+        assert got is not None
+        assert got == expected or (math.isnan(got) and math.isnan(expected)), (values, q)
+    assert _percentile([], q) is None
+
+
+def test_rung_records_survive_set_state_with_their_sorted_scores() -> None:
+    """A scheduler restored from ``get_state`` cuts off exactly as the original (NaN too)."""
+
+    class _Trial:
+        def __init__(self, trial_id: str) -> None:
+            self.trial_id = trial_id
+
+    def decide(scheduler: ASHAScheduler, trial_id: str, score: float) -> str:
+        trial: Any = _Trial(trial_id)
+        scheduler.on_trial_add(None, trial)
+        return scheduler.on_trial_result(None, trial, {"training_iteration": 1, "m": score})
+
+    def make() -> ASHAScheduler:
+        return ASHAScheduler(metric="m", mode="max", max_t=9, grace_period=1, reduction_factor=3)
+
+    original = make()
+    for number, score in enumerate([5.0, math.nan, 2.0, 8.0, 0.0, 6.0]):
+        decide(original, f"t{number}", score)
+    copy = make()
+    copy.set_state(json.loads(json.dumps(original.get_state())))
+    # Rung 1 holds 0, 2, 5, 6, 8 (and a NaN, ignored): the cutoffs are 5.667, 5.333, 6.
+    for scheduler in (original, copy):
+        decisions = [decide(scheduler, f"n{n}", s) for n, s in enumerate([4.0, 7.0, 6.0])]
+        assert decisions == [TrialScheduler.STOP, TrialScheduler.CONTINUE, TrialScheduler.CONTINUE]
+    assert repr(copy.rungs()) == repr(original.rungs())

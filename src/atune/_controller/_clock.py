@@ -15,7 +15,8 @@ A clock offers:
   after it is entered (anyio's ``move_on_after`` on this clock's time);
 * ``await run_sync(func, *args)``: run blocking work (a journal flush, a cluster query)
   in a worker thread. It is part of the clock because in virtual time such work is
-  *activity*: the virtual clock does not jump while a thread started this way runs.
+  *activity*: the virtual clock does not jump while a thread started this way runs
+  (unless ``holds_time=False``: work nothing waits for, such as writing the journal).
 
 The virtual clock follows trio's ``MockClock`` with ``autojump_threshold=0``: time stands
 still while any task can run, and when every task is blocked it jumps straight to the
@@ -70,8 +71,12 @@ class Clock(Protocol):
         """A cancel scope cancelled ``seconds`` after it is entered (see anyio's)."""
         ...
 
-    async def run_sync(self, func: Callable[..., T], *args: Any) -> T:
-        """Run blocking ``func(*args)`` in a worker thread and return its result."""
+    async def run_sync(self, func: Callable[..., T], *args: Any, holds_time: bool = True) -> T:
+        """Run blocking ``func(*args)`` in a worker thread and return its result.
+
+        ``holds_time=False`` marks work that nothing deterministic waits for (writing the
+        journal behind the run): a virtual clock does not stand still for it.
+        """
         ...
 
 
@@ -96,8 +101,8 @@ class WallClock:
         """:func:`anyio.move_on_after`."""
         return anyio.move_on_after(seconds, shield=shield)
 
-    async def run_sync(self, func: Callable[..., T], *args: Any) -> T:
-        """:func:`anyio.to_thread.run_sync`."""
+    async def run_sync(self, func: Callable[..., T], *args: Any, holds_time: bool = True) -> T:
+        """:func:`anyio.to_thread.run_sync` (``holds_time`` means nothing in real time)."""
         return await anyio.to_thread.run_sync(func, *args)
 
 
@@ -114,6 +119,11 @@ class _Timer:
 
     def __lt__(self, other: _Timer) -> bool:
         return (self.deadline, self.seq) < (other.deadline, other.seq)
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():  # a sleep cancelled meanwhile has a cancelled future
+        future.set_result(None)
 
 
 class VirtualClock:
@@ -145,7 +155,7 @@ class VirtualClock:
         self._timers: list[_Timer] = []
         self._seq = itertools.count()
         self._in_threads = 0
-        self._changed: anyio.Event | None = None
+        self._changed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cm: AbstractAsyncContextManager[VirtualClock] | None = None
 
@@ -172,10 +182,13 @@ class VirtualClock:
             return
         if math.isinf(seconds):
             await anyio.sleep_forever()
-        woken = anyio.Event()
-        timer = self._add(self._now + seconds, woken.set)
+        # A bare asyncio future, not an anyio.Event: a simulated study sleeps once per
+        # result, and anyio's Event costs a backend look-up and a wrapper each time. A
+        # cancel scope cancels the wait as any asyncio await (it cancels the task).
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        timer = self._add(self._now + seconds, lambda: _wake(woken))
         try:
-            await woken.wait()
+            await woken
         finally:
             timer.cancelled = True
 
@@ -190,8 +203,16 @@ class VirtualClock:
                 if timer is not None:
                     timer.cancelled = True
 
-    async def run_sync(self, func: Callable[..., T], *args: Any) -> T:
-        """Run ``func(*args)`` in a worker thread; the clock stands still meanwhile."""
+    async def run_sync(self, func: Callable[..., T], *args: Any, holds_time: bool = True) -> T:
+        """Run ``func(*args)`` in a worker thread; the clock stands still meanwhile.
+
+        With ``holds_time=False`` it does not: the clock goes on jumping while the thread
+        runs, so the call returns at a virtual time that depends on how long the thread
+        took. Only for work whose completion decides nothing (the driver writes the
+        journal behind the run this way: a simulation does not wait for the disk).
+        """
+        if not holds_time:
+            return await anyio.to_thread.run_sync(func, *args)
         self._in_threads += 1
         try:
             return await anyio.to_thread.run_sync(func, *args)
@@ -242,12 +263,14 @@ class VirtualClock:
         idle_checks = 0
         while True:
             if self._in_threads or self._next_deadline() is None:
-                self._changed = anyio.Event()
+                self._changed = asyncio.Event()
                 await self._changed.wait()
                 self._changed = None
                 idle_checks = 0
                 continue
-            await anyio.lowlevel.cancel_shielded_checkpoint()
+            # One cycle of the loop (what anyio's checkpoint does on asyncio, without its
+            # cancel scope: this task is only ever cancelled as the clock is left).
+            await asyncio.sleep(0)
             # Twice in a row, with one loop cycle between: a task woken by the first
             # cycle's I/O or timers has had its turn too.
             idle_checks = idle_checks + 1 if self._loop_idle() else 0

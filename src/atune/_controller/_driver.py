@@ -242,11 +242,12 @@ class Driver:
         # (a trial it created, which the searcher's snapshot counts) out of the journal.
         for event in events:
             self._record(event)
-        trials = self.core.get_trials()
-        for event in events:
-            trial_id = getattr(event, "trial_id", None)
-            trial = None if trial_id is None else self.core.trials[trial_id]
-            self.dispatch.event(event, self._iteration, trials, trial)
+        if self.dispatch.callbacks:  # none (verbose=0): no hook calls to build
+            trials = self.core.get_trials()
+            for event in events:
+                trial_id = getattr(event, "trial_id", None)
+                trial = None if trial_id is None else self.core.trials[trial_id]
+                self.dispatch.event(event, self._iteration, trials, trial)
         self._iteration += 1
         self.dispatch.step("on_step_end", self._iteration, self.core.get_trials())
         for trial_id, wait in self._retry_waits.items():

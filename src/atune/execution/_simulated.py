@@ -22,8 +22,10 @@ resumed by ``Tuner.restore``, continues its curve from there.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -74,6 +76,58 @@ class SimulatedBackend(Backend):
         self.clock = clock
         # Checkpoints this run wrote: path -> state (read from disk when not here).
         self.checkpoints: dict[str, dict[str, Any]] = {}
+        self._writes: list[_Write] = []  # checkpoints waiting for the next thread call
+        self._writing = False  # a thread call is writing checkpoints now
+        self._date: tuple[float, str] = (math.nan, "")  # the last result's time and date
+
+    async def write_checkpoint(self, path: str, state: dict[str, Any]) -> None:
+        """Write one checkpoint in a worker thread, with any others due meanwhile.
+
+        Trials that end together save together: the first save's call writes its
+        checkpoint in a worker thread, and the saves that arrive while that thread runs
+        are written by one more call after it, and so on (a group commit), rather than by
+        one worker-thread round trip each. The clock stands still while a thread runs, so
+        when each save returns (its deadline, see :meth:`SimulatedRunner._in_thread`) does
+        not depend on which call wrote it. The waits are shielded, as a thread call is:
+        a save that began ends with its checkpoint written (or its error).
+
+        Raises:
+            OSError: this checkpoint could not be written.
+        """
+        write = _Write(path, state)
+        self._writes.append(write)
+        with anyio.CancelScope(shield=True):
+            if self._writing:
+                await write.done.wait()
+            else:
+                self._writing = True
+                batch: list[_Write] = []
+                try:
+                    while self._writes:
+                        batch, self._writes = self._writes, []
+                        errors = await self.clock.run_sync(_write_checkpoints, batch)
+                        for done, error in zip(batch, errors, strict=True):
+                            done.error = error
+                            done.done.set()
+                finally:
+                    self._writing = False
+                    # Only if the thread call itself failed: nobody is left waiting.
+                    for left in (*batch, *self._writes):
+                        if not left.done.is_set():
+                            left.error = OSError("the simulated checkpoint was not written")
+                            left.done.set()
+                    self._writes = []
+        if write.error is not None:
+            raise write.error
+
+    def date(self, now: float) -> str:
+        """``now`` as a result's ``date`` (the last one is kept: trials report together)."""
+        if self._date[0] != now:
+            self._date = (
+                now,
+                _dt.datetime.fromtimestamp(now, _dt.timezone.utc).strftime("%Y-%m-%d_%H-%M-%S"),
+            )
+        return self._date[1]
 
     async def setup(self) -> None:
         return None
@@ -107,14 +161,16 @@ class SimulatedRunner:
         self._next: tuple[int, tuple[dict[str, Any], float] | None] | None = None
         self._ended = False  # the trial it serves reported its last result here
         self._current: list[dict[str, Any]] = []  # results of the train call in progress
-        self._last_call = anyio.Event()
+        # asyncio's Event rather than anyio's (a simulation is asyncio-only, see
+        # VirtualClock): one is made per call, and anyio's costs several times more.
+        self._last_call = asyncio.Event()
         self._last_call.set()
         self._queued: set[anyio.CancelScope] = set()
 
     # ------------------------------------------------------------ call sequencing
-    async def _in_turn(self) -> anyio.Event:
+    async def _in_turn(self) -> asyncio.Event:
         """Submit a call: wait until the calls submitted before it have returned."""
-        before, self._last_call = self._last_call, anyio.Event()
+        before, self._last_call = self._last_call, asyncio.Event()
         mine = self._last_call
         if before.is_set() and not self.killed:  # nothing ahead of it: no wait
             return mine
@@ -230,7 +286,7 @@ class SimulatedRunner:
         result.setdefault("timestamp", int(now))
         result.update(
             trial_id=self.trial_id,
-            date=_dt.datetime.fromtimestamp(now, _dt.timezone.utc).strftime("%Y-%m-%d_%H-%M-%S"),
+            date=self.backend.date(now),
             time_this_iter_s=seconds,
             time_total_s=self._time_total,
             pid=0,
@@ -268,7 +324,10 @@ class SimulatedRunner:
             path = os.path.join(self._trial_dir, dir_name)
             state = {"training_iteration": self._iteration, "time_total_s": self._time_total}
             try:
-                await self._in_thread(self.backend.simulator.save_s, _write_checkpoint, path, state)
+                with self.backend.clock.move_on_after(self.backend.simulator.save_s):
+                    # Returns at that deadline, not when the write is done: see _in_thread.
+                    await self.backend.write_checkpoint(path, state)
+                    await anyio.sleep_forever()
             except OSError as exc:
                 return SaveOutcome(error=ErrorInfo.from_exception(exc))
             self.backend.checkpoints[path] = state
@@ -318,6 +377,31 @@ class SimulatedRunner:
         self.killed = True
         for waiting in list(self._queued):
             waiting.cancel()
+
+
+class _Write:
+    """A checkpoint to write (see :meth:`SimulatedBackend.write_checkpoint`)."""
+
+    __slots__ = ("done", "error", "path", "state")
+
+    def __init__(self, path: str, state: dict[str, Any]) -> None:
+        self.path = path
+        self.state = state
+        self.done = asyncio.Event()
+        self.error: OSError | None = None
+
+
+def _write_checkpoints(writes: list[_Write]) -> list[OSError | None]:
+    """Write each checkpoint; what each write raised (None: written)."""
+    errors: list[OSError | None] = []
+    for write in writes:
+        try:
+            _write_checkpoint(write.path, write.state)
+        except OSError as exc:
+            errors.append(exc)
+        else:
+            errors.append(None)
+    return errors
 
 
 def _write_checkpoint(path: str, state: dict[str, Any]) -> None:
