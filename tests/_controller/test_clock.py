@@ -60,21 +60,6 @@ async def test_virtual_time_stands_still_while_run_sync_work_is_in_a_thread() ->
         assert seen == [0.0]
 
 
-async def test_virtual_time_goes_on_while_work_that_holds_no_time_is_in_a_thread() -> None:
-    """``holds_time=False`` (the journal written behind a simulation): the clock jumps."""
-    async with VirtualClock() as clock:
-        seen: list[float] = []
-
-        async def background_work() -> None:
-            await clock.run_sync(time.sleep, 0.05, holds_time=False)
-            seen.append(clock.monotonic())
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(clock.sleep, 1.0)
-            tg.start_soon(background_work)
-        assert seen == [1.0]
-
-
 async def test_virtual_move_on_after_cancels_at_the_virtual_deadline() -> None:
     async with VirtualClock() as clock:
         with clock.move_on_after(2.0) as scope:

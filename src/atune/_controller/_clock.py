@@ -15,8 +15,7 @@ A clock offers:
   after it is entered (anyio's ``move_on_after`` on this clock's time);
 * ``await run_sync(func, *args)``: run blocking work (a journal flush, a cluster query)
   in a worker thread. It is part of the clock because in virtual time such work is
-  *activity*: the virtual clock does not jump while a thread started this way runs
-  (unless ``holds_time=False``: work nothing waits for, such as writing the journal).
+  *activity*: the virtual clock does not jump while a thread started this way runs.
 
 The virtual clock follows trio's ``MockClock`` with ``autojump_threshold=0``: time stands
 still while any task can run, and when every task is blocked it jumps straight to the
@@ -71,12 +70,8 @@ class Clock(Protocol):
         """A cancel scope cancelled ``seconds`` after it is entered (see anyio's)."""
         ...
 
-    async def run_sync(self, func: Callable[..., T], *args: Any, holds_time: bool = True) -> T:
-        """Run blocking ``func(*args)`` in a worker thread and return its result.
-
-        ``holds_time=False`` marks work that nothing deterministic waits for (writing the
-        journal behind the run): a virtual clock does not stand still for it.
-        """
+    async def run_sync(self, func: Callable[..., T], *args: Any) -> T:
+        """Run blocking ``func(*args)`` in a worker thread and return its result."""
         ...
 
 
@@ -101,8 +96,8 @@ class WallClock:
         """:func:`anyio.move_on_after`."""
         return anyio.move_on_after(seconds, shield=shield)
 
-    async def run_sync(self, func: Callable[..., T], *args: Any, holds_time: bool = True) -> T:
-        """:func:`anyio.to_thread.run_sync` (``holds_time`` means nothing in real time)."""
+    async def run_sync(self, func: Callable[..., T], *args: Any) -> T:
+        """:func:`anyio.to_thread.run_sync`."""
         return await anyio.to_thread.run_sync(func, *args)
 
 
@@ -203,16 +198,8 @@ class VirtualClock:
                 if timer is not None:
                     timer.cancelled = True
 
-    async def run_sync(self, func: Callable[..., T], *args: Any, holds_time: bool = True) -> T:
-        """Run ``func(*args)`` in a worker thread; the clock stands still meanwhile.
-
-        With ``holds_time=False`` it does not: the clock goes on jumping while the thread
-        runs, so the call returns at a virtual time that depends on how long the thread
-        took. Only for work whose completion decides nothing (the driver writes the
-        journal behind the run this way: a simulation does not wait for the disk).
-        """
-        if not holds_time:
-            return await anyio.to_thread.run_sync(func, *args)
+    async def run_sync(self, func: Callable[..., T], *args: Any) -> T:
+        """Run ``func(*args)`` in a worker thread; the clock stands still meanwhile."""
         self._in_threads += 1
         try:
             return await anyio.to_thread.run_sync(func, *args)
