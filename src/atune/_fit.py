@@ -22,6 +22,7 @@ from atune._controller._pool import RunnerPool
 from atune._controller._restore import RestorePlan, reconcile_disk, replay
 from atune._controller._retention import rank_checkpoints
 from atune._controller._warm import WarmPlace, WarmRunners, idle_timeout_s, trainable_identity
+from atune._env import env_number
 from atune._gc import collection_paused
 from atune._log import get_logger
 from atune._progress import ProgressReporter
@@ -192,18 +193,7 @@ def _restore_retries() -> int:
     Raises:
         ConfigError: the variable is set to something other than a whole number >= 0.
     """
-    raw = os.environ.get("TUNE_RESTORE_RETRY_NUM", "").strip()
-    if not raw:
-        return 0
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ConfigError(
-            f"TUNE_RESTORE_RETRY_NUM must be a whole number >= 0, got {raw!r}", value=raw
-        )
-    return value
+    return env_number("TUNE_RESTORE_RETRY_NUM", 0, int, lambda v: v >= 0, "a whole number >= 0")
 
 
 async def run_experiment(

@@ -14,13 +14,12 @@ setting alone).
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from atune.errors import ConfigError
+from atune._env import env_number
 
 __all__ = ["ENV_VAR", "short_switch_interval"]
 
@@ -33,20 +32,13 @@ _restore: tuple[float, float] | None = None  # (previous value, value set by atu
 
 
 def _target() -> float:
-    raw = os.environ.get(ENV_VAR)
-    if raw is None or not raw.strip():
-        return _DEFAULT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0.0:  # also rejects nan
-        raise ConfigError(
-            f"{ENV_VAR} must be a number of seconds >= 0 (0 leaves the GIL switch "
-            f"interval alone), got {raw!r}",
-            value=raw,
-        )
-    return value
+    return env_number(
+        ENV_VAR,
+        _DEFAULT_S,
+        float,
+        lambda v: v >= 0.0,  # also rejects nan
+        "a number of seconds >= 0 (0 leaves the GIL switch interval alone)",
+    )
 
 
 @contextmanager

@@ -17,16 +17,15 @@ told about), restore reads the whole journal instead (:func:`needs_full_history`
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from atune._controller._core import ControllerCore, CorePolicy
 from atune._controller._restore import History
+from atune._env import env_number
 from atune._gc import collection_paused
 from atune._trial import CheckpointRecord, Trial
-from atune.errors import ConfigError
 from atune.events import (
     CallbackStateSaved,
     Event,
@@ -348,18 +347,9 @@ def snapshot_min_bytes() -> int:
     Raises:
         ConfigError: The variable is set to something other than a whole number >= 0.
     """
-    raw = os.environ.get(MIN_BYTES_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MIN_BYTES
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ConfigError(
-            f"{MIN_BYTES_ENV} must be a whole number of bytes >= 0, got {raw!r}", value=raw
-        )
-    return value
+    return env_number(
+        MIN_BYTES_ENV, DEFAULT_MIN_BYTES, int, lambda v: v >= 0, "a whole number of bytes >= 0"
+    )
 
 
 def compact(experiment_path: Path, *, min_tail_bytes: int = 1) -> None:

@@ -41,7 +41,6 @@ experiment (and the task group) that started it. They are tracked here and await
 from __future__ import annotations
 
 import asyncio
-import os
 import types
 from collections.abc import AsyncGenerator, Hashable
 from dataclasses import dataclass
@@ -49,8 +48,8 @@ from typing import Any
 
 import anyio
 
+from atune._env import env_number
 from atune._log import get_logger
-from atune.errors import ConfigError
 from atune.execution._allocator import Allocator, Lease
 from atune.execution._protocol import Runner
 from atune.trainable._function import FunctionTrainable
@@ -86,18 +85,13 @@ def idle_timeout_s() -> float:
     Raises:
         ConfigError: The variable is set to something other than a number >= 0.
     """
-    raw = os.environ.get(IDLE_TIMEOUT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_IDLE_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):  # also rejects nan
-        raise ConfigError(
-            f"{IDLE_TIMEOUT_ENV} must be a number of seconds >= 0, got {raw!r}", value=raw
-        )
-    return value
+    return env_number(
+        IDLE_TIMEOUT_ENV,
+        DEFAULT_IDLE_TIMEOUT_S,
+        float,
+        lambda v: 0 <= v < float("inf"),
+        "a number of seconds >= 0",
+    )
 
 
 class TrainableIdentity:

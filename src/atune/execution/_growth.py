@@ -28,11 +28,11 @@ Three settings, read when ``fit()`` starts:
 
 from __future__ import annotations
 
-import math
 import os
 
 import anyio
 
+from atune._env import env_number
 from atune._log import get_logger
 from atune.errors import ConfigError
 from atune.execution._allocator import Allocator
@@ -96,19 +96,13 @@ def pending_timeout_s() -> float:
     Raises:
         ConfigError: The variable is set to something other than a number > 0.
     """
-    raw = os.environ.get(PENDING_TIMEOUT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_PENDING_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not value > 0:  # also rejects nan
-        raise ConfigError(
-            f"{PENDING_TIMEOUT_ENV} must be a number of seconds > 0 (or inf), got {raw!r}",
-            value=raw,
-        )
-    return value
+    return env_number(
+        PENDING_TIMEOUT_ENV,
+        DEFAULT_PENDING_TIMEOUT_S,
+        float,
+        lambda v: v > 0,
+        "a number of seconds > 0 (or inf)",
+    )
 
 
 def max_pending_trials(search: SearchAlgorithm) -> int:
@@ -120,18 +114,10 @@ def max_pending_trials(search: SearchAlgorithm) -> int:
     Raises:
         ConfigError: The variable is set to something other than ``auto`` or an int >= 0.
     """
-    raw = os.environ.get(MAX_PENDING_TRIALS_ENV, "").strip()
-    if raw and raw != "auto":
-        try:
-            value = int(raw)
-        except ValueError:
-            value = -1
-        if value < 0:
-            raise ConfigError(
-                f"{MAX_PENDING_TRIALS_ENV} must be 'auto' or a whole number >= 0, got {raw!r}",
-                value=raw,
-            )
-        return value
+    if os.environ.get(MAX_PENDING_TRIALS_ENV, "").strip() not in ("", "auto"):
+        return env_number(
+            MAX_PENDING_TRIALS_ENV, 0, int, lambda v: v >= 0, "'auto' or a whole number >= 0"
+        )
     if isinstance(search, BasicVariantGenerator):
         return _AUTO_PENDING_TRIALS
     searcher = getattr(search, "searcher", None)
