@@ -370,20 +370,15 @@ def compact(experiment_path: Path, *, min_tail_bytes: int = 1) -> None:
     except FileNotFoundError:
         size = 0
     min_tail_bytes = max(1, min_tail_bytes, size // 4)
-    if size == 0:
-        try:
-            if (experiment_path / JOURNAL_FILE).stat().st_size < min_tail_bytes:
-                return  # a small journal: replaying it is cheap
-        except FileNotFoundError:
-            return
-    covered = snapshot_offset(experiment_path)
+    # Without a snapshot, the whole journal is the tail (a small one replays cheaply).
+    covered = 0 if size == 0 else snapshot_offset(experiment_path)
     if covered is not None:
         try:
             grown = (experiment_path / JOURNAL_FILE).stat().st_size - covered
         except FileNotFoundError:
             grown = 0
         if 0 <= grown < min_tail_bytes:
-            return  # not worth decoding the snapshot to find out (the common restore)
+            return  # not worth decoding the journal to find out (the common restore)
     snapshot = take_snapshot(experiment_path, min_tail_bytes=min_tail_bytes)
     if snapshot is not None:
         write_snapshot(experiment_path, snapshot)
