@@ -82,6 +82,19 @@ async def test_a_cancelled_virtual_sleep_leaves_no_timer_behind() -> None:
         assert clock.monotonic() == 1.0
 
 
+async def test_virtual_call_later_runs_at_its_deadline_unless_cancelled() -> None:
+    async with VirtualClock() as clock:
+        ran: list[tuple[str, float]] = []
+        clock.call_later(3.0, lambda: ran.append(("later", clock.monotonic())))
+        clock.call_later(1.0, lambda: ran.append(("sooner", clock.monotonic())))
+        cancelled = clock.call_later(2.0, lambda: ran.append(("cancelled", clock.monotonic())))
+        cancelled.cancel()
+        await clock.sleep(5.0)
+        assert ran == [("sooner", 1.0), ("later", 3.0)]
+        with pytest.raises(ValueError, match="-1"):
+            clock.call_later(-1, lambda: None)
+
+
 async def test_virtual_clock_jump_and_bad_lengths() -> None:
     clock = VirtualClock(start=10.0, epoch=0.0)
     clock.jump(5.0)
@@ -102,3 +115,11 @@ async def test_the_wall_clock_is_real_time() -> None:
         await clock.sleep(10)
     assert scope.cancelled_caught
     assert await clock.run_sync(sum, [1, 2]) == 3
+    ran = anyio.Event()
+    cancelled: list[str] = []
+    clock.call_later(0.01, ran.set)
+    clock.call_later(0.01, lambda: cancelled.append("ran")).cancel()
+    with anyio.fail_after(10):
+        await ran.wait()
+    await clock.sleep(0.05)  # past the cancelled one's time
+    assert cancelled == []

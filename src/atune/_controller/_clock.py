@@ -13,6 +13,9 @@ A clock offers:
 * ``await sleep(seconds)``: wait that long (a cancellable checkpoint even for 0);
 * ``move_on_after(seconds, shield=...)``: a cancel scope that is cancelled that long
   after it is entered (anyio's ``move_on_after`` on this clock's time);
+* ``call_later(seconds, callback)``: run a plain callback on the event loop that long
+  from now, cancellable (asyncio's ``call_later`` on this clock's time): a timer that
+  costs no task;
 * ``await run_sync(func, *args)``: run blocking work (a journal flush, a cluster query)
   in a worker thread. It is part of the clock because in virtual time such work is
   *activity*: the virtual clock does not jump while a thread started this way runs.
@@ -44,9 +47,17 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-__all__ = ["Clock", "VirtualClock", "WallClock"]
+__all__ = ["Cancellable", "Clock", "VirtualClock", "WallClock"]
 
 T = TypeVar("T")
+
+
+class Cancellable(Protocol):
+    """A pending :meth:`Clock.call_later` callback."""
+
+    def cancel(self) -> None:
+        """Do not run the callback (nothing happens if it ran already)."""
+        ...
 
 
 class Clock(Protocol):
@@ -68,6 +79,10 @@ class Clock(Protocol):
         self, seconds: float, *, shield: bool = False
     ) -> AbstractContextManager[anyio.CancelScope]:
         """A cancel scope cancelled ``seconds`` after it is entered (see anyio's)."""
+        ...
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Cancellable:
+        """Run ``callback()`` on the event loop ``seconds`` from now, unless cancelled."""
         ...
 
     async def run_sync(self, func: Callable[..., T], *args: Any) -> T:
@@ -96,6 +111,10 @@ class WallClock:
         """:func:`anyio.move_on_after`."""
         return anyio.move_on_after(seconds, shield=shield)
 
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Cancellable:
+        """The running loop's :meth:`asyncio.loop.call_later`."""
+        return asyncio.get_running_loop().call_later(seconds, callback)
+
     async def run_sync(self, func: Callable[..., T], *args: Any) -> T:
         """:func:`anyio.to_thread.run_sync`."""
         return await anyio.to_thread.run_sync(func, *args)
@@ -106,7 +125,7 @@ class _Timer:
 
     __slots__ = ("cancelled", "deadline", "fire", "seq")
 
-    def __init__(self, deadline: float, seq: int, fire: Callable[[], None]) -> None:
+    def __init__(self, deadline: float, seq: int, fire: Callable[[], object]) -> None:
         self.deadline = deadline
         self.seq = seq
         self.fire = fire
@@ -114,6 +133,9 @@ class _Timer:
 
     def __lt__(self, other: _Timer) -> bool:
         return (self.deadline, self.seq) < (other.deadline, other.seq)
+
+    def cancel(self) -> None:
+        self.cancelled = True
 
 
 def _wake(future: asyncio.Future[None]) -> None:
@@ -198,6 +220,16 @@ class VirtualClock:
                 if timer is not None:
                     timer.cancelled = True
 
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Cancellable:
+        """Run ``callback()`` when the clock reaches ``monotonic() + seconds``.
+
+        Raises:
+            ValueError: ``seconds`` is negative or NaN.
+        """
+        if not seconds >= 0:
+            raise ValueError(f"delay must be >= 0, got {seconds!r}")
+        return self._add(self._now + seconds, callback)
+
     async def run_sync(self, func: Callable[..., T], *args: Any) -> T:
         """Run ``func(*args)`` in a worker thread; the clock stands still meanwhile."""
         self._in_threads += 1
@@ -226,7 +258,7 @@ class VirtualClock:
                 timer.cancelled = True
                 timer.fire()
 
-    def _add(self, deadline: float, fire: Callable[[], None]) -> _Timer:
+    def _add(self, deadline: float, fire: Callable[[], object]) -> _Timer:
         timer = _Timer(deadline, next(self._seq), fire)
         heapq.heappush(self._timers, timer)
         self._poke()
