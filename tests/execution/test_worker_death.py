@@ -246,7 +246,10 @@ def _fit(storage: str, param_space: dict[str, Any], max_failures: int) -> tuple[
         ("exit", ["exited with code 3", "os._exit"]),
         ("SIGKILL", ["SIGKILL", "elimination"]),
         ("SIGTERM", ["received SIGTERM"]),
-        ("SIGHUP", ["received SIGHUP"]),
+        # A catchable signal whose default action kills. Not SIGHUP: Ray's workers inherit
+        # its disposition from the process that started Ray, and under ``nohup`` they
+        # ignore it (and live on, reporting forever).
+        ("SIGUSR2", ["received SIGUSR2"]),
         ("segv", ["crashed: Fatal Python error: Segmentation fault"]),
     ],
 )
