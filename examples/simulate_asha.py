@@ -162,9 +162,14 @@ def plot(results: dict[str, tuple[tune.ResultGrid, BestSoFar]], path: str | Path
     figure.savefig(path, dpi=120)
 
 
-def main(num_samples: int = 100, workers: int = 8, out: str | Path = "simulate_asha.png") -> Any:
+def main(
+    num_samples: int = 100,
+    workers: int = 8,
+    out: str | Path = "simulate_asha.png",
+    storage: str | None = None,
+) -> Any:
     """Compare, print a summary, save the plot; returns the per-scheduler results."""
-    results = compare(num_samples=num_samples, workers=workers)
+    results = compare(num_samples=num_samples, workers=workers, storage=storage)
     for name, (grid, trace) in results.items():
         epochs = sum(r.metrics["training_iteration"] for r in grid)
         hours, best = trace.points[-1]

@@ -31,16 +31,25 @@ def report_with_checkpoint(i: int, metrics: dict[str, Any], *, marker: str | Non
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 
-def json_checkpoint(data: dict[str, Any], name: str = "data.json") -> tune.Checkpoint:
-    """A checkpoint in a new temporary directory holding ``data`` as the JSON file ``name``."""
-    directory = tempfile.mkdtemp(prefix="atune-test-ckpt-")
-    with open(os.path.join(directory, name), "w") as f:
-        json.dump(data, f)
-    return tune.Checkpoint.from_directory(directory)
+def report_json(
+    metrics: dict[str, Any], data: dict[str, Any] | None, name: str = "data.json"
+) -> None:
+    """Report ``metrics`` with a checkpoint holding ``data`` as the JSON file ``name``.
+
+    ``data`` None reports no checkpoint. The checkpoint is written in a temporary directory
+    that is removed once ``report()`` has taken its copy, as a user's code would do.
+    """
+    if data is None:
+        tune.report(metrics)
+        return
+    with tempfile.TemporaryDirectory(prefix="atune-test-ckpt-") as directory:
+        with open(os.path.join(directory, name), "w") as f:
+            json.dump(data, f)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
 def read_json_checkpoint(checkpoint: tune.Checkpoint, name: str = "data.json") -> dict[str, Any]:
-    """The JSON file ``name`` of ``checkpoint`` (see :func:`json_checkpoint`)."""
+    """The JSON file ``name`` of ``checkpoint`` (see :func:`report_json`)."""
     with checkpoint.as_directory() as directory, open(os.path.join(directory, name)) as f:
         data: dict[str, Any] = json.load(f)
         return data

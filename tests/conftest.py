@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +15,10 @@ import pytest
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # The key that signs pickled dict checkpoints: keep the tests' key out of the user's home.
-os.environ.setdefault(
-    "ATUNE_SIGNING_KEY_FILE",
-    os.path.join(tempfile.mkdtemp(prefix="atune-tests-"), "signing_key"),
-)
+if "ATUNE_SIGNING_KEY_FILE" not in os.environ:
+    _key_dir = tempfile.mkdtemp(prefix="atune-tests-")
+    os.environ["ATUNE_SIGNING_KEY_FILE"] = os.path.join(_key_dir, "signing_key")
+    atexit.register(shutil.rmtree, _key_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -97,7 +97,7 @@ def test_simulate_asha_compares_schedulers_in_virtual_time(tmp_path: Path) -> No
     pytest.importorskip("matplotlib")
     namespace = runpy.run_path(str(EXAMPLES / "simulate_asha.py"), run_name="simulate_asha")
     png = tmp_path / "simulate_asha.png"
-    results = namespace["main"](num_samples=10, workers=4, out=png)
+    results = namespace["main"](num_samples=10, workers=4, out=png, storage=str(tmp_path / "first"))
     assert list(results) == list(namespace["SCHEDULERS"])
     assert png.read_bytes().startswith(b"\x89PNG")
     epochs = {

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import atune as tune
-from _checkpointing import json_checkpoint as _checkpoint, read_json_checkpoint as _read
+from _checkpointing import read_json_checkpoint as _read, report_json
 from atune.errors import ConfigError
 
 
@@ -45,7 +45,7 @@ def test_checkpoint_reported_at_the_end_is_the_result_checkpoint(storage: str) -
     def train(config: dict[str, Any]) -> None:
         for i in range(10):
             tune.report({"test": i})
-        tune.report({"test": 10}, checkpoint=_checkpoint({"hello": 1}, "ckpt.log"))
+        report_json({"test": 10}, {"hello": 1}, "ckpt.log")
 
     result = _fit(train, storage)[0]
     assert os.path.exists(os.path.join(result.checkpoint.path, "ckpt.log"))
@@ -54,8 +54,8 @@ def test_checkpoint_reported_at_the_end_is_the_result_checkpoint(storage: str) -
 def test_last_of_many_checkpoints_is_kept_with_num_to_keep(storage: str) -> None:
     def train(config: dict[str, Any]) -> None:
         for i in range(10):
-            tune.report({"test": i}, checkpoint=_checkpoint({"i": i}, "ckpt.log"))
-        tune.report({"test": 10}, checkpoint=_checkpoint({"end": True}, "ckpt.log2"))
+            report_json({"test": i}, {"i": i}, "ckpt.log")
+        report_json({"test": 10}, {"end": True}, "ckpt.log2")
 
     result = _fit(train, storage, checkpoint_config=tune.CheckpointConfig(num_to_keep=3))[0]
     assert os.path.exists(os.path.join(result.checkpoint.path, "ckpt.log2"))
@@ -69,7 +69,7 @@ def _fail_once_at_five(config: dict[str, Any]) -> None:
     for i in range(start, 10):
         if i == 5 and not checkpoint:
             raise RuntimeError("try to fail me")
-        tune.report({"test": i}, checkpoint=_checkpoint({"i": i}))
+        report_json({"test": i}, {"i": i})
 
 
 def test_retry_resumes_from_the_last_checkpoint(storage: str) -> None:

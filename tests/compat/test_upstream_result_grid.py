@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import atune as tune
-from _checkpointing import json_checkpoint as _checkpoint, read_json_checkpoint as _read
+from _checkpointing import read_json_checkpoint as _read, report_json
 
 
 def _fit(trainable: Any, storage: str, space: dict[str, Any] | None = None, **tc: Any) -> Any:
@@ -28,12 +28,12 @@ def _fit(trainable: Any, storage: str, space: dict[str, Any] | None = None, **tc
 
 def _checkpoint_twice(config: dict[str, Any]) -> None:
     for step in range(2):
-        tune.report({"step": step}, checkpoint=_checkpoint({"step": step}))
+        report_json({"step": step}, {"step": step})
 
 
 def test_result_holds_checkpoint_metrics_and_config(storage: str) -> None:
     def only_checkpoint(config: dict[str, Any]) -> None:
-        tune.report({}, checkpoint=_checkpoint({"step": 0}))
+        report_json({}, {"step": 0})
 
     result = _fit(only_checkpoint, storage, {"a": 1})[0]
     assert isinstance(result.checkpoint, tune.Checkpoint)
@@ -86,10 +86,7 @@ def test_best_result_by_metric(storage: str) -> None:
 def test_best_result_keeps_its_checkpoint_history(storage: str) -> None:
     def with_history(config: dict[str, Any]) -> None:
         for step in range(2):
-            tune.report(
-                {"x": config["x"], "step": step},
-                checkpoint=_checkpoint({"x": config["x"], "step": step}),
-            )
+            report_json({"x": config["x"], "step": step}, {"x": config["x"], "step": step})
 
     grid = _fit(with_history, storage, {"x": tune.grid_search([1, 3])})
     best = grid.get_best_result(metric="x", mode="max")
@@ -179,7 +176,7 @@ def _count_until_stopped(config: dict[str, Any]) -> None:
     while True:
         data["it"] += 1
         due = data["it"] % config["checkpoint_interval"] == 0
-        tune.report(dict(data), checkpoint=_checkpoint(data) if due else None)
+        report_json(dict(data), data if due else None)
 
 
 @pytest.mark.parametrize("checkpoint_interval", [1, 2])

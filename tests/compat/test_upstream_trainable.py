@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 import pytest
 
 import atune as tune
+from _checkpointing import report_json
 
 
 class _Saving(tune.Trainable):
@@ -88,10 +88,7 @@ def _function(config: dict[str, Any]) -> None:
             assert json.load(f) == {"checkpoint_data": 5}
         tune.report({"restored": True})
         return
-    directory = tempfile.mkdtemp(prefix="compat-ckpt-")
-    with open(os.path.join(directory, "data.json"), "w") as f:
-        json.dump({"checkpoint_data": 5}, f)
-    tune.report({"restored": False}, checkpoint=tune.Checkpoint.from_directory(directory))
+    report_json({"restored": False}, {"checkpoint_data": 5})
     raise RuntimeError("fail once, after the first checkpoint")
 
 

@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 import atune as tune
-from _checkpointing import json_checkpoint as _checkpoint, read_json_checkpoint as _read
+from _checkpointing import read_json_checkpoint as _read, report_json
 
 
 def _sometimes_failing(config: dict[str, Any]) -> None:
@@ -25,12 +25,12 @@ def _sometimes_failing(config: dict[str, Any]) -> None:
     state = {"it": _read(checkpoint)["it"]} if checkpoint else {"it": 0}
     for _ in range(config.get("num_epochs", 1)):
         state["it"] += 1
-        tune.report(dict(state), checkpoint=_checkpoint(state))
+        report_json(dict(state), state)
     marker = config.get("fail_marker")
     if marker and os.path.exists(marker):
         raise RuntimeError("I am failing")
     state["it"] += 1
-    tune.report(dict(state), checkpoint=_checkpoint(state))
+    report_json(dict(state), state)
 
 
 def _tuner(storage: str, name: str, space: dict[str, Any], **rc: Any) -> tune.Tuner:
@@ -94,14 +94,14 @@ def _hang_while(config: dict[str, Any]) -> None:
     checkpoint = tune.get_checkpoint()
     state = {"it": _read(checkpoint)["it"]} if checkpoint else {"it": 0}
     state["it"] += 1
-    tune.report(dict(state), checkpoint=_checkpoint(state))
+    report_json(dict(state), state)
     if config["mode"] == "fail" and os.path.exists(config["marker"]):
         raise RuntimeError("I am failing")
     if config["mode"] == "hang":
         while os.path.exists(config["marker"]):  # stopped at its next report
             time.sleep(0.02)
     state["it"] += 1
-    tune.report(dict(state), checkpoint=_checkpoint(state))
+    report_json(dict(state), state)
 
 
 class _FailOnError(tune.Callback):
@@ -224,7 +224,7 @@ def test_restore_retry_env_var(
 
 def test_restore_with_another_trainable_raises(storage: str, tmp_path: Path) -> None:
     def train_func_1(config: dict[str, Any]) -> None:
-        tune.report({"data": 1}, checkpoint=_checkpoint({"data": 1}))
+        report_json({"data": 1}, {"data": 1})
         raise RuntimeError("Failing!")
 
     def train_func_2(config: dict[str, Any]) -> None:
