@@ -79,7 +79,7 @@ def train(config):
 
 
 tuner = tune.Tuner(
-    train,
+    tune.with_resources(train, {"cpu": 0.25}),  # all three at once, even on one core
     param_space={"x": tune.grid_search([1, 2, 3])},
     tune_config=tune.TuneConfig(backend="local", metric="loss", mode="min"),
     run_config=tune.RunConfig(storage_path=STORAGE, verbose=0),
