@@ -32,53 +32,21 @@ from typing import Any
 
 import ray
 
+import _live_trials
 import atune as tune
+from _live_trials import LiveTrialsActor, node_id, until_peak
 from atune.execution._ray import autoscaler_running, ensure_ray
+
+# The head's workers cannot import tests/ modules: send this one's code along.
+ray.cloudpickle.register_pickle_by_value(_live_trials)
 
 # Iterations a trial waits for company at most (0.2 s each): a bound for a broken run.
 _MAX_WAIT_ITERATIONS = 600
-
-
-@ray.remote(num_cpus=0)
-class LiveTrials:
-    """Counts the trials running at once, from their own start and end records."""
-
-    def __init__(self) -> None:
-        self.now = 0
-        self.peak = 0
-
-    def enter(self) -> None:
-        self.now += 1
-        self.peak = max(self.peak, self.now)
-
-    def leave(self) -> None:
-        self.now -= 1
-
-    def get_peak(self) -> int:
-        return self.peak
-
-
-def _node() -> str:
-    return ray.get_runtime_context().get_node_id()
-
-
-def until_peak(config: dict[str, Any]) -> None:
-    """Reports until the counter saw ``config["peak"]`` trials at once."""
-    live = ray.get_actor(config["counter"])
-    ray.get(live.enter.remote())
-    try:
-        for i in range(1, _MAX_WAIT_ITERATIONS + 1):
-            peak = ray.get(live.get_peak.remote())
-            tune.report({"i": i, "node": _node(), "peak": peak})
-            if peak >= config["peak"]:
-                return
-            time.sleep(0.2)
-    finally:
-        ray.get(live.leave.remote())
+_WAIT = {"max_reports": _MAX_WAIT_ITERATIONS, "min_reports": 1, "interval_s": 0.2}
 
 
 def once(config: dict[str, Any]) -> None:
-    tune.report({"node": _node()})
+    tune.report({"node": node_id()})
 
 
 def _trials(results: tune.ResultGrid) -> list[dict[str, Any]]:
@@ -113,10 +81,10 @@ def _rows(result: tune.Result) -> list[dict[str, Any]]:
 
 def grow(storage: str, out: dict[str, Any]) -> None:
     out["cpus_before"] = ray.cluster_resources().get("CPU", 0.0)
-    live = LiveTrials.options(name="live_grow").remote()  # type: ignore[attr-defined]
+    live = LiveTrialsActor.options(name="live_grow").remote()  # type: ignore[attr-defined]
     results = tune.Tuner(
         until_peak,
-        param_space={"counter": "live_grow", "peak": 4},
+        param_space={"counter": "live_grow", "peak": 4, **_WAIT},
         tune_config=tune.TuneConfig(num_samples=4),
         run_config=tune.RunConfig(storage_path=storage, name="grow", verbose=0),
     ).fit()
@@ -141,7 +109,7 @@ def main() -> None:
     report: dict[str, Any] = {}
     try:
         ensure_ray()  # RAY_ADDRESS: the head the test started
-        report["head"] = _node()
+        report["head"] = node_id()
         # The head's autoscaler reports within seconds of its start; a driver that
         # connects to a cluster just started may see no report yet.
         deadline = time.monotonic() + 60

@@ -43,66 +43,23 @@ from ray.util.scheduling_strategies import (
 
 import atune as tune
 from _checkpointing import report_with_checkpoint, resume_point
+from _live_trials import LiveTrialsActor, node_id, until_peak
 from atune.execution._ray import ensure_ray
 from atune.execution.placement_groups import PlacementGroupFactory
 
 # Iterations a trial that waits for company makes at most (0.1 s each): a bound for a
 # broken run only; a working one ends them as soon as the expected peak is seen.
 _MAX_WAIT_ITERATIONS = 300
+# until_peak's pace: twice at least, 0.1 s apart.
+_WAIT = {"max_reports": _MAX_WAIT_ITERATIONS, "min_reports": 2, "interval_s": 0.1}
 _LOSS_ITERATIONS = 25
 # A scenario's fit() that runs longer has hung (a working one takes well under a minute).
 _FIT_LIMIT_S = 180
 
 
-@ray.remote(num_cpus=0)
-class LiveTrials:
-    """Counts the trials running at once, from their own start and end records."""
-
-    def __init__(self) -> None:
-        self.now = 0
-        self.peak = 0
-        self.progress: dict[str, tuple[int, str]] = {}
-
-    def enter(self) -> int:
-        self.now += 1
-        self.peak = max(self.peak, self.now)
-        return self.peak
-
-    def leave(self) -> None:
-        self.now -= 1
-
-    def get_peak(self) -> int:
-        return self.peak
-
-    def report(self, trial_id: str, iteration: int, node: str) -> None:
-        self.progress[trial_id] = (iteration, node)
-
-    def get_progress(self) -> dict[str, tuple[int, str]]:
-        return dict(self.progress)
-
-
-def _node() -> str:
-    return ray.get_runtime_context().get_node_id()
-
-
-def until_peak(config: dict[str, Any]) -> None:
-    """Reports until the counter saw ``config["peak"]`` trials at once (and twice at least)."""
-    live = ray.get_actor(config["counter"])
-    ray.get(live.enter.remote())
-    try:
-        for i in range(1, _MAX_WAIT_ITERATIONS + 1):
-            peak = ray.get(live.get_peak.remote())
-            tune.report({"i": i, "node": _node(), "peak": peak})
-            if i >= 2 and peak >= config["peak"]:
-                return
-            time.sleep(0.1)
-    finally:
-        ray.get(live.leave.remote())
-
-
 @ray.remote(num_cpus=1)
 def _where() -> str:
-    return _node()
+    return node_id()
 
 
 def bundles_nodes(config: dict[str, Any]) -> None:
@@ -116,7 +73,7 @@ def bundles_nodes(config: dict[str, Any]) -> None:
             for index in range(1, len(config["case"]["bundles"]))
         ]
     )
-    tune.report({"nodes": ",".join([_node(), *others])})
+    tune.report({"nodes": ",".join([node_id(), *others])})
 
 
 def _pgf(config: dict[str, Any]) -> PlacementGroupFactory:
@@ -137,13 +94,13 @@ def checkpointing(config: dict[str, Any]) -> None:
     trial_id = tune.get_context().get_trial_id()
     for i in range(start + 1, _LOSS_ITERATIONS + 1):
         time.sleep(0.1)
-        ray.get(live.report.remote(trial_id, i, _node()))
-        report_with_checkpoint(i, {"i": i, "node": _node()})
+        ray.get(live.report.remote(trial_id, i, node_id()))
+        report_with_checkpoint(i, {"i": i, "node": node_id()})
 
 
 def _counter(name: str, head: str) -> Any:
     strategy = NodeAffinitySchedulingStrategy(head, soft=False)
-    return LiveTrials.options(name=name, scheduling_strategy=strategy).remote()  # type: ignore[attr-defined]
+    return LiveTrialsActor.options(name=name, scheduling_strategy=strategy).remote()  # type: ignore[attr-defined]
 
 
 def _fit_while(tuner: tune.Tuner, act: Callable[[threading.Thread], None]) -> tune.ResultGrid:
@@ -209,7 +166,7 @@ def join(cluster: Cluster, storage: str, head: str, out: dict[str, Any]) -> None
 
     tuner = tune.Tuner(
         until_peak,
-        param_space={"counter": "live_join", "peak": 3},
+        param_space={"counter": "live_join", "peak": 3, **_WAIT},
         tune_config=tune.TuneConfig(num_samples=6),
         run_config=tune.RunConfig(storage_path=storage, name="join", verbose=0),
     )
@@ -223,7 +180,7 @@ def placement(cluster: Cluster, storage: str, head: str, out: dict[str, Any]) ->
     live = _counter("live_placement", head)  # held: a dropped handle ends the actor
     singles = tune.Tuner(
         until_peak,
-        param_space={"counter": "live_placement", "peak": 4},
+        param_space={"counter": "live_placement", "peak": 4, **_WAIT},
         tune_config=tune.TuneConfig(num_samples=4),
         run_config=tune.RunConfig(storage_path=storage, name="singles", verbose=0),
     ).fit()
@@ -307,7 +264,7 @@ def main() -> None:
         # As a script on a cluster node connects: no address given, Ray's record of the
         # cluster (written by ``Cluster`` as by ``ray start``) is found.
         ensure_ray()
-        head = _node()
+        head = node_id()
         report["head"] = head
         report["cluster_head"] = cluster.head_node.node_id
         started = time.monotonic()
