@@ -207,7 +207,7 @@ class VirtualClock:
         try:
             await woken
         finally:
-            timer.cancelled = True
+            timer.cancel()
 
     @contextmanager
     def move_on_after(self, seconds: float, *, shield: bool = False) -> Iterator[anyio.CancelScope]:
@@ -218,7 +218,7 @@ class VirtualClock:
                 yield scope
             finally:
                 if timer is not None:
-                    timer.cancelled = True
+                    timer.cancel()
 
     def call_later(self, seconds: float, callback: Callable[[], object]) -> Cancellable:
         """Run ``callback()`` when the clock reaches ``monotonic() + seconds``.
